@@ -1,0 +1,198 @@
+# -*- test-case-name: tests.test_errors -*-
+"""
+The one exception hierarchy of NetStructer.
+
+Every error the package raises on purpose derives from L{NetStructerError}.
+Following h11, protocol errors say whose fault they were:
+L{RemoteProtocolError} is raised only on the receive path (the peer sent
+something it must not), L{LocalProtocolError} only on the send path (this
+program asked for something it must not).  Any protocol error is terminal for
+the channel it happened on: the connection is closed, never resynchronised.
+
+Messages say what happened and what to do about it, and never contain key
+material.
+
+This module imports nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationError",
+    "BufferDataError",
+    "ChannelClosedError",
+    "DecodeError",
+    "EncodeError",
+    "HandshakeError",
+    "HandshakeTimeout",
+    "IntegrityError",
+    "InvalidKey",
+    "KeyFileError",
+    "LocalProtocolError",
+    "NetStructerError",
+    "OperationTimedOut",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "ServerInitializeError",
+    "TruncationError",
+]
+
+
+class NetStructerError(Exception):
+    """
+    Base class of every error NetStructer raises on purpose.
+    """
+
+
+class ProtocolError(NetStructerError):
+    """
+    Something broke the rules of the NetStructer protocol.
+
+    Abstract: raise L{LocalProtocolError} or L{RemoteProtocolError}.  Either
+    is terminal for the channel it happened on.
+    """
+
+    def __init__(self, *args: object) -> None:
+        if type(self) is ProtocolError:
+            raise TypeError(
+                "ProtocolError is abstract: raise LocalProtocolError or RemoteProtocolError"
+            )
+        super().__init__(*args)
+
+
+class LocalProtocolError(ProtocolError):
+    """
+    This program asked the channel for something the protocol forbids, such as
+    sending a value after closing.  Raised only by send-side requests.
+    """
+
+
+class RemoteProtocolError(ProtocolError):
+    """
+    The peer sent something the protocol forbids.  Raised only on the receive
+    path.
+    """
+
+
+class ChannelClosedError(LocalProtocolError):
+    """
+    A value, ping or close was requested on a channel that is closing, closed
+    or failed.  Open a new connection.
+    """
+
+
+class BufferDataError(NetStructerError):
+    """
+    A value or frame is larger than the limit that applies to it.
+
+    Raised locally, before anything is written, when this side asks to send an
+    encoded value larger than the peer accepts; raised on the receive path (and
+    the connection closed) when the peer sends a frame larger than this side
+    accepts.  The name is kept from the original package.
+    """
+
+
+class ServerInitializeError(NetStructerError):
+    """
+    A server could not start: the port is in use or not permitted, the key is
+    missing or bad, or a handler could not be loaded.  The message names the
+    cause.  The name is kept from the original package.
+    """
+
+
+class HandshakeError(RemoteProtocolError):
+    """
+    The two sides could not agree on a protocol version or suite, or a
+    handshake message was malformed.
+
+    @ivar localValue: What this side offered or expected, when known.
+    @ivar remoteValue: What the peer offered, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        localValue: object = None,
+        remoteValue: object = None,
+    ) -> None:
+        super().__init__(message)
+        self.localValue = localValue
+        self.remoteValue = remoteValue
+
+
+class AuthenticationError(HandshakeError):
+    """
+    The peer does not hold the same key: its handshake message failed
+    authentication.  Check that both sides use the same key (or that the
+    accepting side lists the connecting side's first key).
+    """
+
+
+class HandshakeTimeout(HandshakeError):
+    """
+    The handshake did not complete within its time limit.
+    """
+
+
+class IntegrityError(RemoteProtocolError):
+    """
+    A record failed authentication after the handshake: it was altered,
+    replayed, reordered, reflected or dropped in transit.
+    """
+
+
+class TruncationError(RemoteProtocolError):
+    """
+    The connection ended without the peer's authenticated close record, so
+    values may have been cut off in transit.
+    """
+
+
+class EncodeError(NetStructerError, TypeError):
+    """
+    A value cannot be encoded: it holds a type NetStructer does not carry, a
+    cycle, or is nested too deeply.  The message names the offending type and
+    its path in the value, e.g. C{value[3]['k']: cannot encode datetime.datetime}.
+
+    @ivar path: The path of the offending part, e.g. C{"value[3]['k']"}.
+    """
+
+    def __init__(self, message: str, path: str = "value") -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class DecodeError(RemoteProtocolError, ValueError):
+    """
+    Received bytes are not a valid encoded value, or exceed a decoding limit
+    (size, nesting depth, items per container, objects, integer size, or too
+    many keys sharing one hash).
+    """
+
+
+class InvalidKey(NetStructerError, ValueError):
+    """
+    A key is not a Fernet-format key (32 bytes, urlsafe base64, 44
+    characters), or a keyring is empty.  The message never contains key
+    material.  Make a key with C{netstructer keygen}.
+    """
+
+
+class KeyFileError(InvalidKey):
+    """
+    A key file is missing, unreadable, readable by group or others, or holds no
+    valid key.  The message names the file and the fix.
+
+    @ivar path: The key file's path.
+    """
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class OperationTimedOut(NetStructerError, TimeoutError):
+    """
+    An operation given a timeout (receiving a value, connecting, waiting for a
+    session) did not complete in time.  Nothing was consumed.
+    """
