@@ -1,0 +1,659 @@
+# -*- test-case-name: tests.test_registry -*-
+"""
+L{SessionRegistry}: the authenticated sessions of one server, and its flood
+limits (the "Container" of the original package).
+
+A registry is a L{twisted.application.service.Service} instance handed to a
+L{netstructer.protocol.BridgeServerFactory} as its connection gate; nothing
+about it is global, so two servers in one process never share sessions.  It
+answers the factory's three questions (L{IConnectionGate
+<netstructer.protocol.IConnectionGate>}):
+
+    1. C{admit(address)}: may a new connection start its handshake?  Every
+       admitted connection is counted, by peer IP, until it ends.
+    2. C{sessionOpened(session)}: the connection authenticated; only now is
+       it registered, so an unauthenticated peer is never visible.
+    3. C{sessionClosed(session, reason)}: the connection ended, whether or not
+       it had authenticated; it is uncounted and unregistered.
+
+Sessions are keyed by C{"ip:port"} (C{"[ip]:port"} for IPv6, as
+L{netstructer.protocol.sessionKey} makes them).  Lookups also take a bare IP
+(C{"192.168.1.4"}, C{"::1"} or C{"[::1]"}), answering with the most recently
+opened session from that address: several clients behind one address never
+overwrite each other, and L{SessionRegistry.allFrom} lists them all.  IP
+addresses are compared in canonical form (C{"0:0::1"} is C{"::1"}), and an
+IPv4-mapped IPv6 address (C{"::ffff:10.0.0.1"}, as a dual-stack listener
+reports IPv4 peers) counts as the IPv4 address it carries, both for lookups
+and for the per-IP limit.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import Interface
+
+from netstructer.channel import CloseCode
+from netstructer.errors import OperationTimedOut
+from netstructer.protocol import BridgeProtocol, ISessionObserver
+
+__all__ = [
+    "DEFAULT_MAX_PER_IP",
+    "DEFAULT_MAX_SESSIONS",
+    "SHUTDOWN_REASON",
+    "ISessionListener",
+    "SessionRegistry",
+    "canonicalHost",
+]
+
+DEFAULT_MAX_SESSIONS = 1024
+"""The default limit on connections, including those still in their handshake."""
+
+DEFAULT_MAX_PER_IP = 64
+"""The default limit on connections from one IP address."""
+
+SHUTDOWN_REASON = "server shutting down"
+"""The close reason sessions see when the registry stops."""
+
+
+class ISessionListener(Interface):
+    """
+    Told when sessions open and close (see L{SessionRegistry.addObserver}).
+
+    Every session an observer is told opened, it is later told closed, even
+    if the session was popped or cleared from the registry meanwhile.  It is
+    never told about connections that did not authenticate.
+    """
+
+    def sessionOpened(session: BridgeProtocol) -> None:  # noqa: N805
+        """
+        A session completed its handshake and was registered.
+
+        @param session: The session.
+        """
+
+    def sessionClosed(session: BridgeProtocol, reason: Failure) -> None:  # noqa: N805
+        """
+        A session that had opened ended.
+
+        @param session: The session.
+        @param reason: Why it ended: L{ConnectionDone
+            <twisted.internet.error.ConnectionDone>} for a clean close.
+        """
+
+
+def canonicalHost(host: str) -> str:
+    """
+    The form of a host that lookups and per-IP limits compare: brackets
+    removed, an IP address in its compressed form, and an IPv4-mapped IPv6
+    address as the IPv4 address it carries.  Anything that is not an IP
+    address is returned unchanged.
+
+    @param host: An IP address, possibly in brackets, or any other text.
+    @return: The canonical form.
+    """
+    text = host.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return text
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def _keyOf(host: str, port: int) -> str:
+    """
+    Format a canonical host and a port as a session key.
+    """
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _tokensOf(address: IAddress | None, fallback: str) -> tuple[str, str]:
+    """
+    The canonical key and host of a peer address.  An address without a host
+    and port (a UNIX socket) is its own key and host.
+
+    @param address: The peer's address.
+    @param fallback: What to use when C{address} is not an IP address.
+    @return: C{(key, host)}.
+    """
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if not isinstance(host, str) or not isinstance(port, int):
+        text = fallback or str(address)
+        return text, text
+    canonical = canonicalHost(host)
+    return _keyOf(canonical, port), canonical
+
+
+def _parseTarget(target: str) -> tuple[bool, str]:
+    """
+    Parse what a caller looks sessions up by.
+
+    @param target: C{"ip:port"}, C{"[ipv6]:port"}, or a bare IP address
+        (C{"10.0.0.1"}, C{"::1"}, C{"[::1]"}).
+    @return: Whether C{target} names one connection (a key) rather than a
+        host, and its canonical form.
+    """
+    text = target.strip()
+    if text.startswith("["):
+        end = text.find("]")
+        rest = text[end + 1 :]
+        if end != -1 and rest.startswith(":") and rest[1:].isascii() and rest[1:].isdigit():
+            return True, _keyOf(canonicalHost(text[1:end]), int(rest[1:]))
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+        if port.isascii() and port.isdigit():
+            return True, _keyOf(canonicalHost(host), int(port))
+    return False, canonicalHost(text)
+
+
+class SessionRegistry(Service):
+    """
+    The authenticated sessions of one server, the flood limits on its
+    connections, and their clean shutdown.
+
+    B{Registration.}  A session is registered when its handshake completes
+    (L{sessionOpened}), never before, and unregistered when it ends
+    (L{sessionClosed}) or is taken out with L{pop} or L{clear}.  A session
+    that was taken out and ends later never disturbs a newer session
+    registered under the same key.
+
+    B{Limits.}  L{admit} counts every connection it admits, including those
+    still in their handshake and those taken out with L{pop}, until
+    L{sessionClosed} is called for it (a L{BridgeProtocol
+    <netstructer.protocol.BridgeProtocol>} calls it for every connection,
+    authenticated or not), so the counts always return to where they were.
+
+    B{Observers} (L{addObserver}) are told of every session that opens and,
+    later, that it closed.  An observer that raises is logged and does not
+    disturb the registry or the other observers.
+
+    B{Stopping.}  L{stopService} refuses new connections, closes every
+    session cleanly with L{CloseCode.GOING_AWAY}, aborts connections still in
+    their handshake, and returns a Deferred that fires once every connection
+    has ended.  L{startService} admits connections again; a registry that
+    was never started admits them too.
+
+    C{len(registry)}, C{iter(registry)} and C{target in registry} are
+    L{count}, L{all} and L{get}C{(target) is not None}; C{session in
+    registry} says whether that session object is registered.  (So, as for
+    any container, an empty registry is false.)
+
+    @ivar maxSessions: The most connections admitted at once, including
+        those in their handshake.
+    @ivar maxPerIP: The most connections admitted at once from one IP
+        address.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        clock: IReactorTime | None = None,
+        *,
+        maxSessions: int = DEFAULT_MAX_SESSIONS,
+        maxPerIP: int = DEFAULT_MAX_PER_IP,
+        logger: Logger | None = None,
+    ) -> None:
+        """
+        @param clock: Schedules L{waitFor} timeouts; the global reactor,
+            imported only when a timeout is first needed, by default.
+        @param maxSessions: The most connections admitted at once.
+        @param maxPerIP: The most connections admitted at once from one IP.
+        @param logger: Where to log; the class's logger by default.
+        @raise ValueError: A limit is less than 1.
+        """
+        for name, value in (("maxSessions", maxSessions), ("maxPerIP", maxPerIP)):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1")
+        self.maxSessions = maxSessions
+        self.maxPerIP = maxPerIP
+        self._clock = clock
+        if logger is not None:
+            self._log = logger
+        # Registered sessions, oldest first, with their canonical key and host.
+        self._sessions: dict[BridgeProtocol, tuple[str, str]] = {}
+        # Indexes of the registered sessions; each list or dict is oldest first.
+        self._byKey: dict[str, list[BridgeProtocol]] = {}
+        self._byHost: dict[str, dict[BridgeProtocol, None]] = {}
+        # Sessions that opened, were taken out by pop or clear, and are open.
+        self._detached: dict[BridgeProtocol, None] = {}
+        # Connections reported by handshakeStarted that have not opened yet.
+        self._handshaking: dict[BridgeProtocol, None] = {}
+        # The key and host each reported connection was admitted under, and
+        # those of the connection admitted last (handshakeStarted follows it).
+        self._admittedAs: dict[BridgeProtocol, tuple[str, str]] = {}
+        self._lastAdmitted: tuple[str, str] | None = None
+        # Admitted connections that have not ended, by canonical key and host.
+        self._admittedKeys: dict[str, int] = {}
+        self._admittedHosts: dict[str, int] = {}
+        self._admitted = 0
+        self._observers: list[ISessionObserver] = []
+        self._waiters: dict[tuple[bool, str], list[defer.Deferred[BridgeProtocol]]] = {}
+        self._whenIdle: list[defer.Deferred[None]] = []
+        self._stopping = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<SessionRegistry {len(self._sessions)} sessions, "
+            f"{self._admitted} admitted connections>"
+        )
+
+    @property
+    def clock(self) -> IReactorTime:
+        """
+        The clock of L{waitFor} timeouts: the one given, or else the global
+        reactor.
+        """
+        clock = self._clock
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = self._clock = reactor
+        return clock
+
+    # Lookups.
+
+    def count(self) -> int:
+        """
+        @return: How many sessions are registered.
+        """
+        return len(self._sessions)
+
+    def connectionCount(self) -> int:
+        """
+        @return: How many admitted connections have not ended: the number
+            L{maxSessions} limits, including connections in their handshake
+            and sessions taken out with L{pop} or L{clear}.
+        """
+        return self._admitted
+
+    def all(self) -> list[BridgeProtocol]:
+        """
+        @return: The registered sessions, oldest first.
+        """
+        return list(self._sessions)
+
+    def _lookup(self, target: str) -> list[BridgeProtocol]:
+        isKey, token = _parseTarget(target)
+        if isKey:
+            return self._byKey.get(token, [])
+        return list(self._byHost.get(token, ()))
+
+    def get(self, target: str) -> BridgeProtocol | None:
+        """
+        Find a registered session.
+
+        @param target: A session key (C{"ip:port"} or C{"[ipv6]:port"}), or a
+            bare IP address (C{"192.168.1.4"}, C{"::1"}, C{"[::1]"}).
+        @return: The session with that key, or the most recently opened
+            session from that IP address; L{None} if there is none.
+        """
+        isKey, token = _parseTarget(target)
+        if isKey:
+            sessions = self._byKey.get(token)
+            return sessions[-1] if sessions else None
+        fromHost = self._byHost.get(token)
+        return next(reversed(fromHost)) if fromHost else None
+
+    def allFrom(self, target: str) -> list[BridgeProtocol]:
+        """
+        Find every registered session from one address.
+
+        @param target: A bare IP address, or a session key.
+        @return: The sessions from that IP address (or with that key),
+            oldest first.
+        """
+        return list(self._lookup(target))
+
+    def pop(self, target: str | BridgeProtocol) -> BridgeProtocol | None:
+        """
+        Take a session out of the registry, leaving it open: it is no longer
+        found by lookups, but it still counts against the limits until it
+        ends, observers are still told when it closes, and L{stopService}
+        still closes it.
+
+        @param target: A session, a session key, or a bare IP address (which
+            takes the most recently opened session from that address).
+        @return: The session, or L{None} if there is none.
+        """
+        if isinstance(target, BridgeProtocol):
+            session: BridgeProtocol | None = target if target in self._sessions else None
+        else:
+            session = self.get(target)
+        if session is None:
+            return None
+        self._unregister(session)
+        self._detached[session] = None
+        return session
+
+    def clear(
+        self, reason: str = "closed by the server", code: CloseCode = CloseCode.NORMAL
+    ) -> defer.Deferred[None]:
+        """
+        Close every registered session with a close record and empty the
+        registry at once.  Each session still delivers the values it was
+        sent and received before the close (see L{BridgeProtocol.close
+        <netstructer.protocol.BridgeProtocol.close>}).
+
+        @param reason: The reason the peers see.
+        @param code: The close code the peers see.
+        @return: A Deferred that fires with L{None} once all those sessions
+            have ended.
+        """
+        sessions = self.all()
+        for session in sessions:
+            self._unregister(session)
+            self._detached[session] = None
+        for session in sessions:
+            session.close(reason, code)
+        return _whenAllClosed(sessions)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __iter__(self) -> Iterator[BridgeProtocol]:
+        return iter(self.all())
+
+    def __contains__(self, target: object) -> bool:
+        if isinstance(target, BridgeProtocol):
+            return target in self._sessions
+        if isinstance(target, str):
+            return self.get(target) is not None
+        return False
+
+    def waitFor(self, target: str, timeout: float | None = None) -> defer.Deferred[BridgeProtocol]:
+        """
+        Wait for a session to be registered.
+
+        @param target: A session key, or a bare IP address (any session from
+            it will do).
+        @param timeout: Seconds to wait; L{None} waits as long as it takes.
+        @return: A Deferred firing with the session: at once if one is
+            already registered (the most recent, for an IP address),
+            otherwise when one opens.  It fails with L{OperationTimedOut}
+            after C{timeout} seconds.  Cancelling it forgets the wait and
+            its timer.
+        """
+        slot = _parseTarget(target)
+        existing = self.get(target)
+        if existing is not None:
+            return defer.succeed(existing)
+        timer: IDelayedCall | None = None
+
+        def cancel(d: defer.Deferred[BridgeProtocol]) -> None:
+            self._forgetWaiter(slot, d)
+
+        d: defer.Deferred[BridgeProtocol] = defer.Deferred(cancel)
+        self._waiters.setdefault(slot, []).append(d)
+        if timeout is not None:
+
+            def timedOut() -> None:
+                self._forgetWaiter(slot, d)
+                d.errback(
+                    OperationTimedOut(f"no session from {target} opened within {timeout} seconds")
+                )
+
+            timer = self.clock.callLater(timeout, timedOut)
+
+            def stopTimer(result: object) -> object:
+                if timer is not None and timer.active():
+                    timer.cancel()
+                return result
+
+            d.addBoth(stopTimer)
+        return d
+
+    def _forgetWaiter(self, slot: tuple[bool, str], d: defer.Deferred[BridgeProtocol]) -> None:
+        waiters = self._waiters.get(slot)
+        if waiters is not None and d in waiters:
+            waiters.remove(d)
+            if not waiters:
+                del self._waiters[slot]
+
+    def _fireWaiters(self, slot: tuple[bool, str], session: BridgeProtocol) -> None:
+        for d in self._waiters.pop(slot, []):
+            d.callback(session)
+
+    # Observers.
+
+    def addObserver(self, observer: ISessionObserver) -> None:
+        """
+        Tell C{observer} of sessions opening and closing from now on.
+
+        @param observer: An L{ISessionListener} provider (or any object with
+            its two methods).  An observer added while sessions are open will
+            be told when they close.
+        """
+        self._observers.append(observer)
+
+    def removeObserver(self, observer: ISessionObserver) -> None:
+        """
+        Stop telling C{observer} of sessions.
+
+        @param observer: An observer given to L{addObserver}.
+        @raise ValueError: It was not observing.
+        """
+        self._observers.remove(observer)
+
+    def _notifyOpened(self, session: BridgeProtocol) -> None:
+        for observer in list(self._observers):
+            try:
+                observer.sessionOpened(session)
+            except Exception:  # noqa: BLE001 (logged: an observer's bug stays its own)
+                self._log.failure(
+                    "Session observer {observer} failed when {peer} opened",
+                    observer=observer,
+                    peer=session.key,
+                )
+
+    def _notifyClosed(self, session: BridgeProtocol, reason: Failure) -> None:
+        for observer in list(self._observers):
+            try:
+                observer.sessionClosed(session, reason)
+            except Exception:  # noqa: BLE001 (logged: an observer's bug stays its own)
+                self._log.failure(
+                    "Session observer {observer} failed when {peer} closed",
+                    observer=observer,
+                    peer=session.key,
+                )
+
+    # The connection gate.
+
+    def admit(self, address: IAddress) -> bool:
+        """
+        Decide whether a new connection may start its handshake, and count it
+        if so.  The answer is C{False} (and a line is logged naming the peer
+        and the reason) while the registry is stopping, when L{maxSessions}
+        connections are already admitted, or when L{maxPerIP} are admitted
+        from the same IP address.  (Peers without an IP address, such as
+        those of a UNIX socket, are limited by L{maxSessions} only.)
+
+        @param address: The peer's address.
+        @return: Whether to accept the connection.  A C{True} answer counts
+            it until L{sessionClosed} is called for it.
+        """
+        key, host = _tokensOf(address, "")
+        if self._stopping:
+            self._log.info("Refusing {peer}: the server is stopping", peer=key)
+            return False
+        if self._admitted >= self.maxSessions:
+            self._log.warn(
+                "Refusing {peer}: {count} connections are already open (the {limit} limit)",
+                peer=key,
+                count=self._admitted,
+                limit="maxSessions",
+            )
+            return False
+        fromHost = self._admittedHosts.get(host, 0)
+        if fromHost >= self.maxPerIP and isinstance(getattr(address, "host", None), str):
+            self._log.warn(
+                "Refusing {peer}: {count} connections from {host} are already open "
+                "(the {limit} limit)",
+                peer=key,
+                host=host,
+                count=fromHost,
+                limit="maxPerIP",
+            )
+            return False
+        self._admitted += 1
+        self._admittedHosts[host] = fromHost + 1
+        self._admittedKeys[key] = self._admittedKeys.get(key, 0) + 1
+        self._lastAdmitted = (key, host)
+        return True
+
+    def handshakeStarted(self, connection: BridgeProtocol) -> None:
+        """
+        A connection admitted by L{admit} was built and starts its handshake.
+        Factories that report this (right after C{admit} answered C{True})
+        let L{stopService} abort connections that have not authenticated yet
+        (connections not reported are waited for instead: their handshake
+        timeout bounds the wait), and have each connection uncounted exactly
+        as it was counted even if its transport names its peer differently
+        from the address C{admit} was given (connections not reported are
+        uncounted by their peer's address).
+
+        @param connection: The new protocol.
+        """
+        self._handshaking[connection] = None
+        if self._lastAdmitted is not None:
+            self._admittedAs[connection] = self._lastAdmitted
+            self._lastAdmitted = None
+
+    def sessionOpened(self, session: BridgeProtocol) -> None:
+        """
+        A connection completed its handshake: register it, tell the
+        observers, then fire the L{waitFor} calls it satisfies.  While the
+        registry is stopping, the session is then closed at once with
+        L{CloseCode.GOING_AWAY}.
+
+        @param session: The authenticated session.
+        """
+        self._handshaking.pop(session, None)
+        if session in self._sessions or session in self._detached:
+            return
+        key, host = _tokensOf(session.peer, session.key)
+        self._sessions[session] = (key, host)
+        self._byKey.setdefault(key, []).append(session)
+        self._byHost.setdefault(host, {})[session] = None
+        self._notifyOpened(session)
+        if session in self._sessions:
+            self._fireWaiters((True, key), session)
+            self._fireWaiters((False, host), session)
+        if self._stopping:
+            session.close(SHUTDOWN_REASON, CloseCode.GOING_AWAY)
+
+    def sessionClosed(self, session: BridgeProtocol, reason: Failure) -> None:
+        """
+        A connection ended, whether or not it had authenticated: uncount it
+        if it was admitted, unregister it if it is still registered (and only
+        it: never a newer session with the same key), and tell the observers
+        if it had opened.
+
+        @param session: The connection.
+        @param reason: Why it ended.
+        """
+        self._handshaking.pop(session, None)
+        admittedAs = self._admittedAs.pop(session, None)
+        self._uncount(*(admittedAs or _tokensOf(session.peer, session.key)))
+        opened = False
+        if session in self._sessions:
+            self._unregister(session)
+            opened = True
+        elif session in self._detached:
+            del self._detached[session]
+            opened = True
+        if opened:
+            self._notifyClosed(session, reason)
+        self._maybeIdle()
+
+    def _uncount(self, key: str, host: str) -> None:
+        admitted = self._admittedKeys.get(key, 0)
+        if not admitted:
+            # Built by a factory that does not ask admit(): never counted.
+            return
+        if admitted == 1:
+            del self._admittedKeys[key]
+        else:
+            self._admittedKeys[key] = admitted - 1
+        fromHost = self._admittedHosts[host]
+        if fromHost == 1:
+            del self._admittedHosts[host]
+        else:
+            self._admittedHosts[host] = fromHost - 1
+        self._admitted -= 1
+
+    def _unregister(self, session: BridgeProtocol) -> None:
+        key, host = self._sessions.pop(session)
+        withKey = self._byKey[key]
+        withKey.remove(session)
+        if not withKey:
+            del self._byKey[key]
+        fromHost = self._byHost[host]
+        del fromHost[session]
+        if not fromHost:
+            del self._byHost[host]
+
+    # The service.
+
+    def startService(self) -> None:
+        """
+        Admit connections again after L{stopService}.
+        """
+        Service.startService(self)
+        self._stopping = False
+
+    def stopService(self) -> defer.Deferred[None]:
+        """
+        Shut down cleanly: refuse new connections; close every session that
+        opened (registered or taken out) with L{CloseCode.GOING_AWAY} and
+        L{SHUTDOWN_REASON}, which sends every value already accepted by
+        C{sendBuffer} before the close record and waits for the peer's
+        reply (at most the sessions' C{closeTimeout}); and abort connections
+        still in their handshake that were reported by L{handshakeStarted}
+        (they hold no accepted values: nothing is lost, and their peers see
+        the handshake fail).  A connection that was not reported and
+        completes its handshake while stopping is closed as soon as it opens.
+
+        @return: A Deferred that fires with L{None} once every admitted
+            connection and every session has ended.
+        """
+        Service.stopService(self)
+        self._stopping = True
+        for connection in list(self._handshaking):
+            if connection.transport is not None:
+                connection.abort()
+        for session in [*self._sessions, *self._detached]:
+            session.close(SHUTDOWN_REASON, CloseCode.GOING_AWAY)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._whenIdle.append(d)
+        self._maybeIdle()
+        return d
+
+    def _maybeIdle(self) -> None:
+        if not self._whenIdle:
+            return
+        if self._admitted or self._sessions or self._detached or self._handshaking:
+            return
+        waiting, self._whenIdle = self._whenIdle, []
+        for d in waiting:
+            d.callback(None)
+
+
+def _whenAllClosed(sessions: list[BridgeProtocol]) -> defer.Deferred[None]:
+    """
+    @return: A Deferred that fires with L{None} once every one of C{sessions}
+        has ended.
+    """
+    d = defer.gatherResults([session.whenClosed() for session in sessions])
+    return d.addCallback(lambda _: None)

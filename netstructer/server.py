@@ -1,0 +1,642 @@
+# -*- test-case-name: tests.test_server -*-
+"""
+L{Server}: a NetStructer server as a Twisted service.
+
+A L{Server} is a L{MultiService} that owns a listening endpoint, the factory
+of its connections (a L{BridgeServerFactory}) and their L{SessionRegistry}
+(a child service), and hands each authenticated session to a handler (see
+L{netstructer.handlers})::
+
+    from netstructer.handlers import EchoHandler
+    from netstructer.server import Server
+
+    server = Server("tcp:5000:interface=127.0.0.1", key, EchoHandler())
+    server.setServiceParent(application)      # or: yield server.listen()
+
+The methods of the original package's server keep their meaning: L{count},
+L{all}, L{get}, L{pop}, L{clear}, L{allFrom} and L{waitFor} ask the registry,
+and L{listen_on} sets the handler.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.service import MultiService
+from twisted.internet import defer
+from twisted.internet.endpoints import quoteStringArgument, serverFromString
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import (
+    IAddress,
+    IListeningPort,
+    IReactorTime,
+    IStreamServerEndpoint,
+)
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from netstructer.channel import CloseCode
+from netstructer.errors import InvalidKey, ServerInitializeError
+from netstructer.handlers import checkHandler, isHandlerObject
+from netstructer.keys import Keyring, asKeyring
+from netstructer.protocol import BridgeConfig, BridgeProtocol, BridgeServerFactory
+from netstructer.registry import ISessionListener, SessionRegistry
+from netstructer.values import DEFAULT_LIMITS, Limits
+
+__all__ = ["INTERNAL_ERROR_REASON", "Server", "endpointDescription"]
+
+INTERNAL_ERROR_REASON = "internal server error"
+"""The close reason a peer sees when the handler of its session fails."""
+
+_CONFIG_OPTIONS = frozenset(f.name for f in dataclasses.fields(BridgeConfig)) - {"keyring"}
+_REGISTRY_OPTIONS = frozenset({"maxSessions", "maxPerIP"})
+_IN_USE = {errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", errno.EADDRINUSE)}
+_DENIED = {errno.EACCES, errno.EPERM, getattr(errno, "WSAEACCES", errno.EACCES)}
+
+
+def _isNumber(text: str) -> bool:
+    """
+    @return: Whether C{text} is a non-negative decimal integer in ASCII.
+    """
+    return text.isascii() and text.isdigit()
+
+
+def _checkPort(port: int) -> int:
+    if not 0 <= port <= 65535:
+        raise ServerInitializeError(
+            f"port {port} is out of range: choose a port from 1 to 65535 (0 picks a free one)"
+        )
+    return port
+
+
+def endpointDescription(endpoint: object) -> str | IStreamServerEndpoint:
+    """
+    Normalise the forms of endpoint a L{Server} accepts.
+
+    @param endpoint: A L{serverFromString} description (C{"tcp:5000"},
+        C{"ssl:443:privateKey=key.pem"}, C{"unix:/run/ns.sock"}); a port
+        number, as an C{int} or a string of digits (C{"tcp:N"}); a C{(host,
+        port)} tuple (TCP on that interface; an empty host means every
+        interface, an IPv6 host may be bracketed); or an
+        L{IStreamServerEndpoint} provider.
+    @return: A description, or the endpoint itself.
+    @raise ServerInitializeError: A port number is out of range.
+    @raise TypeError: C{endpoint} is none of these forms.
+    """
+    if IStreamServerEndpoint.providedBy(endpoint):
+        return endpoint
+    if isinstance(endpoint, int) and not isinstance(endpoint, bool):
+        return f"tcp:{_checkPort(endpoint)}"
+    if isinstance(endpoint, str):
+        if _isNumber(endpoint.strip()):
+            return f"tcp:{_checkPort(int(endpoint))}"
+        return endpoint
+    if isinstance(endpoint, tuple) and len(endpoint) == 2:
+        host, port = endpoint
+        if isinstance(host, str) and isinstance(port, (int, str)) and not isinstance(port, bool):
+            if isinstance(port, str) and not _isNumber(port.strip()):
+                raise ServerInitializeError(f"port {port!r} is not a number")
+            number = _checkPort(int(port))
+            host = host.strip()
+            if host.startswith("[") and host.endswith("]"):
+                host = host[1:-1]
+            if not host:
+                return f"tcp:{number}"
+            return f"tcp:{number}:interface={quoteStringArgument(host)}"
+    raise TypeError(
+        f"cannot listen on {endpoint!r}: give an endpoint description such as "
+        "'tcp:5000:interface=127.0.0.1', a port number, a (host, port) tuple, or an "
+        "IStreamServerEndpoint"
+    )
+
+
+def _initializeError(failure: Failure, where: str) -> Failure:
+    """
+    Explain why listening failed.
+
+    @param failure: What the endpoint failed with.
+    @param where: The endpoint, for the message.
+    @return: A failure of L{ServerInitializeError} naming the cause (or the
+        given failure, for cancellation).
+    """
+    error = failure.value
+    if isinstance(error, ServerInitializeError | defer.CancelledError):
+        return failure
+    if isinstance(error, CannotListenError):
+        code = getattr(error.socketError, "errno", None)
+        port = error.port
+        if code in _IN_USE:
+            message = (
+                f"port {port} is already in use: stop the other server or choose another --port"
+            )
+        elif code in _DENIED:
+            message = (
+                f"permission denied to listen on port {port}: ports below 1024 need "
+                "privileges; choose another --port"
+            )
+        else:
+            message = (
+                f"cannot listen on port {port} of {error.interface or 'every interface'}: "
+                f"{error.socketError}"
+            )
+    else:
+        message = f"cannot listen on {where}: {type(error).__name__}: {error}"
+    initializeError = ServerInitializeError(message)
+    initializeError.__cause__ = error
+    return Failure(initializeError)
+
+
+@implementer(ISessionListener)
+class _HandlerDispatcher:
+    """
+    Calls a server's handler: told of sessions by the registry, and of
+    values by L{_HandlerProtocol}.
+
+    @ivar handler: The handler, or L{None}.
+    """
+
+    def __init__(self, log: Logger) -> None:
+        self.handler: object = None
+        self._log = log
+        self._failed: set[BridgeProtocol] = set()
+
+    def _method(self, name: str) -> Callable[..., object] | None:
+        handler = self.handler
+        if handler is None or not isHandlerObject(handler):
+            return None
+        method: Callable[..., object] | None = getattr(handler, name, None)
+        return method if callable(method) else None
+
+    def sessionOpened(self, session: BridgeProtocol) -> None:
+        """
+        Call the handler (or its C{sessionOpened}) with the new session.
+
+        @param session: The session.
+        """
+        handler = self.handler
+        if handler is None:
+            return
+        opened = self._method("sessionOpened") if isHandlerObject(handler) else handler
+        if callable(opened):
+            self._call(session, opened, session)
+
+    def valueReceived(self, session: BridgeProtocol, value: object) -> bool:
+        """
+        Give C{value} to the handler, if it takes values.
+
+        @return: Whether it did (or dropped the value because it already
+            failed on this session); C{False} means queue it.
+        """
+        if session in self._failed:
+            return True
+        received = self._method("bufferReceived")
+        if received is None:
+            return False
+        self._call(session, received, session, value)
+        return True
+
+    def sessionClosed(self, session: BridgeProtocol, reason: Failure) -> None:
+        """
+        Call the handler's C{sessionClosed}, logging its errors.
+
+        @param session: The session.
+        @param reason: Why it ended.
+        """
+        self._failed.discard(session)
+        closed = self._method("sessionClosed")
+        if closed is None:
+            return
+
+        def logFailure(failure: Failure) -> None:
+            self._log.failure("handler failed for {peer}", failure, peer=session.key)
+
+        defer.maybeDeferred(closed, session, reason).addErrback(logFailure)
+
+    def _call(self, session: BridgeProtocol, method: Callable[..., object], *args: object) -> None:
+        try:
+            result = method(*args)
+        except Exception:  # noqa: BLE001 (logged, and that session closed)
+            self._handlerFailed(session, Failure())
+            return
+        if isinstance(result, defer.Deferred):
+            result.addErrback(lambda failure: self._handlerFailed(session, failure))
+
+    def _handlerFailed(self, session: BridgeProtocol, failure: Failure) -> None:
+        self._log.failure("handler failed for {peer}", failure, peer=session.key)
+        if session.closeReason is None:
+            self._failed.add(session)
+        session.close(INTERNAL_ERROR_REASON, CloseCode.INTERNAL_ERROR)
+
+
+class _HandlerProtocol(BridgeProtocol):
+    """
+    A server-side L{BridgeProtocol} whose values go to the handler when it
+    has C{bufferReceived}, and to the C{recvBuffer} queue otherwise.
+    """
+
+    def bufferReceived(self, value: object) -> None:
+        """
+        Give C{value} to the server's handler if it has C{bufferReceived};
+        otherwise queue it for L{recvBuffer}.
+
+        @param value: The decoded value.
+        """
+        dispatcher = getattr(self.factory, "dispatcher", None)
+        if dispatcher is None or not dispatcher.valueReceived(self, value):
+            super().bufferReceived(value)
+
+
+class _ServerFactory(BridgeServerFactory):
+    """
+    The factory of a L{Server}: builds L{_HandlerProtocol}s and reports each
+    new connection to the registry, so that stopping can abort those still
+    in their handshake.
+
+    @ivar registry: The session registry.
+    @ivar dispatcher: Calls the handler.
+    """
+
+    protocol = _HandlerProtocol
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        registry: SessionRegistry,
+        dispatcher: _HandlerDispatcher,
+        clock: IReactorTime,
+        logger: Logger | None,
+    ) -> None:
+        super().__init__(config, registry, clock, logger)
+        self.registry = registry
+        self.dispatcher = dispatcher
+
+    def buildProtocol(self, addr: IAddress) -> BridgeProtocol | None:  # type: ignore[override]
+        proto = super().buildProtocol(addr)
+        if proto is not None:
+            self.registry.handshakeStarted(proto)
+        return proto
+
+
+class Server(MultiService):
+    """
+    A NetStructer server: a listening endpoint, the factory of its
+    connections, their L{SessionRegistry} (the child service L{registry}),
+    and a handler for the sessions.
+
+    Starting the service (L{startService}, or L{privilegedStartService}
+    under C{twistd}) listens; stopping it (L{stopService}) stops listening
+    first, then closes every session cleanly.
+
+    @ivar registry: The sessions.
+    @ivar config: The configuration every connection shares.
+    @ivar endpoint: The endpoint description, or endpoint, to listen on.
+    @ivar port: The listening port once listening, else L{None}.
+    @ivar _raiseSynchronously: If set before the service starts, a failure
+        to listen that happens synchronously is raised from
+        L{privilegedStartService} or L{startService} (as by
+        L{twisted.application.internet.StreamServerEndpointService}) instead
+        of being logged; C{twistd} then refuses to start.
+    """
+
+    _log = Logger()
+    _raiseSynchronously = False
+
+    def __init__(
+        self,
+        endpoint: object,
+        key: bytes | str | Keyring | list[bytes | str],
+        handler: object = None,
+        *,
+        reactor: Any = None,
+        logger: Logger | None = None,
+        **options: Any,
+    ) -> None:
+        """
+        @param endpoint: Where to listen: see L{endpointDescription}.
+        @param key: The server's key: a Fernet-format key, a list of them
+            (every one is accepted), or a L{Keyring}.
+        @param handler: What to do with each session (see
+            L{netstructer.handlers}); L{None} leaves values in each
+            session's C{recvBuffer} queue.
+        @param reactor: Listens and schedules timers; the global reactor,
+            imported only when first needed, by default.
+        @param logger: Where the server, its registry and its connections
+            log.
+        @param options: Fields of L{BridgeConfig} (C{suite}, C{cipher},
+            C{acceptSuites}, C{limits}, C{handshakeTimeout},
+            C{keepAliveInterval}, C{idleTimeout}, C{closeTimeout},
+            C{maxPendingValues}, C{maxQueuedValues}, C{maxQueuedBytes},
+            C{fernetTTL}); the registry's limits C{maxSessions} and
+            C{maxPerIP}; and C{maxBufferSize}, the largest encoded value
+            accepted (it sets C{limits.maxSize}).
+        @raise ServerInitializeError: The key is missing or malformed (the
+            message holds no key material), or a port number is out of
+            range.
+        @raise TypeError: An unknown option, or an endpoint of no accepted
+            form.
+        @raise ValueError: An option has a bad value.
+        """
+        super().__init__()
+        unknown = sorted(set(options) - _CONFIG_OPTIONS - _REGISTRY_OPTIONS - {"maxBufferSize"})
+        if unknown:
+            raise TypeError(f"Server() got unknown options: {', '.join(unknown)}")
+        registryOptions = {name: options.pop(name) for name in _REGISTRY_OPTIONS & set(options)}
+        maxBufferSize = options.pop("maxBufferSize", None)
+        if maxBufferSize is not None:
+            options["limits"] = _withMaxSize(options.get("limits", DEFAULT_LIMITS), maxBufferSize)
+        try:
+            keyring = asKeyring(key)
+        except InvalidKey as e:
+            raise ServerInitializeError(f"the server's key is not usable: {e}") from e
+        except TypeError:
+            raise ServerInitializeError(
+                f"the server's key must be a Fernet-format key (bytes or text), a list of them, "
+                f"or a Keyring, not {type(key).__name__}; make one with `netstructer keygen`"
+            ) from None
+        self.config = BridgeConfig(keyring=keyring, **options)
+        self.endpoint = endpointDescription(endpoint)
+        self._reactor = reactor
+        if logger is not None:
+            self._log = logger
+        self._logger = logger
+        self.registry = SessionRegistry(reactor, logger=logger, **registryOptions)
+        self.registry.setServiceParent(self)
+        self._dispatcher = _HandlerDispatcher(self._log)
+        self.registry.addObserver(self._dispatcher)
+        self._factory: _ServerFactory | None = None
+        self.port: IListeningPort | None = None
+        self._listening: defer.Deferred[IListeningPort] | None = None
+        self._listenWaiters: list[defer.Deferred[IListeningPort]] = []
+        self._listenedOnStart = False
+        if handler is not None:
+            self.setHandler(handler)
+
+    def __repr__(self) -> str:
+        return f"<Server {self.endpoint!r} {self.registry.count()} sessions>"
+
+    @property
+    def reactor(self) -> Any:
+        """
+        The reactor that listens and schedules timers: the one given, or
+        else the global reactor.
+        """
+        if self._reactor is None:
+            from twisted.internet import reactor
+
+            self._reactor = reactor
+        return self._reactor
+
+    @property
+    def factory(self) -> BridgeServerFactory:
+        """
+        The factory of this server's connections, made when first needed.
+        """
+        if self._factory is None:
+            self._factory = _ServerFactory(
+                self.config, self.registry, self._dispatcher, self.reactor, self._logger
+            )
+        return self._factory
+
+    # Handlers.
+
+    @property
+    def handler(self) -> object:
+        """
+        The current handler, or L{None}.
+        """
+        return self._dispatcher.handler
+
+    def setHandler(self, handler: object) -> None:
+        """
+        Hand sessions that open from now on to C{handler}.  Values arriving
+        on open sessions go to the new handler too, if it has
+        C{bufferReceived}.
+
+        @param handler: A callable C{handler(session)}, or an object with any
+            of C{sessionOpened(session)}, C{bufferReceived(session, value)}
+            and C{sessionClosed(session, reason)} (see
+            L{netstructer.handlers.IHandler}); L{None} for none.
+        @raise TypeError: C{handler} is not a handler.
+        """
+        self._dispatcher.handler = None if handler is None else checkHandler(handler)
+
+    def listen_on(self, handler: object) -> None:
+        """
+        Set the handler: the original package's name for L{setHandler}, kept
+        for code written against it.
+
+        @param handler: See L{setHandler}.
+        @raise TypeError: C{handler} is not a handler.
+        """
+        self.setHandler(handler)
+
+    # The registry's answers.
+
+    def count(self) -> int:
+        """
+        @return: How many sessions are registered.
+        """
+        return self.registry.count()
+
+    def all(self) -> list[BridgeProtocol]:
+        """
+        @return: The registered sessions, oldest first.
+        """
+        return self.registry.all()
+
+    def get(self, target: str) -> BridgeProtocol | None:
+        """
+        @param target: A session key (C{"ip:port"}) or a bare IP address.
+        @return: See L{SessionRegistry.get}.
+        """
+        return self.registry.get(target)
+
+    def allFrom(self, target: str) -> list[BridgeProtocol]:
+        """
+        @param target: A bare IP address.
+        @return: See L{SessionRegistry.allFrom}.
+        """
+        return self.registry.allFrom(target)
+
+    def pop(self, target: str | BridgeProtocol) -> BridgeProtocol | None:
+        """
+        @param target: A session, key or bare IP address.
+        @return: See L{SessionRegistry.pop}.
+        """
+        return self.registry.pop(target)
+
+    def clear(
+        self, reason: str = "closed by the server", code: CloseCode = CloseCode.NORMAL
+    ) -> defer.Deferred[None]:
+        """
+        @param reason: The reason the peers see.
+        @param code: The close code the peers see.
+        @return: See L{SessionRegistry.clear}.
+        """
+        return self.registry.clear(reason, code)
+
+    def waitFor(self, target: str, timeout: float | None = None) -> defer.Deferred[BridgeProtocol]:
+        """
+        @param target: A session key or a bare IP address.
+        @param timeout: Seconds to wait, or L{None}.
+        @return: See L{SessionRegistry.waitFor}.
+        """
+        return self.registry.waitFor(target, timeout)
+
+    # Listening.
+
+    def listen(self) -> defer.Deferred[IListeningPort]:
+        """
+        Start listening.
+
+        @return: A Deferred firing with the L{IListeningPort} (also in
+            L{port}) once the port is bound, at once if it already is.  It
+            fails with L{ServerInitializeError} naming the cause: the port is
+            in use, permission was denied, or the endpoint description is
+            bad; or with L{CancelledError
+            <twisted.internet.defer.CancelledError>} if the server is
+            stopped before the port is bound.
+        """
+        if self.port is not None:
+            return defer.succeed(self.port)
+        d: defer.Deferred[IListeningPort] = defer.Deferred()
+        self._listenWaiters.append(d)
+        if self._listening is None:
+            self._startListening()
+        return d
+
+    def _startListening(self) -> None:
+        where = self.endpoint if isinstance(self.endpoint, str) else repr(self.endpoint)
+        if isinstance(self.endpoint, str):
+            try:
+                endpoint = serverFromString(self.reactor, self.endpoint)
+            except (ValueError, TypeError, KeyError, OSError, ImportError) as e:
+                self._listened(
+                    Failure(
+                        ServerInitializeError(
+                            f"bad endpoint description {self.endpoint!r}: {e}; "
+                            "write it as, for example, 'tcp:5000:interface=127.0.0.1'"
+                        )
+                    )
+                )
+                return
+        else:
+            endpoint = self.endpoint
+        listening: defer.Deferred[IListeningPort] = defer.maybeDeferred(
+            endpoint.listen, self.factory
+        )
+        self._listening = listening
+        listening.addErrback(_initializeError, where)
+        listening.addBoth(self._listened)
+
+    def _listened(self, result: IListeningPort | Failure) -> None:
+        self._listening = None
+        if isinstance(result, Failure):
+            waiters, self._listenWaiters = self._listenWaiters, []
+            for d in waiters:
+                d.errback(result)
+            return
+        self.port = result
+        self._log.info("NetStructer server listening on {address}", address=_describeHost(result))
+        waiters, self._listenWaiters = self._listenWaiters, []
+        for d in waiters:
+            d.callback(result)
+
+    def _listenOnStart(self) -> None:
+        """
+        Listen as the service starts: log a failure and stop the service
+        (a later L{startService} in the same start, as C{twistd} makes after
+        L{privilegedStartService}, does not try again; stop and start the
+        service to retry), or raise it when L{_raiseSynchronously} is set and
+        it happened at once.
+        """
+        self._listenedOnStart = True
+        raisedNow: list[Failure] = []
+        synchronous = True
+
+        def failed(failure: Failure) -> None:
+            if failure.check(defer.CancelledError):
+                return
+            if synchronous and self._raiseSynchronously:
+                raisedNow.append(failure)
+                return
+            self._log.failure(
+                "NetStructer server on {endpoint} could not start",
+                failure,
+                endpoint=self.endpoint,
+            )
+            self.stopService()
+            self._listenedOnStart = True
+
+        self.listen().addErrback(failed)
+        synchronous = False
+        self._raiseSynchronously = False
+        if raisedNow:
+            raisedNow[0].raiseException()
+
+    def privilegedStartService(self) -> None:
+        """
+        Listen now, while privileges last (C{twistd} calls this before
+        dropping them, so ports below 1024 work).
+        """
+        MultiService.privilegedStartService(self)
+        if not self._listenedOnStart:
+            self._listenOnStart()
+
+    def startService(self) -> None:
+        """
+        Start the registry, and listen unless L{privilegedStartService}
+        already did.
+        """
+        MultiService.startService(self)
+        if not self._listenedOnStart:
+            self._listenOnStart()
+
+    def stopService(self) -> defer.Deferred[None]:
+        """
+        Stop listening, then stop the child services: the registry closes
+        every session cleanly (see L{SessionRegistry.stopService}).
+
+        @return: A Deferred that fires with L{None} once the port is closed
+            and every connection has ended.
+        """
+        self.running = 0
+        self._listenedOnStart = False
+        if self._listening is not None:
+            self._listening.cancel()
+        port, self.port = self.port, None
+        stopped: defer.Deferred[object] = defer.succeed(None)
+        if port is not None:
+            stopped = defer.maybeDeferred(port.stopListening)
+
+            def stopListeningFailed(failure: Failure) -> None:
+                self._log.failure(
+                    "Could not stop listening on {endpoint}", failure, endpoint=self.endpoint
+                )
+
+            stopped.addErrback(stopListeningFailed)
+        stopped.addCallback(lambda _: MultiService.stopService(self))
+        return stopped.addCallback(lambda _: None)
+
+
+def _withMaxSize(limits: Limits, maxSize: int) -> Limits:
+    """
+    @return: C{limits} with C{maxSize} replaced.
+    """
+    return dataclasses.replace(limits, maxSize=maxSize)
+
+
+def _describeHost(port: IListeningPort) -> str:
+    """
+    @return: The address C{port} listens on, for the log.
+    """
+    address = port.getHost()
+    host = getattr(address, "host", None)
+    number = getattr(address, "port", None)
+    if isinstance(host, str) and number is not None:
+        return f"[{host}]:{number}" if ":" in host else f"{host}:{number}"
+    return str(address)
