@@ -274,12 +274,6 @@ class _ServerFactory(BridgeServerFactory):
         self.registry = registry
         self.dispatcher = dispatcher
 
-    def buildProtocol(self, addr: IAddress) -> BridgeProtocol | None:  # type: ignore[override]
-        proto = super().buildProtocol(addr)
-        if proto is not None:
-            self.registry.handshakeStarted(proto)
-        return proto
-
 
 class Server(MultiService):
     """

@@ -155,8 +155,6 @@ class Network:
         server = self.factory.buildProtocol(address)
         if server is None:
             return None
-        if self.reportHandshakes:
-            self.factory.gate.handshakeStarted(server)  # type: ignore[attr-defined]
         client = BridgeProtocol(
             Role.CLIENT,
             clientConfig or BridgeConfig.fromKey(self.key),
@@ -987,23 +985,6 @@ class StopTests(RegistryTestCase):
         self.network.pump()
         self.successResultOf(d)
         self.failureResultOf(established)
-        self.assertSettled()
-
-    def test_unreportedHandshakeClosedOnOpen(self) -> None:
-        """
-        A connection not reported by C{handshakeStarted} that completes its
-        handshake while stopping is closed as soon as it opens, after the
-        values its client had queued.
-        """
-        self.network.reportHandshakes = False
-        link = self.connect(pump=False)
-        link.client.sendBuffer("queued")
-        d = self.registry.stopService()
-        self.assertNoResult(d)
-        self.network.pump()
-        self.successResultOf(d)
-        self.assertEqual(self.successResultOf(link.server.recvBuffer()), "queued")
-        self.assertEqual(link.client.closeCode, CloseCode.GOING_AWAY)
         self.assertSettled()
 
     def test_stopEmpty(self) -> None:

@@ -1,0 +1,983 @@
+# -*- test-case-name: tests.test_protocol -*-
+"""
+L{BridgeProtocol}: the Twisted adapter over one sans-IO
+L{netstructer.channel.Channel}.
+
+The protocol owns framing (a 4-byte big-endian length prefix, as
+L{Int32StringReceiver}), timers, queues and backpressure; the channel owns the
+handshake, record protection and the value codec.  No cryptography or codec
+logic lives here.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from twisted.internet import defer
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IAddress, IPushProducer, IReactorTime
+from twisted.internet.protocol import ClientFactory, Factory
+from twisted.logger import Logger
+from twisted.protocols.basic import Int32StringReceiver
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from netstructer.channel import (
+    HANDSHAKE_MAX_FRAME,
+    Channel,
+    CloseCode,
+    CloseReceived,
+    Event,
+    HandshakeCompleted,
+    PongReceived,
+    Role,
+    ValueReceived,
+)
+from netstructer.errors import (
+    BufferDataError,
+    ChannelClosedError,
+    HandshakeTimeout,
+    LocalProtocolError,
+    NetStructerError,
+    OperationTimedOut,
+    RemoteProtocolError,
+)
+from netstructer.keys import Keyring, asKeyring
+from netstructer.values import DEFAULT_LIMITS, Limits, encode
+
+if TYPE_CHECKING:
+    from twisted.internet.base import DelayedCall
+
+__all__ = [
+    "BridgeClientFactory",
+    "BridgeConfig",
+    "BridgeProtocol",
+    "BridgeServerFactory",
+    "IConnectionGate",
+    "ISessionObserver",
+    "sessionKey",
+]
+
+_PREFIX = struct.Struct("!I")
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    """
+    Everything a L{BridgeProtocol} needs to know, shared by every connection a
+    factory makes.
+
+    @ivar keyring: The keys; a client connects with the first, a server accepts
+        every one.
+    @ivar suite: C{"noise"} (default) or C{"fernet"}.
+    @ivar cipher: The AEAD a noise client asks for (C{"AESGCM"} or
+        C{"ChaChaPoly"}).
+    @ivar acceptSuites: The suites a server accepts; default C{(suite,)}.
+    @ivar limits: Decoding limits; C{limits.maxSize} is the largest encoded
+        value this side accepts (default 16 MiB, at most 2 GiB).
+    @ivar handshakeTimeout: Seconds a connection may take to authenticate.
+    @ivar keepAliveInterval: Send a ping after this many seconds without
+        hearing from the peer, and drop the connection if another interval
+        passes in silence; L{None} disables keep-alive.
+    @ivar idleTimeout: Close the session (with L{CloseCode.IDLE_TIMEOUT})
+        after this many seconds without a value in either direction; L{None}
+        (the default) never does.
+    @ivar closeTimeout: Seconds to wait for the peer's close reply before
+        dropping the connection anyway.
+    @ivar maxPendingValues: Values L{BridgeProtocol.sendBuffer} may hold
+        while the handshake is still running.
+    @ivar maxQueuedValues: Received values queued for
+        L{BridgeProtocol.recvBuffer} before reading from the peer pauses.
+    @ivar maxQueuedBytes: Encoded bytes of received values queued before
+        reading from the peer pauses.
+    @ivar fernetTTL: With the fernet suite, the token TTL in seconds.
+    """
+
+    keyring: Keyring
+    suite: str = "noise"
+    cipher: str = "AESGCM"
+    acceptSuites: tuple[str, ...] | None = None
+    limits: Limits = DEFAULT_LIMITS
+    handshakeTimeout: float = 10.0
+    keepAliveInterval: float | None = 60.0
+    idleTimeout: float | None = None
+    closeTimeout: float = 10.0
+    maxPendingValues: int = 1000
+    maxQueuedValues: int = 1000
+    maxQueuedBytes: int = 64 * 1024 * 1024
+    fernetTTL: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("handshakeTimeout", "closeTimeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be a positive number of seconds")
+        for name in ("keepAliveInterval", "idleTimeout", "fernetTTL"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be a positive number of seconds or None")
+        for name in ("maxPendingValues", "maxQueuedValues", "maxQueuedBytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        # The channel checks the suite, cipher and limits; build one now so a
+        # bad configuration fails here rather than inside connectionMade.
+        self.makeChannel(Role.CLIENT, lambda: 0.0)
+
+    @classmethod
+    def fromKey(cls, key: bytes | str | Keyring | list[bytes | str], **options: Any) -> BridgeConfig:
+        """
+        Build a configuration from any accepted form of key.
+
+        @param key: A Fernet-format key, a list of them, or a L{Keyring}.
+        @param options: Any other field of L{BridgeConfig}.
+        @return: The configuration.
+        """
+        return cls(keyring=asKeyring(key), **options)
+
+    def makeChannel(self, role: Role, currentTime: Callable[[], float]) -> Channel:
+        """
+        Make the sans-IO channel for one connection.
+
+        @param role: Which end the connection is.
+        @param currentTime: The clock for Fernet timestamps.
+        @return: A new channel.
+        """
+        return Channel(
+            role,
+            self.keyring,
+            suite=self.suite,
+            cipher=self.cipher,
+            acceptSuites=self.acceptSuites,
+            limits=self.limits,
+            fernetTTL=self.fernetTTL,
+            currentTime=currentTime,
+        )
+
+
+class ISessionObserver(Protocol):
+    """
+    Told when a connection authenticates and when it ends (a registry).
+    """
+
+    def sessionOpened(self, session: BridgeProtocol) -> None:
+        """
+        The session's handshake completed.
+        """
+
+    def sessionClosed(self, session: BridgeProtocol, reason: Failure) -> None:
+        """
+        The connection ended (whether or not it had authenticated).
+        """
+
+
+def sessionKey(address: IAddress | None) -> str:
+    """
+    The registry key of a peer address: C{"ip:port"}, or C{"[ip]:port"} for
+    IPv6; other addresses (UNIX sockets) by their string form.
+
+    @param address: The peer's address.
+    @return: The key.
+    """
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is None or port is None:
+        return str(address)
+    if ":" in host:
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+@implementer(IPushProducer)
+class _WriteFlow:
+    """
+    Registered with the transport as its streaming producer, so the protocol
+    learns when the transport's write buffer is full and when it drains.
+
+    @ivar paused: Whether the transport asked writers to pause.
+    """
+
+    def __init__(self) -> None:
+        self.paused = False
+        self._waiting: list[defer.Deferred[None]] = []
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+
+    def stopProducing(self) -> None:
+        self.resumeProducing()
+
+    def whenWritable(self) -> defer.Deferred[None]:
+        if not self.paused:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._waiting.append(d)
+        return d
+
+
+@dataclass
+class _Stats:
+    openedAt: float | None = None
+    lastActivity: float = 0.0
+    valuesIn: int = 0
+    valuesOut: int = 0
+    bytesIn: int = 0
+    bytesOut: int = 0
+    pending: deque[bytes] = field(default_factory=deque)
+
+
+class BridgeProtocol(Int32StringReceiver):
+    """
+    An encrypted, authenticated connection carrying Python values.
+
+    Frames are length-prefixed as by L{Int32StringReceiver} (whose interface,
+    C{stringReceived}, C{sendString}, C{MAX_LENGTH} and
+    C{lengthLimitExceeded}, it keeps), but buffering is linear in the frame
+    size, and C{MAX_LENGTH} is small until the peer has authenticated.
+
+    Applications send with L{sendBuffer} and receive either by overriding
+    L{bufferReceived} or by calling L{recvBuffer}.
+
+    @ivar key: The session's registry key, C{"ip:port"}.
+    @ivar peer: The peer's address.
+    @ivar openedAt: When the handshake completed (L{None} before).
+    @ivar lastActivity: When a frame was last received.
+    @ivar valuesIn: Values received.
+    @ivar valuesOut: Values sent.
+    @ivar bytesIn: Frame bytes received (after the length prefix).
+    @ivar bytesOut: Frame bytes of values sent.
+    @ivar closeReason: Why the connection ended, once it has: a L{Failure}
+        of L{ConnectionDone} for a clean close.
+    @ivar closeCode: The peer's close code, if it sent one.
+    @ivar closeMessage: The peer's close reason text, if it sent one.
+    """
+
+    MAX_LENGTH = HANDSHAKE_MAX_FRAME
+    _log = Logger()
+
+    def __init__(
+        self,
+        role: Role,
+        config: BridgeConfig,
+        clock: IReactorTime,
+        observer: ISessionObserver | None = None,
+        logger: Logger | None = None,
+    ) -> None:
+        """
+        @param role: L{Role.CLIENT} or L{Role.SERVER}.
+        @param config: The connection's configuration.
+        @param clock: Schedules the timers.
+        @param observer: Told when the session opens and closes.
+        @param logger: Where to log; the class's logger by default.
+        """
+        self.role = role
+        self.config = config
+        self.clock = clock
+        self.observer = observer
+        if logger is not None:
+            self._log = logger
+        self.key = ""
+        self.peer: IAddress | None = None
+        self.closeReason: Failure | None = None
+        self.closeCode: CloseCode | None = None
+        self.closeMessage = ""
+        self._stats = _Stats()
+        self._channel: Channel | None = None
+        self._buffer = bytearray()
+        self._receivePaused = False
+        self._established = False
+        self._closeRequested: tuple[CloseCode, str] | None = None
+        self._failure: Failure | None = None
+        self._queue: deque[tuple[object, int]] = deque()
+        self._queuedBytes = 0
+        self._waiters: deque[defer.Deferred[object]] = deque()
+        self._whenEstablished: list[defer.Deferred[BridgeProtocol]] = []
+        self._whenClosed: list[defer.Deferred[None]] = []
+        self._writeFlow = _WriteFlow()
+        self._handshakeTimer: DelayedCall | None = None
+        self._keepAliveTimer: DelayedCall | None = None
+        self._idleTimer: DelayedCall | None = None
+        self._closeTimer: DelayedCall | None = None
+        self._awaitingPong = False
+        self._lastValue = 0.0
+        self._receivedSize = 0
+        self._producerRegistered = False
+
+    # Per-session facts.
+
+    @property
+    def openedAt(self) -> float | None:
+        return self._stats.openedAt
+
+    @property
+    def lastActivity(self) -> float:
+        return self._stats.lastActivity
+
+    @property
+    def valuesIn(self) -> int:
+        return self._stats.valuesIn
+
+    @property
+    def valuesOut(self) -> int:
+        return self._stats.valuesOut
+
+    @property
+    def bytesIn(self) -> int:
+        return self._stats.bytesIn
+
+    @property
+    def bytesOut(self) -> int:
+        return self._stats.bytesOut
+
+    @property
+    def queuedValues(self) -> int:
+        """
+        Received values waiting for L{recvBuffer}.
+        """
+        return len(self._queue)
+
+    @property
+    def established(self) -> bool:
+        """
+        Whether the handshake has completed and the connection has not ended.
+        """
+        return self._established and self.closeReason is None
+
+    def __repr__(self) -> str:
+        return f"<BridgeProtocol {self.role.value} {self.key or 'unconnected'}>"
+
+    # Connection lifecycle.
+
+    def connectionMade(self) -> None:
+        """
+        Start the handshake and its timer.
+        """
+        self.peer = self.transport.getPeer()
+        self.key = sessionKey(self.peer)
+        now = self.clock.seconds()
+        self._stats.lastActivity = now
+        self._channel = self.config.makeChannel(self.role, self.clock.seconds)
+        self.transport.registerProducer(self._writeFlow, True)
+        self._producerRegistered = True
+        self._handshakeTimer = self.clock.callLater(
+            self.config.handshakeTimeout, self._handshakeTimedOut
+        )
+        self._flushChannel()
+
+    def _handshakeTimedOut(self) -> None:
+        self._handshakeTimer = None
+        error = HandshakeTimeout(
+            f"the handshake with {self.key} did not complete within "
+            f"{self.config.handshakeTimeout} seconds"
+        )
+        self._log.warn("Dropping {peer}: {error}", peer=self.key, error=error)
+        self._fail(error)
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Split the stream into frames in linear time and hand each to
+        L{stringReceived}.  A length prefix over C{MAX_LENGTH} calls
+        L{lengthLimitExceeded} before the frame is buffered.
+        """
+        self._buffer += data
+        self._processBuffer()
+
+    def _processBuffer(self) -> None:
+        buffer = self._buffer
+        offset = 0
+        available = len(buffer)
+        try:
+            while available - offset >= 4 and not self._receivePaused:
+                (length,) = _PREFIX.unpack_from(buffer, offset)
+                if length > self.MAX_LENGTH:
+                    del buffer[:]
+                    self.lengthLimitExceeded(length)
+                    return
+                end = offset + 4 + length
+                if end > available:
+                    break
+                with memoryview(buffer) as view, view[offset + 4 : end] as frame:
+                    offset = end
+                    self.stringReceived(frame)  # type: ignore[arg-type]
+                if self.closeReason is not None or self._failure is not None:
+                    del buffer[:]
+                    return
+        finally:
+            if offset:
+                del buffer[:offset]
+
+    def lengthLimitExceeded(self, length: int) -> None:
+        """
+        The peer announced a frame over C{MAX_LENGTH}: log a
+        L{BufferDataError} naming the peer and abort the connection.  The
+        frame is never buffered.
+
+        @param length: The announced length.
+        """
+        error = BufferDataError(
+            f"{self.key} announced a frame of {length} bytes; the limit "
+            f"{'before authentication ' if not self._established else ''}is "
+            f"{self.MAX_LENGTH}"
+        )
+        self._log.warn("Dropping {peer}: {error}", peer=self.key, error=error)
+        self._fail(error)
+
+    def stringReceived(self, string: bytes) -> None:
+        """
+        Feed one frame to the channel and act on the event it produces.
+
+        @param string: The frame payload (a L{memoryview} valid only during
+            this call, when called by L{dataReceived}).
+        """
+        channel = self._channel
+        assert channel is not None
+        stats = self._stats
+        stats.lastActivity = self.clock.seconds()
+        stats.bytesIn += len(string)
+        try:
+            event = channel.receiveFrame(string)
+        except RemoteProtocolError as e:
+            self._log.warn("Dropping {peer}: {error}", peer=self.key, error=e)
+            self._flushChannel()
+            self._fail(e, abort=False)
+            return
+        except LocalProtocolError:
+            # The channel already failed; the transport is on its way down.
+            return
+        if type(event) is ValueReceived:
+            stats.valuesIn += 1
+            self._lastValue = stats.lastActivity
+            self._receivedSize = event.size
+            self.bufferReceived(event.value)
+            return
+        self._flushChannel()
+        if event is not None:
+            self._controlEvent(event)
+
+    def _controlEvent(self, event: Event) -> None:
+        if isinstance(event, HandshakeCompleted):
+            self._handshakeCompleted(event)
+        elif isinstance(event, PongReceived):
+            self._awaitingPong = False
+        elif isinstance(event, CloseReceived):
+            self.closeCode = event.code
+            self.closeMessage = event.reason
+            if event.code is not CloseCode.NORMAL:
+                self._log.info(
+                    "{peer} closed the session: {code} {reason}",
+                    peer=self.key,
+                    code=event.code.name,
+                    reason=event.reason,
+                )
+            self._cancelTimers()
+            self._loseConnection()
+
+    def _loseConnection(self) -> None:
+        """
+        Close the transport once pending writes drain.  The write-flow
+        producer is unregistered first: TLS transports postpone their
+        shutdown while a producer is registered.
+        """
+        if self._producerRegistered:
+            self._producerRegistered = False
+            self.transport.unregisterProducer()
+        self.transport.loseConnection()
+
+    def _handshakeCompleted(self, event: HandshakeCompleted) -> None:
+        assert self._channel is not None
+        if self._handshakeTimer is not None:
+            self._handshakeTimer.cancel()
+            self._handshakeTimer = None
+        self._established = True
+        self.MAX_LENGTH = self._channel.maxFrameSize
+        now = self.clock.seconds()
+        self._stats.openedAt = now
+        self._lastValue = now
+        self._log.debug("Session {peer} established ({suite})", peer=self.key, suite=event.suite)
+        pending = self._stats.pending
+        try:
+            while pending:
+                self._writeValueFrame(self._channel.sendEncoded(pending[0]))
+                pending.popleft()
+        except BufferDataError as e:
+            self._log.warn(
+                "A value queued during the handshake with {peer} is larger than the peer "
+                "accepts: {error}",
+                peer=self.key,
+                error=e,
+            )
+            self._fail(e)
+            return
+        if self.config.keepAliveInterval is not None:
+            self._keepAliveTimer = self.clock.callLater(
+                self.config.keepAliveInterval, self._keepAliveCheck
+            )
+        if self.config.idleTimeout is not None:
+            self._idleTimer = self.clock.callLater(self.config.idleTimeout, self._idleCheck)
+        if self.observer is not None:
+            try:
+                self.observer.sessionOpened(self)
+            except Exception:
+                self._log.failure("Session observer failed when {peer} opened", peer=self.key)
+        self.handshakeCompleted()
+        waiting, self._whenEstablished = self._whenEstablished, []
+        for d in waiting:
+            d.callback(self)
+        if self._closeRequested is not None:
+            code, reason = self._closeRequested
+            self.close(reason, code)
+
+    def handshakeCompleted(self) -> None:
+        """
+        Called once the peer has authenticated, before values flow.  Override
+        it to start sending; the default does nothing.
+        """
+
+    def _keepAliveCheck(self) -> None:
+        assert self._channel is not None and self.config.keepAliveInterval is not None
+        interval = self.config.keepAliveInterval
+        silent = self.clock.seconds() - self._stats.lastActivity
+        if self._awaitingPong and silent >= interval:
+            error = ConnectionLost(f"{self.key} did not answer a keep-alive ping")
+            self._log.info("Dropping {peer}: no answer to a keep-alive ping", peer=self.key)
+            self._keepAliveTimer = None
+            self._fail(error)
+            return
+        if silent >= interval and not self._awaitingPong:
+            self._awaitingPong = True
+            self._write(self._channel.ping())
+            delay = interval
+        else:
+            delay = max(interval - silent, 0.001) if not self._awaitingPong else interval
+        self._keepAliveTimer = self.clock.callLater(delay, self._keepAliveCheck)
+
+    def _idleCheck(self) -> None:
+        assert self.config.idleTimeout is not None
+        idle = self.clock.seconds() - self._lastValue
+        if idle >= self.config.idleTimeout:
+            self._idleTimer = None
+            self._log.info("Closing idle session {peer}", peer=self.key)
+            self.close("idle timeout", CloseCode.IDLE_TIMEOUT)
+            return
+        self._idleTimer = self.clock.callLater(self.config.idleTimeout - idle, self._idleCheck)
+
+    # Sending.
+
+    def sendString(self, string: bytes) -> None:
+        """
+        Write one frame payload with its length prefix, without copying it.
+
+        @param string: The payload.
+        @raise BufferDataError: It is too long for the 4-byte prefix.
+        """
+        if len(string) >= 2**32:
+            raise BufferDataError(f"a frame of {len(string)} bytes cannot be length-prefixed")
+        self.transport.writeSequence([_PREFIX.pack(len(string)), string])
+
+    def _write(self, frame: bytes) -> None:
+        self.sendString(frame)
+
+    def _writeValueFrame(self, frame: bytes) -> None:
+        self.transport.writeSequence([_PREFIX.pack(len(frame)), frame])
+        stats = self._stats
+        stats.valuesOut += 1
+        stats.bytesOut += len(frame)
+        self._lastValue = self.clock.seconds()
+
+    def _flushChannel(self) -> None:
+        assert self._channel is not None
+        for frame in self._channel.framesToSend():
+            self.sendString(frame)
+
+    def sendBuffer(self, value: object) -> None:
+        """
+        Send a value.  Before the handshake completes, the value is encoded at
+        once and waits (up to C{config.maxPendingValues} values) to be sent,
+        in order, when it does.
+
+        This never blocks and never waits for the peer; a writer producing
+        many values should wait on L{whenWritable} between them so that memory
+        stays bounded.
+
+        @param value: A value of a type L{netstructer.values} supports.
+        @raise EncodeError: The value cannot be encoded; nothing was sent and
+            the connection stays usable.
+        @raise BufferDataError: The encoded value is larger than the peer
+            accepts (or, before the handshake, than this side accepts), or
+            too many values wait for the handshake; nothing was sent.
+        @raise ChannelClosedError: The connection is closing or closed.
+        """
+        if self.closeReason is not None or self._failure is not None:
+            raise ChannelClosedError(
+                f"cannot send to {self.key or 'an unconnected peer'}: the connection has ended"
+            )
+        if self._closeRequested is not None:
+            raise ChannelClosedError(f"cannot send to {self.key}: the session is closing")
+        if self._established:
+            channel = self._channel
+            assert channel is not None
+            self._writeValueFrame(channel.sendValue(value))
+            return
+        encoded = encode(value)
+        if len(encoded) > self.config.limits.maxSize:
+            raise BufferDataError(
+                f"the value encodes to {len(encoded)} bytes, more than the "
+                f"{self.config.limits.maxSize} this side accepts; send it in smaller parts"
+            )
+        if len(self._stats.pending) >= self.config.maxPendingValues:
+            raise BufferDataError(
+                f"{self.config.maxPendingValues} values already wait for the handshake "
+                f"with {self.key or 'the server'}; wait for it before sending more"
+            )
+        self._stats.pending.append(encoded)
+
+    def whenWritable(self) -> defer.Deferred[None]:
+        """
+        Wait until the transport's write buffer has room.
+
+        @return: A Deferred that fires at once if the transport is accepting
+            writes, or when it next drains.
+        """
+        return self._writeFlow.whenWritable()
+
+    # Receiving.
+
+    def bufferReceived(self, value: object) -> None:
+        """
+        A value arrived.  Override this to handle values as they come; by
+        default the value is queued for L{recvBuffer}, and reading from the
+        peer pauses while the queue is over its bounds.
+
+        @param value: The decoded value.
+        """
+        if self._waiters:
+            self._waiters.popleft().callback(value)
+            return
+        size = self._receivedSize
+        self._queue.append((value, size))
+        self._queuedBytes += size
+        if (
+            len(self._queue) >= self.config.maxQueuedValues
+            or self._queuedBytes >= self.config.maxQueuedBytes
+        ):
+            self.pauseReceiving()
+
+    def recvBuffer(self, timeout: float | None = None) -> defer.Deferred[object]:
+        """
+        Receive the next value, in order.
+
+        @param timeout: Seconds to wait; L{None} waits as long as the
+            connection lasts.
+        @return: A Deferred firing with the value.  It fails with the reason
+            the connection ended (L{ConnectionDone} for a clean close,
+            L{ConnectionLost}, L{AuthenticationError}, ...) once every value
+            received before that has been taken, or with
+            L{OperationTimedOut} after C{timeout} seconds.  A timeout or a
+            cancellation consumes nothing.
+        """
+        if self._queue:
+            value, size = self._queue.popleft()
+            self._queuedBytes -= size
+            self._maybeResumeReceiving()
+            return defer.succeed(value)
+        if self.closeReason is not None:
+            return defer.fail(self.closeReason)
+        timer: DelayedCall | None = None
+
+        def cancel(d: defer.Deferred[object]) -> None:
+            if timer is not None and timer.active():
+                timer.cancel()
+            self._waiters.remove(d)
+
+        d: defer.Deferred[object] = defer.Deferred(cancel)
+        self._waiters.append(d)
+        if timeout is not None:
+
+            def timedOut() -> None:
+                self._waiters.remove(d)
+                d.errback(
+                    OperationTimedOut(
+                        f"no value arrived from {self.key} within {timeout} seconds"
+                    )
+                )
+
+            timer = self.clock.callLater(timeout, timedOut)
+
+            def stopTimer(result: object) -> object:
+                if timer is not None and timer.active():
+                    timer.cancel()
+                return result
+
+            d.addBoth(stopTimer)
+        return d
+
+    def pauseReceiving(self) -> None:
+        """
+        Stop reading from the peer (for a L{bufferReceived} override that
+        cannot keep up); frames already buffered wait too.
+        """
+        if not self._receivePaused:
+            self._receivePaused = True
+            self.transport.pauseProducing()
+
+    def resumeReceiving(self) -> None:
+        """
+        Resume reading after L{pauseReceiving}, delivering buffered frames
+        first.
+        """
+        if self._receivePaused:
+            self._receivePaused = False
+            if self.closeReason is None:
+                self.transport.resumeProducing()
+                self._processBuffer()
+
+    def _maybeResumeReceiving(self) -> None:
+        if (
+            self._receivePaused
+            and len(self._queue) <= self.config.maxQueuedValues // 2
+            and self._queuedBytes <= self.config.maxQueuedBytes // 2
+        ):
+            self.resumeReceiving()
+
+    # Closing.
+
+    def close(self, reason: str | None = None, code: CloseCode = CloseCode.NORMAL) -> None:
+        """
+        Close the session cleanly: send an authenticated close record (the
+        peer sees C{code} and C{reason}), keep delivering the values the peer
+        sent before it saw it, and close the transport once the peer replies
+        (or after C{config.closeTimeout}), after pending writes drain.  During
+        the handshake, the close waits for it, so that values already passed
+        to L{sendBuffer} are sent first.
+
+        @param reason: A short reason the peer will see; never a secret.
+        @param code: Why the session closes.
+        """
+        if self.closeReason is not None or self._closeTimer is not None:
+            return
+        if not self._established:
+            self._closeRequested = (code, reason or "")
+            return
+        channel = self._channel
+        assert channel is not None
+        try:
+            frame = channel.close(code, reason or "")
+        except ChannelClosedError:
+            return
+        self._closeRequested = (code, reason or "")
+        self._write(frame)
+        self._closeTimer = self.clock.callLater(self.config.closeTimeout, self._closeTimedOut)
+
+    def _closeTimedOut(self) -> None:
+        self._closeTimer = None
+        self._log.info("{peer} did not answer the close in time; dropping it", peer=self.key)
+        self.transport.abortConnection()
+
+    def abort(self) -> None:
+        """
+        Drop the connection at once, discarding pending writes.
+        """
+        self.transport.abortConnection()
+
+    def _fail(self, error: BaseException, abort: bool = True) -> None:
+        if self._failure is None:
+            self._failure = Failure(error)
+        self._cancelTimers()
+        if abort:
+            self.transport.abortConnection()
+        else:
+            self._loseConnection()
+
+    def _cancelTimers(self) -> None:
+        for name in ("_handshakeTimer", "_keepAliveTimer", "_idleTimer", "_closeTimer"):
+            timer = getattr(self, name)
+            if timer is not None:
+                if timer.active():
+                    timer.cancel()
+                setattr(self, name, None)
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:  # noqa: B008
+        """
+        Settle every waiter: queued values remain for L{recvBuffer}; after
+        them it fails with the reason the connection ended.
+        """
+        self._cancelTimers()
+        failure = self._failure
+        if self._channel is not None:
+            try:
+                self._channel.connectionLost()
+            except NetStructerError as e:
+                if failure is None:
+                    failure = Failure(e)
+        if failure is None:
+            failure = Failure(ConnectionDone("the session closed cleanly"))
+        self.closeReason = failure
+        waiters, self._waiters = self._waiters, deque()
+        for d in waiters:
+            d.errback(failure)
+        established, self._whenEstablished = self._whenEstablished, []
+        for d in established:
+            d.errback(failure)
+        if self.observer is not None:
+            try:
+                self.observer.sessionClosed(self, failure)
+            except Exception:
+                self._log.failure("Session observer failed when {peer} closed", peer=self.key)
+        closed, self._whenClosed = self._whenClosed, []
+        for d in closed:
+            d.callback(None)
+        self._writeFlow.stopProducing()
+
+    def whenEstablished(self) -> defer.Deferred[BridgeProtocol]:
+        """
+        Wait for the handshake.
+
+        @return: A Deferred firing with this protocol once the peer has
+            authenticated, or failing with the reason the connection ended
+            first.
+        """
+        if self.closeReason is not None:
+            return defer.fail(self.closeReason)
+        if self._established:
+            return defer.succeed(self)
+        d: defer.Deferred[BridgeProtocol] = defer.Deferred()
+        self._whenEstablished.append(d)
+        return d
+
+    def whenClosed(self) -> defer.Deferred[None]:
+        """
+        Wait for the connection to end.
+
+        @return: A Deferred firing with L{None} once the connection has ended;
+            the reason is then in L{closeReason}.
+        """
+        if self.closeReason is not None:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._whenClosed.append(d)
+        return d
+
+
+class IConnectionGate(ISessionObserver, Protocol):
+    """
+    Decides whether a new connection may start its handshake (flood limits),
+    and is told when sessions open and close.
+    """
+
+    def admit(self, address: IAddress) -> bool:
+        """
+        Whether a connection from C{address} may start; a C{True} answer
+        counts it until L{ISessionObserver.sessionClosed} is called for it.
+        """
+
+    def handshakeStarted(self, connection: BridgeProtocol) -> None:
+        """
+        The connection just admitted was built and starts its handshake.
+        """
+
+
+def _maybeGlobalReactor(clock: IReactorTime | None) -> IReactorTime:
+    """
+    The given clock, or the global reactor, imported only when needed.
+    """
+    if clock is not None:
+        return clock
+    from twisted.internet import reactor
+
+    return reactor  # type: ignore[return-value]
+
+
+class BridgeServerFactory(Factory):
+    """
+    Builds server-side L{BridgeProtocol}s sharing one configuration and one
+    connection gate (the session registry).  It holds no state of its own.
+
+    @ivar config: The configuration of every connection.
+    @ivar gate: Admits connections and is told of sessions opening and
+        closing.
+    @ivar clock: Schedules the protocols' timers.
+    """
+
+    protocol: type[BridgeProtocol] = BridgeProtocol  # type: ignore[assignment]
+    _log = Logger()
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        gate: IConnectionGate,
+        clock: IReactorTime | None = None,
+        logger: Logger | None = None,
+    ) -> None:
+        """
+        @param config: The configuration of every connection.
+        @param gate: The session registry.
+        @param clock: Schedules timers; the global reactor by default.
+        @param logger: Where protocols log.
+        """
+        self.config = config
+        self.gate = gate
+        self.clock = _maybeGlobalReactor(clock)
+        if logger is not None:
+            self._log = logger
+
+    def buildProtocol(self, addr: IAddress) -> BridgeProtocol | None:  # type: ignore[override]
+        """
+        Build a protocol for a new connection, or refuse it (closing it before
+        any handshake work) when the gate's limits are reached.
+
+        @param addr: The peer's address.
+        @return: A protocol, or L{None} to refuse the connection.
+        """
+        if not self.gate.admit(addr):
+            return None
+        proto = self.protocol(Role.SERVER, self.config, self.clock, self.gate, self._log)
+        proto.factory = self
+        self.gate.handshakeStarted(proto)
+        return proto
+
+
+class BridgeClientFactory(ClientFactory):
+    """
+    Builds client-side L{BridgeProtocol}s sharing one configuration.
+
+    @ivar config: The configuration of every connection.
+    @ivar clock: Schedules the protocols' timers.
+    """
+
+    protocol: type[BridgeProtocol] = BridgeProtocol  # type: ignore[assignment]
+    _log = Logger()
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        clock: IReactorTime | None = None,
+        logger: Logger | None = None,
+    ) -> None:
+        """
+        @param config: The configuration of every connection.
+        @param clock: Schedules timers; the global reactor by default.
+        @param logger: Where protocols log.
+        """
+        self.config = config
+        self.clock = _maybeGlobalReactor(clock)
+        if logger is not None:
+            self._log = logger
+
+    def buildProtocol(self, addr: IAddress) -> BridgeProtocol:
+        """
+        Build a protocol for a new connection.
+
+        @param addr: The server's address.
+        @return: The protocol.
+        """
+        proto = self.protocol(Role.CLIENT, self.config, self.clock, None, self._log)
+        proto.factory = self
+        return proto

@@ -1,0 +1,515 @@
+# -*- test-case-name: tests.test_protocol -*-
+"""
+Tests for L{netstructer.protocol.BridgeProtocol}, in memory: protocols on
+L{StringTransport}s, a pump moving bytes between them, and a L{Clock}.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.logger import LogEvent, Logger
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from netstructer.channel import HANDSHAKE_MAX_FRAME, Channel, CloseCode, Role
+from netstructer.errors import (
+    AuthenticationError,
+    BufferDataError,
+    ChannelClosedError,
+    EncodeError,
+    HandshakeTimeout,
+    OperationTimedOut,
+    TruncationError,
+)
+from netstructer.keys import generateKey
+from netstructer.protocol import BridgeConfig, BridgeProtocol, sessionKey
+from netstructer.values import Limits
+
+KEY = generateKey()
+EXAMPLE = ["hi im haytam", 128, {b"gg": "gg"}, {1, 2, 6, 4}, (False, True)]
+
+
+class Recorder:
+    """
+    A session observer that records what it is told.
+    """
+
+    def __init__(self) -> None:
+        self.opened: list[BridgeProtocol] = []
+        self.closed: list[tuple[BridgeProtocol, Failure]] = []
+
+    def sessionOpened(self, session: BridgeProtocol) -> None:
+        self.opened.append(session)
+
+    def sessionClosed(self, session: BridgeProtocol, reason: Failure) -> None:
+        self.closed.append((session, reason))
+
+
+class Pair:
+    """
+    A client and a server protocol connected through two
+    L{StringTransport}s, with one clock.
+    """
+
+    def __init__(
+        self,
+        clientConfig: BridgeConfig | None = None,
+        serverConfig: BridgeConfig | None = None,
+        clientPeer: IPv4Address | IPv6Address | None = None,
+    ) -> None:
+        self.clock = Clock()
+        self.events: list[LogEvent] = []
+        logger = Logger(observer=self.events.append)
+        self.observer = Recorder()
+        self.client = BridgeProtocol(
+            Role.CLIENT, clientConfig or BridgeConfig.fromKey(KEY), self.clock, logger=logger
+        )
+        self.server = BridgeProtocol(
+            Role.SERVER,
+            serverConfig or BridgeConfig.fromKey(KEY),
+            self.clock,
+            observer=self.observer,
+            logger=logger,
+        )
+        self.clientTransport = StringTransport(
+            hostAddress=IPv4Address("TCP", "127.0.0.1", 5000),
+            peerAddress=IPv4Address("TCP", "127.0.0.1", 5000),
+        )
+        self.serverTransport = StringTransport(
+            hostAddress=IPv4Address("TCP", "127.0.0.1", 5000),
+            peerAddress=clientPeer or IPv4Address("TCP", "127.0.0.1", 40000),
+        )
+        self.server.makeConnection(self.serverTransport)
+        self.client.makeConnection(self.clientTransport)
+
+    def pump(self, chunk: int | None = None) -> None:
+        """
+        Move bytes both ways until neither side has anything to send,
+        optionally in chunks of C{chunk} bytes.
+        """
+        for _ in range(1000):
+            moved = False
+            for source, target in (
+                (self.clientTransport, self.server),
+                (self.serverTransport, self.client),
+            ):
+                data = source.value()
+                if data:
+                    source.clear()
+                    moved = True
+                    if target.closeReason is not None:
+                        continue
+                    if chunk is None:
+                        target.dataReceived(data)
+                    else:
+                        for i in range(0, len(data), chunk):
+                            target.dataReceived(data[i : i + chunk])
+            self.deliverDisconnects()
+            if not moved:
+                return
+        raise AssertionError("the pump did not settle")
+
+    def deliverDisconnects(self) -> None:
+        """
+        Deliver C{connectionLost} to each side whose transport was closed,
+        and to its peer.
+        """
+        for transport, proto, peer in (
+            (self.clientTransport, self.client, self.server),
+            (self.serverTransport, self.server, self.client),
+        ):
+            if (transport.disconnecting or transport.disconnected) and proto.closeReason is None:
+                other = self.serverTransport if proto is self.client else self.clientTransport
+                data = transport.value()
+                transport.clear()
+                if data and peer.closeReason is None:
+                    peer.dataReceived(data)
+                proto.connectionLost(Failure(ConnectionDone()))
+                if peer.closeReason is None:
+                    remaining = other.value()
+                    other.clear()
+                    del remaining
+                    peer.connectionLost(Failure(ConnectionDone()))
+
+
+class HandshakeTests(SynchronousTestCase):
+    """
+    The handshake over the protocol, and its timer.
+    """
+
+    def test_established(self) -> None:
+        """
+        Both sides complete the handshake; the server tells its observer; the
+        frame limit grows from the handshake size to the value size.
+        """
+        pair = Pair()
+        self.assertEqual(pair.server.MAX_LENGTH, HANDSHAKE_MAX_FRAME)
+        d = pair.client.whenEstablished()
+        self.assertNoResult(d)
+        pair.pump()
+        self.assertIs(self.successResultOf(d), pair.client)
+        self.assertTrue(pair.server.established)
+        self.assertEqual(pair.observer.opened, [pair.server])
+        self.assertGreater(pair.server.MAX_LENGTH, 16 * 1024 * 1024)
+        self.assertEqual(pair.server.key, "127.0.0.1:40000")
+
+    def test_handshakeByteByByte(self) -> None:
+        """
+        The handshake and values survive arbitrary fragmentation.
+        """
+        pair = Pair()
+        pair.client.sendBuffer(EXAMPLE)
+        pair.pump(chunk=1)
+        self.assertEqual(self.successResultOf(pair.server.recvBuffer()), EXAMPLE)
+
+    def test_handshakeTimeout(self) -> None:
+        """
+        A peer that never completes the handshake is dropped after the
+        timeout, with a log line naming it, and no timer is left.
+        """
+        pair = Pair()
+        d = pair.server.whenEstablished()
+        pair.clock.advance(9.9)
+        self.assertFalse(pair.serverTransport.disconnecting)
+        pair.clock.advance(0.2)
+        self.assertTrue(pair.serverTransport.disconnected)
+        pair.server.connectionLost(Failure(ConnectionLost()))
+        self.failureResultOf(d, HandshakeTimeout)
+        self.assertEqual(pair.clock.getDelayedCalls(), [])
+        self.assertTrue(any("127.0.0.1:40000" in str(e.get("peer")) for e in pair.events))
+
+    def test_wrongKey(self) -> None:
+        """
+        A client with the wrong key fails with L{AuthenticationError}; the
+        server logs the peer and tells the observer nothing opened.
+        """
+        pair = Pair(clientConfig=BridgeConfig.fromKey(generateKey()))
+        d = pair.client.whenEstablished()
+        pair.pump()
+        self.failureResultOf(d, AuthenticationError)
+        self.assertEqual(pair.observer.opened, [])
+        self.assertEqual(len(pair.observer.closed), 1)
+        self.assertEqual(pair.clock.getDelayedCalls(), [])
+
+    def test_oversizeBeforeHandshake(self) -> None:
+        """
+        A length prefix over the pre-handshake limit aborts the connection
+        before the frame is buffered, logging a L{BufferDataError}.
+        """
+        pair = Pair()
+        pair.server.dataReceived(struct.pack("!I", 2**31 - 1) + b"x" * 100)
+        self.assertTrue(pair.serverTransport.disconnected)
+        self.assertEqual(len(pair.server._buffer), 0)
+        pair.server.connectionLost(Failure(ConnectionLost()))
+        self.assertIsInstance(pair.server.closeReason.value, BufferDataError)  # type: ignore[union-attr]
+
+    def test_garbage(self) -> None:
+        """
+        A peer speaking another protocol is dropped.
+        """
+        pair = Pair()
+        pair.server.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(pair.serverTransport.disconnecting or pair.serverTransport.disconnected)
+
+
+class ValueTests(SynchronousTestCase):
+    """
+    Sending and receiving values.
+    """
+
+    def test_example(self) -> None:
+        """
+        The example value crosses both ways, and the per-session counters
+        count it.
+        """
+        pair = Pair()
+        pair.pump()
+        pair.client.sendBuffer(EXAMPLE)
+        pair.server.sendBuffer("reply")
+        pair.pump()
+        self.assertEqual(self.successResultOf(pair.server.recvBuffer()), EXAMPLE)
+        self.assertEqual(self.successResultOf(pair.client.recvBuffer()), "reply")
+        self.assertEqual((pair.server.valuesIn, pair.server.valuesOut), (1, 1))
+        self.assertGreater(pair.server.bytesIn, 0)
+
+    def test_sendBeforeHandshake(self) -> None:
+        """
+        Values sent before the handshake wait and go out in order after it.
+        """
+        pair = Pair()
+        for i in range(5):
+            pair.client.sendBuffer(i)
+        pair.pump()
+        received = [self.successResultOf(pair.server.recvBuffer()) for _ in range(5)]
+        self.assertEqual(received, list(range(5)))
+
+    def test_pendingBound(self) -> None:
+        """
+        The number of values waiting for the handshake is bounded.
+        """
+        pair = Pair(clientConfig=BridgeConfig.fromKey(KEY, maxPendingValues=2))
+        pair.client.sendBuffer(1)
+        pair.client.sendBuffer(2)
+        self.assertRaises(BufferDataError, pair.client.sendBuffer, 3)
+
+    def test_encodeErrorKeepsConnection(self) -> None:
+        """
+        An unencodable value raises at once, writes nothing, and the
+        connection stays usable.
+        """
+        pair = Pair()
+        pair.pump()
+        before = pair.clientTransport.value()
+        self.assertRaises(EncodeError, pair.client.sendBuffer, object())
+        self.assertEqual(pair.clientTransport.value(), before)
+        pair.client.sendBuffer(1)
+        pair.pump()
+        self.assertEqual(self.successResultOf(pair.server.recvBuffer()), 1)
+
+    def test_tooBigForPeer(self) -> None:
+        """
+        A value larger than the peer accepts raises L{BufferDataError} before
+        anything is written.
+        """
+        pair = Pair(serverConfig=BridgeConfig.fromKey(KEY, limits=Limits(maxSize=1000)))
+        pair.pump()
+        self.assertRaises(BufferDataError, pair.client.sendBuffer, b"x" * 2000)
+        self.assertEqual(pair.clientTransport.value(), b"")
+
+    def test_recvTimeout(self) -> None:
+        """
+        recvBuffer with a timeout fails with L{OperationTimedOut} and consumes
+        nothing: the value arriving later goes to the next call.
+        """
+        pair = Pair()
+        pair.pump()
+        d = pair.server.recvBuffer(timeout=5)
+        pair.clock.advance(5)
+        self.failureResultOf(d, OperationTimedOut)
+        pair.client.sendBuffer("later")
+        pair.pump()
+        self.assertEqual(self.successResultOf(pair.server.recvBuffer()), "later")
+
+    def test_recvCancel(self) -> None:
+        """
+        Cancelling recvBuffer consumes nothing.
+        """
+        pair = Pair()
+        pair.pump()
+        d = pair.server.recvBuffer(timeout=5)
+        d.cancel()
+        self.failureResultOf(d)
+        pair.client.sendBuffer("kept")
+        pair.pump()
+        self.assertEqual(self.successResultOf(pair.server.recvBuffer()), "kept")
+        self.assertEqual(pair.clock.getDelayedCalls()[0].getTime(), 60.0)
+
+    def test_recvWaits(self) -> None:
+        """
+        recvBuffer called before the value arrives fires when it does.
+        """
+        pair = Pair()
+        pair.pump()
+        d = pair.server.recvBuffer()
+        self.assertNoResult(d)
+        pair.client.sendBuffer(7)
+        pair.pump()
+        self.assertEqual(self.successResultOf(d), 7)
+
+    @settings(max_examples=30, deadline=None)
+    @given(st.lists(st.binary(max_size=300), max_size=8), st.integers(1, 64))
+    def test_fragmentation(self, values: list[bytes], chunk: int) -> None:
+        """
+        Any sequence of values survives any chunking of the stream.
+        """
+        pair = Pair()
+        for value in values:
+            pair.client.sendBuffer(value)
+        pair.pump(chunk=chunk)
+        received = [self.successResultOf(pair.server.recvBuffer()) for _ in values]
+        self.assertEqual(received, values)
+
+    def test_coalesced(self) -> None:
+        """
+        Many frames arriving in one read are all delivered.
+        """
+        pair = Pair()
+        pair.pump()
+        for i in range(100):
+            pair.client.sendBuffer(i)
+        data = pair.clientTransport.value()
+        pair.clientTransport.clear()
+        pair.server.dataReceived(data)
+        received = [self.successResultOf(pair.server.recvBuffer()) for _ in range(100)]
+        self.assertEqual(received, list(range(100)))
+
+    def test_bufferReceivedOverride(self) -> None:
+        """
+        A subclass overriding bufferReceived gets each value.
+        """
+        got: list[object] = []
+
+        class Collecting(BridgeProtocol):
+            def bufferReceived(self, value: object) -> None:
+                got.append(value)
+
+        pair = Pair()
+        server = Collecting(Role.SERVER, BridgeConfig.fromKey(KEY), pair.clock)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 1))
+        server.makeConnection(transport)
+        client = Channel(Role.CLIENT, KEY)
+        for frame in client.framesToSend():
+            server.dataReceived(struct.pack("!I", len(frame)) + frame)
+        reply = transport.value()[4:]
+        client.receiveFrame(reply)
+        for frame in [*client.framesToSend(), client.sendValue("a"), client.sendValue("b")]:
+            server.dataReceived(struct.pack("!I", len(frame)) + frame)
+        self.assertEqual(got, ["a", "b"])
+
+
+class BackpressureTests(SynchronousTestCase):
+    """
+    Flow control both ways.
+    """
+
+    def test_receivePauses(self) -> None:
+        """
+        Reading pauses when the receive queue is over its bound and resumes
+        when the application catches up.
+        """
+        pair = Pair(serverConfig=BridgeConfig.fromKey(KEY, maxQueuedValues=4))
+        pair.pump()
+        for i in range(10):
+            pair.client.sendBuffer(i)
+        pair.pump()
+        self.assertEqual(pair.serverTransport.producerState, "paused")
+        self.assertEqual(pair.server.queuedValues, 4)
+        received = [self.successResultOf(pair.server.recvBuffer()) for _ in range(10)]
+        self.assertEqual(received, list(range(10)))
+        self.assertEqual(pair.serverTransport.producerState, "producing")
+        self.assertEqual(pair.server.queuedValues, 0)
+
+    def test_whenWritable(self) -> None:
+        """
+        whenWritable waits while the transport has paused its producer.
+        """
+        pair = Pair()
+        pair.pump()
+        self.successResultOf(pair.client.whenWritable())
+        pair.clientTransport.producer.pauseProducing()
+        d = pair.client.whenWritable()
+        self.assertNoResult(d)
+        pair.clientTransport.producer.resumeProducing()
+        self.successResultOf(d)
+
+
+class CloseTests(SynchronousTestCase):
+    """
+    Clean closes, truncation, and what waiters see.
+    """
+
+    def test_cleanClose(self) -> None:
+        """
+        A close delivers values already sent, then both sides end with
+        L{ConnectionDone}, and no timer is left.
+        """
+        pair = Pair()
+        pair.pump()
+        pair.client.sendBuffer("last")
+        pair.client.close("done")
+        pair.pump()
+        self.assertEqual(self.successResultOf(pair.server.recvBuffer()), "last")
+        self.failureResultOf(pair.server.recvBuffer(), ConnectionDone)
+        self.failureResultOf(pair.client.recvBuffer(), ConnectionDone)
+        self.assertEqual(pair.server.closeCode, CloseCode.NORMAL)
+        self.assertEqual(pair.clock.getDelayedCalls(), [])
+
+    def test_closeDuringHandshake(self) -> None:
+        """
+        A close requested during the handshake waits for it, so that values
+        already accepted are sent first.
+        """
+        pair = Pair()
+        pair.client.sendBuffer("queued")
+        pair.client.close()
+        self.assertRaises(ChannelClosedError, pair.client.sendBuffer, 1)
+        pair.pump()
+        self.assertEqual(self.successResultOf(pair.server.recvBuffer()), "queued")
+        self.failureResultOf(pair.server.recvBuffer(), ConnectionDone)
+
+    def test_truncation(self) -> None:
+        """
+        A connection lost without a close record fails waiters with
+        L{TruncationError}.
+        """
+        pair = Pair()
+        pair.pump()
+        d = pair.server.recvBuffer()
+        pair.server.connectionLost(Failure(ConnectionLost()))
+        self.failureResultOf(d, TruncationError)
+
+    def test_closeTimeout(self) -> None:
+        """
+        A peer that never answers the close is dropped after the close
+        timeout.
+        """
+        pair = Pair()
+        pair.pump()
+        pair.client.close()
+        self.assertFalse(pair.clientTransport.disconnecting)
+        pair.clock.advance(10)
+        self.assertTrue(pair.clientTransport.disconnecting)
+
+    def test_idleTimeout(self) -> None:
+        """
+        With an idle timeout, a session without values is closed with
+        L{CloseCode.IDLE_TIMEOUT}.
+        """
+        pair = Pair(serverConfig=BridgeConfig.fromKey(KEY, idleTimeout=30))
+        pair.pump()
+        pair.clock.advance(20)
+        pair.client.sendBuffer(1)
+        pair.pump()
+        pair.clock.advance(20)
+        pair.pump()
+        self.assertIsNone(pair.client.closeReason)
+        pair.clock.advance(11)
+        pair.pump()
+        self.assertEqual(pair.client.closeCode, CloseCode.IDLE_TIMEOUT)
+        self.assertEqual(pair.clock.getDelayedCalls(), [])
+
+    def test_keepAlive(self) -> None:
+        """
+        A silent peer is pinged; one that answers stays, one that does not is
+        dropped.
+        """
+        pair = Pair()
+        pair.pump()
+        pair.clock.advance(60)
+        pair.pump()
+        self.assertIsNone(pair.server.closeReason)
+        pair.clock.advance(60)
+        # The client no longer answers.
+        pair.clientTransport.clear()
+        pair.clock.advance(60)
+        self.assertTrue(pair.serverTransport.disconnected)
+
+
+class SessionKeyTests(SynchronousTestCase):
+    """
+    Registry keys of peer addresses.
+    """
+
+    def test_keys(self) -> None:
+        """
+        IPv4 keys are C{ip:port}, IPv6 keys C{[ip]:port}.
+        """
+        self.assertEqual(sessionKey(IPv4Address("TCP", "192.168.1.4", 5000)), "192.168.1.4:5000")
+        self.assertEqual(sessionKey(IPv6Address("TCP", "::1", 5000)), "[::1]:5000")
