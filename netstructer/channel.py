@@ -75,7 +75,7 @@ from netstructer.errors import (
     TruncationError,
 )
 from netstructer.keys import Keyring, asKeyring
-from netstructer.values import DEFAULT_LIMITS, Decoder, Limits, encode
+from netstructer.values import DEFAULT_LIMITS, Decoder, Encoder, Limits
 
 __all__ = [
     "HANDSHAKE_MAX_FRAME",
@@ -406,8 +406,7 @@ class _ServerAwaitingHello(_Refusing):
         if len(frame) < 6 or frame[:4] != MAGIC:
             channel._reject(_REJECT_MALFORMED)
             raise HandshakeError(
-                "the client's first frame is not a NetStructer hello; it may speak "
-                "another protocol"
+                "the client's first frame is not a NetStructer hello; it may speak another protocol"
             )
         version, suiteID = frame[4], frame[5]
         if version != PROTOCOL_VERSION:
@@ -428,9 +427,7 @@ class _ServerAwaitingHello(_Refusing):
                 remoteValue=_SUITE_NAMES.get(suiteID, suiteID),
             )
         try:
-            sender, receiver, peerMaxValueSize, reply = _serverHandshake(
-                channel, suiteID, frame
-            )
+            sender, receiver, peerMaxValueSize, reply = _serverHandshake(channel, suiteID, frame)
         except AuthenticationError:
             channel._reject(_REJECT_AUTHENTICATION)
             raise
@@ -474,9 +471,7 @@ class _ServerAwaitingConfirmation(_Refusing):
                 f"the client sent record type {recordType} before its key confirmation"
             )
         channel = self._channel
-        channel._state = _Established(
-            channel, self._sender, self._receiver, self._peerMaxValueSize
-        )
+        channel._state = _Established(channel, self._sender, self._receiver, self._peerMaxValueSize)
         return HandshakeCompleted(self._suiteName, self._peerMaxValueSize)
 
 
@@ -503,6 +498,7 @@ class _Established:
         self._receiver = receiver
         self._peerMaxValueSize = peerMaxValueSize
         self._decode = channel._decoder.decode
+        self._encode = channel._encoder.encode
 
     def receiveFrame(self, frame: bytes | memoryview) -> Event | None:
         recordType, body = self._receiver.open(frame)
@@ -528,7 +524,7 @@ class _Established:
         raise RemoteProtocolError(f"the peer sent a record of unknown type {recordType}")
 
     def sendValue(self, value: object) -> bytes:
-        return self.sendEncoded(encode(value))
+        return self.sendEncoded(self._encode(value))
 
     def sendEncoded(self, encoded: bytes) -> bytes:
         if len(encoded) > self._peerMaxValueSize:
@@ -757,8 +753,7 @@ class _FernetOpener:
         sessionID, direction, sequence, recordType = _FERNET_RECORD_HEAD.unpack_from(plaintext)
         if sessionID != self._sessionID or direction != self._direction:
             raise IntegrityError(
-                "a Fernet record belongs to another connection or direction "
-                "(replayed or reflected)"
+                "a Fernet record belongs to another connection or direction (replayed or reflected)"
             )
         if sequence != self._sequence:
             raise IntegrityError(
@@ -784,7 +779,7 @@ def _prologue(header: bytes) -> bytes:
 def _readMaxValueSize(payload: bytes, who: str) -> int:
     if len(payload) != _U32.size:
         raise HandshakeError(f"the {who}'s handshake payload has {len(payload)} bytes, not 4")
-    (size,) = _U32.unpack(payload)
+    size: int = _U32.unpack(payload)[0]
     if not 1 <= size <= MAX_VALUE_SIZE_LIMIT:
         raise HandshakeError(f"the {who} advertised an invalid maximum value size {size}")
     return size
@@ -879,7 +874,8 @@ def _fernetDecrypt(fernet: Fernet, token: bytes, channel: Channel) -> bytes:
 
 
 def _fernetSessionID(hello: bytes, reply: bytes) -> bytes:
-    return hashlib.sha256(b"NetStructer/1 fernet session" + _U32.pack(len(hello)) + hello + reply).digest()
+    transcript = b"NetStructer/1 fernet session" + _U32.pack(len(hello)) + hello + reply
+    return hashlib.sha256(transcript).digest()
 
 
 def _serverHandshake(
@@ -1013,6 +1009,7 @@ class Channel:
         self._keyring = asKeyring(key)
         self._limits = limits
         self._decoder = Decoder(limits)
+        self._encoder = Encoder(limits)
         self._fernetTTL = fernetTTL
         self._currentTime = currentTime
         self._randomBytes = randomBytes
@@ -1116,6 +1113,18 @@ class Channel:
             channel is closing, closed or failed.
         """
         return self._state.sendValue(value)
+
+    def encodeValue(self, value: object) -> bytes:
+        """
+        Encode a value with this channel's encoder, in any state: for
+        adapters that encode values early (to report L{EncodeError} at once)
+        and seal them with L{sendEncoded} once the handshake completes.
+
+        @param value: A value of a supported type.
+        @return: Its encoding.
+        @raise EncodeError: The value cannot be encoded.
+        """
+        return self._encoder.encode(value)
 
     def sendEncoded(self, encoded: bytes) -> bytes:
         """

@@ -15,7 +15,7 @@ import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from twisted.internet import defer
 from twisted.internet.error import ConnectionDone, ConnectionLost
@@ -47,10 +47,10 @@ from netstructer.errors import (
     RemoteProtocolError,
 )
 from netstructer.keys import Keyring, asKeyring
-from netstructer.values import DEFAULT_LIMITS, Limits, encode
+from netstructer.values import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
-    from twisted.internet.base import DelayedCall
+    from twisted.internet.interfaces import IDelayedCall
 
 __all__ = [
     "BridgeClientFactory",
@@ -127,7 +127,9 @@ class BridgeConfig:
         self.makeChannel(Role.CLIENT, lambda: 0.0)
 
     @classmethod
-    def fromKey(cls, key: bytes | str | Keyring | list[bytes | str], **options: Any) -> BridgeConfig:
+    def fromKey(
+        cls, key: bytes | str | Keyring | list[bytes | str], **options: Any
+    ) -> BridgeConfig:
         """
         Build a configuration from any accepted form of key.
 
@@ -188,6 +190,32 @@ def sessionKey(address: IAddress | None) -> str:
     if ":" in host:
         return f"[{host}]:{port}"
     return f"{host}:{port}"
+
+
+class _Transport(Protocol):
+    """
+    What L{BridgeProtocol} uses of its transport: a TCP, TLS or UNIX
+    transport (L{ITransport}, L{IConsumer}, L{IPushProducer}, and
+    C{abortConnection}).
+    """
+
+    def write(self, data: bytes) -> None: ...
+
+    def writeSequence(self, data: list[bytes]) -> None: ...
+
+    def loseConnection(self) -> None: ...
+
+    def abortConnection(self) -> None: ...
+
+    def getPeer(self) -> IAddress: ...
+
+    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None: ...
+
+    def unregisterProducer(self) -> None: ...
+
+    def pauseProducing(self) -> None: ...
+
+    def resumeProducing(self) -> None: ...
 
 
 @implementer(IPushProducer)
@@ -262,6 +290,7 @@ class BridgeProtocol(Int32StringReceiver):
 
     MAX_LENGTH = HANDSHAKE_MAX_FRAME
     _log = Logger()
+    transport: _Transport  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -290,7 +319,7 @@ class BridgeProtocol(Int32StringReceiver):
         self.closeCode: CloseCode | None = None
         self.closeMessage = ""
         self._stats = _Stats()
-        self._channel: Channel | None = None
+        self._channel: Channel = config.makeChannel(role, clock.seconds)
         self._buffer = bytearray()
         self._receivePaused = False
         self._established = False
@@ -302,10 +331,10 @@ class BridgeProtocol(Int32StringReceiver):
         self._whenEstablished: list[defer.Deferred[BridgeProtocol]] = []
         self._whenClosed: list[defer.Deferred[None]] = []
         self._writeFlow = _WriteFlow()
-        self._handshakeTimer: DelayedCall | None = None
-        self._keepAliveTimer: DelayedCall | None = None
-        self._idleTimer: DelayedCall | None = None
-        self._closeTimer: DelayedCall | None = None
+        self._handshakeTimer: IDelayedCall | None = None
+        self._keepAliveTimer: IDelayedCall | None = None
+        self._idleTimer: IDelayedCall | None = None
+        self._closeTimer: IDelayedCall | None = None
         self._awaitingPong = False
         self._lastValue = 0.0
         self._receivedSize = 0
@@ -364,7 +393,6 @@ class BridgeProtocol(Int32StringReceiver):
         self.key = sessionKey(self.peer)
         now = self.clock.seconds()
         self._stats.lastActivity = now
-        self._channel = self.config.makeChannel(self.role, self.clock.seconds)
         self.transport.registerProducer(self._writeFlow, True)
         self._producerRegistered = True
         self._handshakeTimer = self.clock.callLater(
@@ -438,7 +466,6 @@ class BridgeProtocol(Int32StringReceiver):
             this call, when called by L{dataReceived}).
         """
         channel = self._channel
-        assert channel is not None
         stats = self._stats
         stats.lastActivity = self.clock.seconds()
         stats.bytesIn += len(string)
@@ -492,7 +519,6 @@ class BridgeProtocol(Int32StringReceiver):
         self.transport.loseConnection()
 
     def _handshakeCompleted(self, event: HandshakeCompleted) -> None:
-        assert self._channel is not None
         if self._handshakeTimer is not None:
             self._handshakeTimer.cancel()
             self._handshakeTimer = None
@@ -518,14 +544,16 @@ class BridgeProtocol(Int32StringReceiver):
             return
         if self.config.keepAliveInterval is not None:
             self._keepAliveTimer = self.clock.callLater(
-                self.config.keepAliveInterval, self._keepAliveCheck
+                self.config.keepAliveInterval, self._keepAliveCheck, self.config.keepAliveInterval
             )
         if self.config.idleTimeout is not None:
-            self._idleTimer = self.clock.callLater(self.config.idleTimeout, self._idleCheck)
+            self._idleTimer = self.clock.callLater(
+                self.config.idleTimeout, self._idleCheck, self.config.idleTimeout
+            )
         if self.observer is not None:
             try:
                 self.observer.sessionOpened(self)
-            except Exception:
+            except Exception:  # noqa: BLE001 -- observers are application code; log, go on
                 self._log.failure("Session observer failed when {peer} opened", peer=self.key)
         self.handshakeCompleted()
         waiting, self._whenEstablished = self._whenEstablished, []
@@ -541,9 +569,7 @@ class BridgeProtocol(Int32StringReceiver):
         it to start sending; the default does nothing.
         """
 
-    def _keepAliveCheck(self) -> None:
-        assert self._channel is not None and self.config.keepAliveInterval is not None
-        interval = self.config.keepAliveInterval
+    def _keepAliveCheck(self, interval: float) -> None:
         silent = self.clock.seconds() - self._stats.lastActivity
         if self._awaitingPong and silent >= interval:
             error = ConnectionLost(f"{self.key} did not answer a keep-alive ping")
@@ -557,17 +583,16 @@ class BridgeProtocol(Int32StringReceiver):
             delay = interval
         else:
             delay = max(interval - silent, 0.001) if not self._awaitingPong else interval
-        self._keepAliveTimer = self.clock.callLater(delay, self._keepAliveCheck)
+        self._keepAliveTimer = self.clock.callLater(delay, self._keepAliveCheck, interval)
 
-    def _idleCheck(self) -> None:
-        assert self.config.idleTimeout is not None
+    def _idleCheck(self, timeout: float) -> None:
         idle = self.clock.seconds() - self._lastValue
-        if idle >= self.config.idleTimeout:
+        if idle >= timeout:
             self._idleTimer = None
             self._log.info("Closing idle session {peer}", peer=self.key)
             self.close("idle timeout", CloseCode.IDLE_TIMEOUT)
             return
-        self._idleTimer = self.clock.callLater(self.config.idleTimeout - idle, self._idleCheck)
+        self._idleTimer = self.clock.callLater(timeout - idle, self._idleCheck, timeout)
 
     # Sending.
 
@@ -593,7 +618,6 @@ class BridgeProtocol(Int32StringReceiver):
         self._lastValue = self.clock.seconds()
 
     def _flushChannel(self) -> None:
-        assert self._channel is not None
         for frame in self._channel.framesToSend():
             self.sendString(frame)
 
@@ -622,11 +646,9 @@ class BridgeProtocol(Int32StringReceiver):
         if self._closeRequested is not None:
             raise ChannelClosedError(f"cannot send to {self.key}: the session is closing")
         if self._established:
-            channel = self._channel
-            assert channel is not None
-            self._writeValueFrame(channel.sendValue(value))
+            self._writeValueFrame(self._channel.sendValue(value))
             return
-        encoded = encode(value)
+        encoded = self._channel.encodeValue(value)
         if len(encoded) > self.config.limits.maxSize:
             raise BufferDataError(
                 f"the value encodes to {len(encoded)} bytes, more than the "
@@ -690,7 +712,7 @@ class BridgeProtocol(Int32StringReceiver):
             return defer.succeed(value)
         if self.closeReason is not None:
             return defer.fail(self.closeReason)
-        timer: DelayedCall | None = None
+        timer: IDelayedCall | None = None
 
         def cancel(d: defer.Deferred[object]) -> None:
             if timer is not None and timer.active():
@@ -704,9 +726,7 @@ class BridgeProtocol(Int32StringReceiver):
             def timedOut() -> None:
                 self._waiters.remove(d)
                 d.errback(
-                    OperationTimedOut(
-                        f"no value arrived from {self.key} within {timeout} seconds"
-                    )
+                    OperationTimedOut(f"no value arrived from {self.key} within {timeout} seconds")
                 )
 
             timer = self.clock.callLater(timeout, timedOut)
@@ -767,7 +787,6 @@ class BridgeProtocol(Int32StringReceiver):
             self._closeRequested = (code, reason or "")
             return
         channel = self._channel
-        assert channel is not None
         try:
             frame = channel.close(code, reason or "")
         except ChannelClosedError:
@@ -811,12 +830,11 @@ class BridgeProtocol(Int32StringReceiver):
         """
         self._cancelTimers()
         failure = self._failure
-        if self._channel is not None:
-            try:
-                self._channel.connectionLost()
-            except NetStructerError as e:
-                if failure is None:
-                    failure = Failure(e)
+        try:
+            self._channel.connectionLost()
+        except NetStructerError as e:
+            if failure is None:
+                failure = Failure(e)
         if failure is None:
             failure = Failure(ConnectionDone("the session closed cleanly"))
         self.closeReason = failure
@@ -824,16 +842,16 @@ class BridgeProtocol(Int32StringReceiver):
         for d in waiters:
             d.errback(failure)
         established, self._whenEstablished = self._whenEstablished, []
-        for d in established:
-            d.errback(failure)
+        for opened in established:
+            opened.errback(failure)
         if self.observer is not None:
             try:
                 self.observer.sessionClosed(self, failure)
-            except Exception:
+            except Exception:  # noqa: BLE001 -- observers are application code; log, go on
                 self._log.failure("Session observer failed when {peer} closed", peer=self.key)
         closed, self._whenClosed = self._whenClosed, []
-        for d in closed:
-            d.callback(None)
+        for ended in closed:
+            ended.callback(None)
         self._writeFlow.stopProducing()
 
     def whenEstablished(self) -> defer.Deferred[BridgeProtocol]:
@@ -892,7 +910,7 @@ def _maybeGlobalReactor(clock: IReactorTime | None) -> IReactorTime:
         return clock
     from twisted.internet import reactor
 
-    return reactor  # type: ignore[return-value]
+    return cast(IReactorTime, reactor)
 
 
 class BridgeServerFactory(Factory):
@@ -906,7 +924,7 @@ class BridgeServerFactory(Factory):
     @ivar clock: Schedules the protocols' timers.
     """
 
-    protocol: type[BridgeProtocol] = BridgeProtocol  # type: ignore[assignment]
+    protocol: type[BridgeProtocol] = BridgeProtocol
     _log = Logger()
 
     def __init__(
@@ -952,7 +970,7 @@ class BridgeClientFactory(ClientFactory):
     @ivar clock: Schedules the protocols' timers.
     """
 
-    protocol: type[BridgeProtocol] = BridgeProtocol  # type: ignore[assignment]
+    protocol: type[BridgeProtocol] = BridgeProtocol
     _log = Logger()
 
     def __init__(
@@ -971,7 +989,7 @@ class BridgeClientFactory(ClientFactory):
         if logger is not None:
             self._log = logger
 
-    def buildProtocol(self, addr: IAddress) -> BridgeProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> BridgeProtocol:
         """
         Build a protocol for a new connection.
 

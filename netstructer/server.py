@@ -30,7 +30,6 @@ from twisted.internet import defer
 from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
-    IAddress,
     IListeningPort,
     IReactorTime,
     IStreamServerEndpoint,

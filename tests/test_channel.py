@@ -397,13 +397,13 @@ class RecordTests(SynchronousTestCase):
         """
         Pings and closes are authenticated like values.
         """
-        client, server = makePair()
+        client, _ = makePair()
         for frame in (client.ping(b"abc"), client.close(CloseCode.NORMAL, "bye")):
             for bit in range(len(frame) * 8):
                 flipped = bytearray(frame)
                 flipped[bit // 8] ^= 1 << (bit % 8)
-                c, s = makePair()
-                self.assertRaises(IntegrityError, s.receiveFrame, bytes(flipped))
+                _, receiver = makePair()
+                self.assertRaises(IntegrityError, receiver.receiveFrame, bytes(flipped))
 
     def test_replay(self) -> None:
         """
