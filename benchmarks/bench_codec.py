@@ -1,0 +1,139 @@
+# -*- test-case-name: tests.test_values -*-
+"""
+Benchmarks for L{netstructer.values}, the safe value codec, against pickle.
+
+Measures, in one run and taking the best of several repeats, the rate of
+encode+decode round trips of:
+
+  1. the original package's example value,
+     C{['hi im haytam', 128, {b'gg': 'gg'}, {1, 2, 6, 4}, (False, True)]};
+  2. a 1 MiB C{bytes} value;
+  3. a list of 100 000 small ints (C{range(100000)}).
+
+Each is measured three ways: with an L{Encoder} and a L{Decoder} kept
+between calls (what a connection does), with the module-level L{encode} and
+L{decode} functions (which build their state on every call), and with
+C{pickle.dumps} and C{pickle.loads}; then the ratio of each codec rate to
+pickle's.  The target is at least 0.5.  The three ways alternate within
+each repeat so that frequency scaling affects them alike.
+
+Run from the repository root::
+
+    python benchmarks/bench_codec.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import sys
+import timeit
+from collections.abc import Callable
+from pathlib import Path
+
+try:
+    from netstructer.values import Decoder, Encoder, decode, encode
+except ModuleNotFoundError:
+    # Run as a script from a checkout, without PYTHONPATH.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from netstructer.values import Decoder, Encoder, decode, encode
+
+Row = dict[str, object]
+
+EXAMPLE: list[object] = ["hi im haytam", 128, {b"gg": "gg"}, {1, 2, 6, 4}, (False, True)]
+
+
+def _cases() -> list[tuple[str, object, int]]:
+    """
+    @return: The values to measure, as (name, value, round trips per run).
+    """
+    return [
+        ("example", EXAMPLE, 20_000),
+        ("1 MiB bytes", bytes(range(256)) * 4096, 200),
+        ("100k ints", list(range(100_000)), 10),
+    ]
+
+
+def _roundTrips(value: object) -> dict[str, Callable[[], object]]:
+    """
+    Make the functions that round trip C{value}, one for each way.
+
+    @param value: The value.
+    @return: The functions, by name.
+    """
+    encoder = Encoder()
+    decoder = Decoder()
+    objectEncode = encoder.encode
+    objectDecode = decoder.decode
+    dumps = pickle.dumps
+    loads = pickle.loads
+
+    def objects() -> object:
+        """
+        @return: The value, through a kept L{Encoder} and L{Decoder}.
+        """
+        return objectDecode(objectEncode(value))
+
+    def functions() -> object:
+        """
+        @return: The value, through L{encode} and L{decode}.
+        """
+        return decode(encode(value))
+
+    def pickled() -> object:
+        """
+        @return: The value, through pickle.
+        """
+        return loads(dumps(value))
+
+    return {"Encoder+Decoder": objects, "encode+decode": functions, "pickle": pickled}
+
+
+def run(quick: bool = False) -> list[Row]:
+    """
+    Run every measurement.
+
+    @param quick: Use few iterations (a smoke test; figures are rough).
+    @return: Rows with C{name}, C{value} and C{unit}, in measurement order.
+    """
+    repeat = 3 if quick else 9
+    rows: list[Row] = []
+    for caseName, value, number in _cases():
+        if quick:
+            number = max(1, number // 20)
+        functions = _roundTrips(value)
+        best = dict.fromkeys(functions, float("inf"))
+        for _ in range(repeat):
+            for name, function in functions.items():
+                seconds = min(timeit.repeat(function, number=number, repeat=1)) / number
+                best[name] = min(best[name], seconds)
+        for name, seconds in best.items():
+            rows.append(
+                {"name": f"{caseName}: {name}", "value": 1 / seconds, "unit": "round trips/s"}
+            )
+        for name in ("Encoder+Decoder", "encode+decode"):
+            rows.append(
+                {
+                    "name": f"{caseName}: ratio {name}/pickle",
+                    "value": best["pickle"] / best[name],
+                    "unit": "x",
+                }
+            )
+    return rows
+
+
+def main() -> None:
+    """
+    Parse the command line, run the benchmarks and print a table.
+    """
+    parser = argparse.ArgumentParser(description="Benchmark the value codec against pickle.")
+    parser.add_argument("--quick", action="store_true", help="few iterations (smoke test)")
+    options = parser.parse_args()
+    for row in run(quick=options.quick):
+        value = row["value"]
+        assert isinstance(value, float)
+        print(f"{row['name']:<45} {value:>14.2f} {row['unit']}")
+
+
+if __name__ == "__main__":
+    main()

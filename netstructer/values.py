@@ -1,0 +1,1239 @@
+# -*- test-case-name: tests.test_values -*-
+"""
+The safe value codec: Python values to bytes and back, over msgpack.
+
+L{encode} turns a value into bytes and L{decode} turns bytes from a peer back
+into an equal value of exactly the same types, at every level.  Decoding
+never runs code, never imports anything, builds nothing but the types listed
+below, and refuses (with L{DecodeError}) anything malformed or larger than its
+L{Limits}.  This module does no I/O and does not import Twisted.
+
+A connection should build one L{Encoder} and one L{Decoder} and use them for
+every record: they keep their msgpack packer and unpackers between calls,
+which makes each call cheaper than the module-level L{encode} and L{decode}
+functions (those build a fresh codec on every call so that they share no
+state between calls or threads).  L{Encoder} and L{Decoder} objects are not
+thread-safe; use one per connection or per thread.
+
+
+Wire format
+===========
+
+A value is one msgpack object
+(U{https://github.com/msgpack/msgpack/blob/master/spec.md}).  The Python
+types msgpack has a family for use that family; the others use msgpack
+extension types ("ext") with the codes below.  An extension is written in
+msgpack's shortest form: fixext 1, 2, 4, 8 or 16 (C{d4}-C{d8} then the
+code) when its payload has exactly that length, otherwise ext 8, 16 or 32
+(C{c7}-C{c9}, the length, then the code); a decoder accepts any form.  An
+extension used as a I{marker} has an empty payload (so it is always the
+three bytes C{c7 00 <code>}) and may appear only as the first item of an
+array.
+
+ ====================  ===================================================
+ Python type           msgpack encoding
+ ====================  ===================================================
+ C{None}               nil (C{c0})
+ C{bool}               false / true (C{c2} / C{c3})
+ C{int}, 64-bit        the smallest int family that holds it (positive
+                       fixint, negative fixint, C{cc}-C{cf}, C{d0}-C{d3});
+                       every int in [-2**63, 2**64-1]
+ C{int}, larger        ext L{EXT_BIGINT} (6): signed big-endian two's
+                       complement in the fewest bytes that hold it, at most
+                       L{Limits.maxIntBytes} bytes; never used for an int
+                       that fits 64 bits
+ C{float}              float 64 (C{cb} + 8 bytes IEEE 754 big-endian), always;
+                       nan, the infinities and -0.0 included
+ C{complex}            ext L{EXT_COMPLEX} (5) (so C{d8 05} + 16 bytes): real
+                       then imaginary part, each an IEEE 754 float64
+                       big-endian
+ C{str}                str (fixstr, C{d9}-C{db}), UTF-8
+ C{bytes}              bin (C{c4}-C{c6})
+ C{bytearray}          ext L{EXT_BYTEARRAY} (4), payload the bytes
+ C{list}               array (fixarray, C{dc}, C{dd}) of the items
+ C{tuple}              array: marker ext L{EXT_TUPLE} (1), then the items
+ C{set}                array: marker ext L{EXT_SET} (2), then the members
+ C{frozenset}          array: marker ext L{EXT_FROZENSET} (3), then the members
+ C{dict}               map (fixmap, C{de}, C{df}), keys and values in the
+                       dict's iteration order
+ ====================  ===================================================
+
+For example C{(1, 2)} is C{93 c7 00 01 01 02} and C{['a', {b'k': 1.5}]} is
+C{92 a1 61 81 c4 01 6b cb 3f f8 00 00 00 00 00 00}.  The original package's
+example C{['hi im haytam', 128, {b'gg': 'gg'}, {1, 2, 6, 4}, (False, True)]}
+is::
+
+    95 ac 68 69 20 69 6d 20 68 61 79 74 61 6d cc 80 81 c4 02 67 67 a2 67 67
+    95 c7 00 02 01 02 04 06 93 c7 00 01 c2 c3
+
+(set members in the set's iteration order).  Dict keys and set members may
+be any hashable value of these types: bytes, ints, floats, tuples and
+frozensets included.  Exact types only: subclasses (C{OrderedDict}, an
+C{IntEnum}, a namedtuple, a C{str} subclass...) and every other type are
+refused with L{EncodeError}, because they could not come back as
+themselves.  So are values that contain themselves.  As a convenience a
+C{memoryview} is encoded as the bytes it shows, and so decodes as C{bytes}.
+
+A decoder refuses, with L{DecodeError}: bytes that are not exactly one
+msgpack object (truncated, trailing bytes, the never-used byte C{c1}); a
+marker anywhere but first in an array, or with a payload; an extension code
+other than 1 to 6 (msgpack's timestamp, code -1, included); a complex payload
+that is not 16 bytes; a big integer that fits 64 bits, has a redundant
+leading byte, or is longer than L{Limits.maxIntBytes}; a str that is not
+valid UTF-8; a list, dict or set as a dict key or set member; the same key
+twice in a map or the same member twice in a set (so C{1} and C{True}, or
+C{0.0} and C{-0.0}, may not both be keys: Python could not have built such a
+dict); and anything over a limit.
+
+
+Limits
+======
+
+L{Limits} bounds what one decoded value may cost:
+
+  - C{maxSize}: bytes of input (checked first, before any parsing).
+  - C{maxDepth}: nesting depth, the number of containers (list, tuple, set,
+    frozenset, dict, empty ones included) on the longest path from the top
+    value down.  C{[]} and C{[1]} have depth 1, C{[[]]} and C{{1: (2,)}}
+    depth 2, a scalar depth 0.
+  - C{maxItems}: items in one list, tuple, set or frozenset (a tuple, set or
+    frozenset counts its marker too), or entries in one dict.
+  - C{maxIntBytes}: bytes of one big integer's two's complement form.
+  - C{maxObjects}: the objects one value may create, counted as one for each
+    container plus one for each item in it (two for each dict entry: key and
+    value).  Every msgpack object takes at least one byte, so this can bind
+    only when the input is longer than C{maxObjects // 2} bytes.
+  - C{maxHashCollisions}: how many keys of one dict, or members of one set,
+    may share one hash value.  The hashes of ints, floats, tuples,
+    frozensets and complex numbers are not randomised, so a peer could
+    otherwise send a set whose members all collide and make building it
+    take quadratic time.
+
+An encoder refuses, with L{EncodeError}, a big integer longer than
+C{maxIntBytes}, which its peer (using the same limits) would refuse, so
+that the mistake shows up locally, naming its path.  It checks no other
+limit (that would need a walk of every value; the channel checks the size
+of what it sends), but refuses values nested deeper than msgpack's C packer
+goes (1025 levels).
+
+
+How it works
+============
+
+Encoding calls msgpack's C packer (C{strict_types=True}, so that subclasses
+and tuples reach the C{default} hook) with a C{default} hook that turns
+tuples, sets and frozensets into marked arrays and complex numbers and big
+integers into extensions.  msgpack's C packer writes C{bytearray} (and
+C{memoryview}) as bin without consulting the hook, so when the output holds
+a bin header byte (C{c4}, C{c5} or C{c6}) the value is searched for
+bytearrays, and a value holding one is encoded again from a copy in which
+each is replaced by its extension.  (That search is the price of an exact
+C{bytearray}: it walks lists, tuples and dict values in Python.)  When the C
+packer refuses a value, a slow, iterative walk of the value finds the first
+offending part and names its path in the L{EncodeError} message, e.g.
+C{value[3]['k']: cannot encode datetime.datetime}.  Path steps are C{[3]} for
+an item of a list or tuple, C{['k']} for the value under key C{'k'} of a
+dict (a key that is not a short plain scalar shows as C{<key #2>}, counting
+entries in iteration order), C{{key #2}} for the key itself of entry 2, and
+C{{#2}} for member 2, in iteration order, of a set or frozenset.
+
+Decoding never recurses in Python, and builds the value in one call of
+msgpack's C C{unpackb}, whose C{list_hook}, C{object_pairs_hook} and
+C{ext_hook} turn marked arrays into tuples, sets and frozensets, check keys
+and members for hash collisions and repeats before any dict or set is
+built, and decode the extensions.  When the value is an array or map and
+the input is longer than 64 bytes (or than C{maxDepth}), a pass of
+msgpack's C unpacker that builds nothing (C{Unpacker.skip}) runs first.  It
+proves the input is one complete object, so that no array or map can
+reserve memory for items the input does not hold; and, when the input has
+room for more than C{maxDepth} containers, it runs over the input wrapped
+in as many one-item arrays as leave exactly C{maxDepth} levels of
+msgpack's fixed C parser stack free, so that a value nested too deeply is
+refused before anything is built.  Markers are counted as they are made
+and as they are consumed, so one left anywhere but first in an array is
+found.  msgpack decodes extension code -1 (its timestamp) by itself,
+without calling C{ext_hook}; such a value needs an C{ff} byte in the
+input, and only for such inputs is a decoded container checked (by
+C{marshal}, in C) for objects of foreign types.
+"""
+
+from __future__ import annotations
+
+import marshal
+import re
+import struct
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from itertools import compress
+from operator import itemgetter
+from typing import Any, Final, cast
+
+import msgpack
+
+from netstructer.errors import DecodeError, EncodeError
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "EXT_BIGINT",
+    "EXT_BYTEARRAY",
+    "EXT_COMPLEX",
+    "EXT_FROZENSET",
+    "EXT_SET",
+    "EXT_TUPLE",
+    "Decoder",
+    "Encoder",
+    "Limits",
+    "decode",
+    "encode",
+]
+
+EXT_TUPLE: Final = 1
+"""Marker extension code: the array it starts is a C{tuple}."""
+
+EXT_SET: Final = 2
+"""Marker extension code: the array it starts is a C{set}."""
+
+EXT_FROZENSET: Final = 3
+"""Marker extension code: the array it starts is a C{frozenset}."""
+
+EXT_BYTEARRAY: Final = 4
+"""Extension code of a C{bytearray}; the payload is its bytes."""
+
+EXT_COMPLEX: Final = 5
+"""Extension code of a C{complex}; the payload is two big-endian float64s."""
+
+EXT_BIGINT: Final = 6
+"""
+Extension code of an C{int} outside [-2**63, 2**64-1]; the payload is its
+signed big-endian two's complement in the fewest bytes.
+"""
+
+
+if msgpack.Unpacker.__module__ == "msgpack.fallback":  # pragma: no cover
+    raise ImportError(
+        "netstructer.values needs msgpack's C extension; the pure-Python "
+        "fallback (MSGPACK_PUREPYTHON, or a platform without a wheel) has no "
+        "fixed nesting limit to enforce Limits.maxDepth with"
+    )
+
+
+def _probeParserDepth() -> int:
+    """
+    Measure how many nested arrays msgpack's C unpacker accepts.
+
+    @return: The largest number of containers on one path that
+        C{msgpack.Unpacker.skip} accepts (1024 with msgpack 1.2, whose C
+        parser has a fixed stack of that many entries).
+    """
+    low, high = 1, 1 << 16
+    while low < high:
+        middle = (low + high + 1) // 2
+        unpacker = msgpack.Unpacker(max_buffer_size=middle + 1)
+        unpacker.feed(b"\x91" * middle + b"\xc0")
+        try:
+            unpacker.skip()
+        except msgpack.StackError:
+            high = middle - 1
+        else:
+            low = middle
+    return low
+
+
+def _probePackerDepth() -> int:
+    """
+    Measure how deeply nested a list msgpack's C packer accepts.
+
+    @return: The largest number of nested lists C{msgpack.packb} packs (1025
+        with msgpack 1.2).
+    """
+    low, high = 1, 1 << 12
+    while low < high:
+        middle = (low + high + 1) // 2
+        nested: list[object] = []
+        for _ in range(middle - 1):
+            nested = [nested]
+        try:
+            msgpack.packb(nested)
+        except ValueError:
+            high = middle - 1
+        else:
+            low = middle
+    return low
+
+
+_PARSER_DEPTH: Final = _probeParserDepth()
+_PACKER_DEPTH: Final = _probePackerDepth()
+
+# Inputs up to this size are decoded without the checking pass: unpackb is
+# told that no array or map holds more items than the input has bytes, so
+# such an input cannot make msgpack reserve much memory for items it does
+# not hold.
+_QUICK_SIZE: Final = 64
+
+# A Decoder reuses its checking unpacker for inputs up to this size; larger
+# inputs get a fresh one, so that a connection does not keep a big buffer.
+_REUSE_SIZE: Final = 64 * 1024
+
+# Up to this size, counting the bytes that could start an array or map is
+# cheaper than the depth-checking pass it may make unnecessary.
+_COUNT_HEADERS_SIZE: Final = 4096
+
+# The first bytes of arrays and maps: fixmap, fixarray, array 16/32, map 16/32.
+_CONTAINER_HEADERS: Final = frozenset(range(0x80, 0xA0)) | frozenset(range(0xDC, 0xE0))
+
+# Every byte that is not a container header (fixmap, fixarray, array 16/32,
+# map 16/32): deleting these leaves an upper bound on the containers.
+_NOT_HEADERS: Final = bytes(
+    byte for byte in range(256) if not (0x80 <= byte <= 0x9F or 0xDC <= byte <= 0xDF)
+)
+
+_INT64_MIN: Final = -(2**63)
+_UINT64_MAX: Final = 2**64 - 1
+_COMPLEX_STRUCT: Final = struct.Struct(">dd")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """
+    Limits on what decoding one value may cost, with safe defaults.
+
+    Both sides of a connection should use the same limits: a decoder refuses
+    input over them, and an encoder refuses big integers a decoder would
+    refuse.  Raise a limit only for peers you trust.
+
+    @ivar maxDepth: The deepest nesting of containers (see the module
+        docstring for how depth counts); at most the depth msgpack's C
+        parser supports (1024).
+    @ivar maxItems: The most items in one list, tuple, set or frozenset (a
+        marker included), or entries in one dict.
+    @ivar maxSize: The most bytes one encoded value may take.
+    @ivar maxIntBytes: The most bytes of one big integer's two's complement.
+    @ivar maxObjects: The most objects one decoded value may create: one for
+        each container plus one for each item in it (two for a dict entry).
+    @ivar maxHashCollisions: The most keys of one dict, or members of one
+        set or frozenset, that may share one hash value.
+    """
+
+    maxDepth: int = 64
+    maxItems: int = 1_000_000
+    maxSize: int = 16 * 1024 * 1024
+    maxIntBytes: int = 1024
+    maxObjects: int = 2**20
+    maxHashCollisions: int = 8
+
+    def __post_init__(self) -> None:
+        """
+        Check every limit.
+
+        @raise ValueError: If a limit is not a positive C{int}, or
+            C{maxDepth} is deeper than msgpack's C parser goes.
+        """
+        for name in (
+            "maxDepth",
+            "maxItems",
+            "maxSize",
+            "maxIntBytes",
+            "maxObjects",
+            "maxHashCollisions",
+        ):
+            limit = getattr(self, name)
+            if type(limit) is not int or limit < 1:
+                raise ValueError(f"Limits.{name} must be a positive int, not {limit!r}")
+        if self.maxDepth > _PARSER_DEPTH:
+            raise ValueError(
+                f"Limits.maxDepth={self.maxDepth} is deeper than msgpack's C parser "
+                f"supports ({_PARSER_DEPTH}); use at most {_PARSER_DEPTH}"
+            )
+
+
+DEFAULT_LIMITS: Final = Limits()
+"""The default L{Limits}."""
+
+
+class _Marker:
+    """
+    What a marker extension decodes to, until the array it starts is built.
+
+    @ivar code: The marker's extension code.
+    """
+
+    __slots__ = ("code",)
+
+    def __init__(self, code: int) -> None:
+        """
+        @param code: The marker's extension code.
+        """
+        self.code = code
+
+    def __repr__(self) -> str:
+        """
+        @return: A description for debugging.
+        """
+        return f"<marker {self.code}>"
+
+
+_TUPLE_MARKER: Final = _Marker(EXT_TUPLE)
+_SET_MARKER: Final = _Marker(EXT_SET)
+_FROZENSET_MARKER: Final = _Marker(EXT_FROZENSET)
+_MARKERS: Final = {
+    EXT_TUPLE: _TUPLE_MARKER,
+    EXT_SET: _SET_MARKER,
+    EXT_FROZENSET: _FROZENSET_MARKER,
+}
+
+_TUPLE_EXT: Final = msgpack.ExtType(EXT_TUPLE, b"")
+_SET_EXT: Final = msgpack.ExtType(EXT_SET, b"")
+_FROZENSET_EXT: Final = msgpack.ExtType(EXT_FROZENSET, b"")
+
+
+def _typeName(kind: type) -> str:
+    """
+    Name a type for a message.
+
+    @param kind: The type.
+    @return: Its qualified name, with its module unless that is C{builtins}.
+    """
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _bigIntBytes(number: int) -> int:
+    """
+    Count the bytes of an integer's shortest two's complement form.
+
+    @param number: Any integer.
+    @return: The fewest bytes that hold C{number} as a signed integer.
+    """
+    return (number if number >= 0 else ~number).bit_length() // 8 + 1
+
+
+class _EncodeHooks:
+    """
+    The C{default} hook of msgpack's packer for one set of limits.  Holds no
+    state that changes, so one instance may serve every thread.
+
+    @ivar maxIntBytes: The longest big integer, in bytes, to encode.
+    """
+
+    __slots__ = ("maxIntBytes",)
+
+    def __init__(self, maxIntBytes: int) -> None:
+        """
+        @param maxIntBytes: The longest big integer, in bytes, to encode.
+        """
+        self.maxIntBytes = maxIntBytes
+
+    def default(self, obj: object) -> object:
+        """
+        Turn a value msgpack has no family for into one it has.
+
+        @param obj: A value msgpack's packer could not pack by itself.
+        @return: A marked list for a tuple, set or frozenset; an extension
+            for a complex number or an integer outside 64 bits.
+        @raise TypeError: For any other value (or an integer too long); the
+            caller then walks the value to say which part and why.
+        """
+        if type(obj) is tuple:
+            return [_TUPLE_EXT, *obj]
+        if type(obj) is set:
+            return [_SET_EXT, *obj]
+        if type(obj) is frozenset:
+            return [_FROZENSET_EXT, *obj]
+        if type(obj) is complex:
+            return msgpack.ExtType(EXT_COMPLEX, _COMPLEX_STRUCT.pack(obj.real, obj.imag))
+        if type(obj) is int:
+            size = _bigIntBytes(obj)
+            if size <= self.maxIntBytes:
+                return msgpack.ExtType(EXT_BIGINT, obj.to_bytes(size, "big", signed=True))
+        raise TypeError(f"cannot encode {_typeName(type(obj))}")
+
+
+_DEFAULT_ENCODE_HOOKS: Final = _EncodeHooks(DEFAULT_LIMITS.maxIntBytes)
+
+
+def _shortRepr(obj: object, index: int, what: str) -> str:
+    """
+    Show a dict key inside a path.
+
+    @param obj: The key.
+    @param index: Its entry's position in iteration order.
+    @param what: What to call it when it is not shown itself.
+    @return: The key's C{repr}, if it is a short plain scalar; otherwise
+        C{<what #index>}.
+    """
+    if type(obj) is str or type(obj) is bytes:
+        if len(obj) <= 40:
+            return repr(obj)
+    elif type(obj) is int:
+        if obj.bit_length() <= 64:
+            return repr(obj)
+    elif type(obj) is float or type(obj) is bool or obj is None:
+        return repr(obj)
+    return f"<{what} #{index}>"
+
+
+_SCALARS: Final = frozenset({type(None), bool, int, float, complex, str, bytes})
+_CONTAINERS: Final = frozenset({list, tuple, set, frozenset, dict})
+_SEARCHED: Final = frozenset({bytearray, list, tuple, dict})
+_LEAVES: Final = _SCALARS | {bytearray, memoryview}
+
+
+def _holdsBytearray(value: object, encodedSize: int) -> bool:
+    """
+    Say whether an acyclic value holds a C{bytearray}, which msgpack's C
+    packer writes as bin without consulting the C{default} hook.
+    Iterative.  Dict keys and set members are not searched: a C{bytearray}
+    cannot be hashed, so it cannot be one, nor be inside one.
+
+    @param value: A value msgpack's packer has just packed (so it is
+        acyclic and made of supported types and C{memoryview}s).
+    @param encodedSize: The length of its encoding.
+    @return: Whether it holds a C{bytearray} anywhere.
+    """
+    # Any: the items' types are tested as they are used.
+    stack: list[Any] = [value]
+    pop = stack.pop
+    push = stack.append
+    searched = _SEARCHED
+    while stack:
+        items = pop()
+        if type(items) is dict:
+            items = items.values()
+        elif type(items) is bytearray:
+            return True
+        elif type(items) is not list and type(items) is not tuple:
+            continue
+        if len(items) > 16:
+            if encodedSize <= 32 * len(items):
+                # Hashing items that take few bytes each is the fastest
+                # search there is: it runs in C and fails, with TypeError,
+                # on the first list, dict, set or bytearray at any depth.
+                try:
+                    hash(tuple(items))
+                except (TypeError, ValueError):
+                    # It holds one, or a writable memoryview: search below.
+                    pass
+                else:
+                    continue
+            # Look at the item types in C: most hold nothing to search.
+            kinds = set(map(type, items))
+            if kinds.isdisjoint(searched):
+                continue
+            if bytearray in kinds:
+                return True
+            stack.extend(compress(items, map(searched.__contains__, map(type, items))))
+            continue
+        for item in items:
+            if type(item) in searched:
+                push(item)
+    return False
+
+
+class _Frame:
+    """
+    One container being walked by L{_walk}.
+
+    @ivar container: The container.
+    @ivar items: Its items in walk order: for a dict, each key then its
+        value.
+    @ivar index: How many of C{items} have been walked.
+    @ivar built: The copies of the items walked so far.
+    @ivar path: The container's path.
+    """
+
+    __slots__ = ("built", "container", "index", "items", "path")
+
+    def __init__(self, container: object, path: str) -> None:
+        """
+        @param container: The container.
+        @param path: Its path.
+        """
+        self.container = container
+        if type(container) is dict:
+            self.items: list[object] = [part for entry in container.items() for part in entry]
+        else:
+            self.items = list(cast("Iterable[object]", container))
+        self.index = 0
+        self.built: list[object] = []
+        self.path = path
+
+    def pathOf(self, index: int) -> str:
+        """
+        Name an item's path.
+
+        @param index: The item's position in C{items}.
+        @return: Its path.
+        """
+        kind = type(self.container)
+        if kind is list or kind is tuple:
+            return f"{self.path}[{index}]"
+        if kind is dict:
+            entry = index // 2
+            if index % 2 == 0:
+                return f"{self.path}{{key #{entry}}}"
+            return f"{self.path}[{_shortRepr(self.items[index - 1], entry, 'key')}]"
+        return f"{self.path}{{#{index}}}"
+
+    def rebuild(self) -> object:
+        """
+        Build the container's copy from its items' copies.
+
+        @return: A copy of the same type.
+        """
+        built = self.built
+        kind = type(self.container)
+        if kind is dict:
+            return dict(zip(built[::2], built[1::2], strict=True))
+        if kind is tuple:
+            return tuple(built)
+        if kind is set:
+            return set(built)
+        if kind is frozenset:
+            return frozenset(built)
+        return built
+
+
+def _unsupported(kind: type) -> str:
+    """
+    Say why a value of an unsupported type cannot be encoded.
+
+    @param kind: The type.
+    @return: The reason, with a hint when one helps.
+    """
+    hint = ""
+    if any(base in _SCALARS or base in _CONTAINERS for base in kind.__mro__[1:]):
+        hint = (
+            " (a subclass of a supported type would not come back as itself; "
+            "convert it to its base type)"
+        )
+    return f"cannot encode {_typeName(kind)}{hint}"
+
+
+def _checkLeaf(item: object, limits: Limits) -> str | None:
+    """
+    Check one value that is not a container, for L{_walk}.
+
+    @param item: The value.
+    @param limits: The limits the peer is assumed to use.
+    @return: Why it cannot be encoded, or C{None} if it can.
+    """
+    if type(item) is int:
+        if not _INT64_MIN <= item <= _UINT64_MAX:
+            size = _bigIntBytes(item)
+            if size > limits.maxIntBytes:
+                return (
+                    f"cannot encode an int of {size} bytes, more than maxIntBytes="
+                    f"{limits.maxIntBytes}; raise Limits.maxIntBytes on both sides, "
+                    "or send it as a str"
+                )
+    elif type(item) is str:
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError as e:
+            return (
+                f"cannot encode a str that is not valid Unicode (a lone surrogate "
+                f"at index {e.start}); fix or escape it"
+            )
+    elif type(item) not in _LEAVES:
+        return _unsupported(type(item))
+    return None
+
+
+def _walk(value: object, limits: Limits) -> object:
+    """
+    Walk a value without recursion, checking everything an encoder checks,
+    and copy it with each C{bytearray} replaced by its extension.
+
+    This is the slow path, taken only when the C packer refused a value or
+    the value holds a C{bytearray}.  Paths are only named when needed.
+
+    @param value: The value to check.
+    @param limits: The limits the peer is assumed to use.
+    @return: A copy of C{value} that msgpack's packer can pack with
+        L{_EncodeHooks.default}: every C{bytearray} replaced by an
+        L{EXT_BYTEARRAY} extension.
+    @raise EncodeError: Naming the first offending part's path: an
+        unsupported type, a cycle, nesting deeper than msgpack can encode, a
+        big integer too long, or a str that is not valid Unicode.
+    """
+    frames: list[_Frame] = []
+    onPath: dict[int, _Frame] = {}
+    done: list[object] = []
+    item = value
+    while True:
+        kind = type(item)
+        if kind in _CONTAINERS:
+            path = frames[-1].pathOf(frames[-1].index - 1) if frames else "value"
+            seenAt = onPath.get(id(item))
+            if seenAt is not None:
+                raise EncodeError(
+                    f"{path}: cannot encode a cycle: this {kind.__name__} is "
+                    f"{seenAt.path} itself; encode a copy without the cycle",
+                    path,
+                )
+            if len(frames) >= _PACKER_DEPTH:
+                raise EncodeError(
+                    f"{path}: value nested deeper than msgpack can encode "
+                    f"({_PACKER_DEPTH} levels); flatten it",
+                    path,
+                )
+            frame = _Frame(item, path)
+            onPath[id(item)] = frame
+            frames.append(frame)
+        else:
+            problem = _checkLeaf(item, limits)
+            if problem is not None:
+                path = frames[-1].pathOf(frames[-1].index - 1) if frames else "value"
+                raise EncodeError(f"{path}: {problem}", path)
+            if kind is bytearray:
+                item = msgpack.ExtType(EXT_BYTEARRAY, bytes(cast(bytearray, item)))
+            elif kind is memoryview:
+                item = cast(memoryview, item).tobytes()
+            (frames[-1].built if frames else done).append(item)
+        # Go on to the next item, finishing each container that has none left.
+        while frames:
+            frame = frames[-1]
+            if frame.index < len(frame.items):
+                item = frame.items[frame.index]
+                frame.index += 1
+                break
+            frames.pop()
+            del onPath[id(frame.container)]
+            (frames[-1].built if frames else done).append(frame.rebuild())
+        else:
+            return done[0]
+
+
+_PACKER_ERRORS: Final = (TypeError, ValueError, OverflowError, BufferError)
+
+
+def _encodeSlowly(
+    value: object, limits: Limits, hooks: _EncodeHooks, cause: BaseException | None
+) -> bytes:
+    """
+    Encode a value the fast path could not: walk it to name the offending
+    part, or to replace its C{bytearray}s, and pack the copy.
+
+    @param value: The value.
+    @param limits: The limits the peer is assumed to use.
+    @param hooks: The packer hooks for C{limits}.
+    @param cause: What the fast path raised, if it raised.
+    @return: The encoded value.
+    @raise EncodeError: Naming the offending part.
+    """
+    copy = _walk(value, limits)
+    try:
+        encoded: bytes = msgpack.packb(
+            copy, default=hooks.default, strict_types=True, use_bin_type=True, datetime=False
+        )
+    except _PACKER_ERRORS as e:
+        raise EncodeError(f"value: cannot encode: {e}", "value") from (cause or e)
+    return encoded
+
+
+def encode(value: object, *, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """
+    Encode a value.
+
+    Shares no state between calls or threads; a connection should rather
+    keep an L{Encoder}, which is faster.
+
+    @param value: A value made of the supported types (see the module
+        docstring), nested freely.
+    @param limits: The limits the peer uses, to refuse here big integers it
+        would refuse.
+    @return: The value's encoding.
+    @raise EncodeError: If the value holds an unsupported type (subclasses
+        included), a cycle, or is over a limit; the message names the
+        offending part's path.
+    """
+    hooks = _DEFAULT_ENCODE_HOOKS if limits is DEFAULT_LIMITS else _EncodeHooks(limits.maxIntBytes)
+    try:
+        encoded: bytes = msgpack.packb(
+            value, default=hooks.default, strict_types=True, use_bin_type=True, datetime=False
+        )
+    except _PACKER_ERRORS as e:
+        encoded = _encodeSlowly(value, limits, hooks, e)
+    else:
+        if (0xC4 in encoded or 0xC5 in encoded or 0xC6 in encoded) and _holdsBytearray(
+            value, len(encoded)
+        ):
+            encoded = _encodeSlowly(value, limits, hooks, None)
+    return encoded
+
+
+class Encoder:
+    """
+    A reusable encoder that keeps one msgpack packer, for one connection.
+    Not thread-safe: use one per connection or thread.
+
+    @ivar limits: The limits the peer is assumed to use.
+    """
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        """
+        @param limits: The limits the peer uses, to refuse here big integers
+            it would refuse.
+        """
+        self.limits = limits
+        self._hooks = (
+            _DEFAULT_ENCODE_HOOKS if limits is DEFAULT_LIMITS else _EncodeHooks(limits.maxIntBytes)
+        )
+        self._pack: Callable[[object], bytes] = msgpack.Packer(
+            default=self._hooks.default,
+            strict_types=True,
+            use_bin_type=True,
+            datetime=False,
+            autoreset=True,
+        ).pack
+
+    def encode(self, value: object) -> bytes:
+        """
+        Encode a value.
+
+        @param value: A value made of the supported types.
+        @return: The value's encoding.
+        @raise EncodeError: As L{encode} does.
+        """
+        try:
+            encoded = self._pack(value)
+        except _PACKER_ERRORS as e:
+            encoded = _encodeSlowly(value, self.limits, self._hooks, e)
+        else:
+            # A bin header byte (or such a byte inside some payload) may
+            # mean a bytearray the packer wrote as bytes.
+            if (0xC4 in encoded or 0xC5 in encoded or 0xC6 in encoded) and _holdsBytearray(
+                value, len(encoded)
+            ):
+                encoded = _encodeSlowly(value, self.limits, self._hooks, None)
+        return encoded
+
+
+_ArrayHook = Callable[[list[object]], object]
+_MapHook = Callable[[list[tuple[object, object]]], dict[object, object]]
+_ExtHook = Callable[[int, bytes], object]
+
+# Where the hooks of one Decoder count, in a list each call resets: the
+# markers made minus those consumed, and the objects the value may still
+# make.
+_UNCLAIMED: Final = 0
+_BUDGET: Final = 1
+
+
+def _checkHashes(keys: list[object], what: str, maxCollisions: int) -> None:
+    """
+    Refuse keys that would make building a dict or set slow, in linear time
+    and before building it.
+
+    @param keys: The keys or members.
+    @param what: What they are, for the message.
+    @param maxCollisions: C{Limits.maxHashCollisions}.
+    @raise DecodeError: If more than C{maxCollisions} share one hash value,
+        or one cannot be hashed.
+    """
+    try:
+        hashes = list(map(hash, keys))
+    except TypeError as e:
+        raise DecodeError(
+            f"one of the {what} is a list, dict or set, which Python cannot "
+            "hash; the peer is not a NetStructer peer"
+        ) from e
+    # Distinct hash values of the supported types are distinct ints of less
+    # than 2**61 in size, each its own hash: this set cannot collide.
+    if len(set(hashes)) == len(hashes):
+        return
+    most = max(Counter(hashes).values())
+    if most > maxCollisions:
+        raise DecodeError(
+            f"{most} {what} share one hash value, more than maxHashCollisions="
+            f"{maxCollisions}; the peer may be trying to slow this program "
+            "down (hash flooding)"
+        )
+
+
+def _makeHooks(limits: Limits) -> tuple[_ArrayHook, _MapHook, _ExtHook, list[int]]:
+    """
+    Make the hooks that build values for msgpack's unpacker.
+
+    They are closures rather than methods because msgpack calls them for
+    every array, map and extension, and a closure call is cheaper.
+
+    @param limits: The limits they enforce.
+    @return: The C{list_hook}, C{object_pairs_hook} and C{ext_hook}, and the
+        list where they count (see L{_UNCLAIMED} and L{_BUDGET}).
+    """
+    maxCollisions = limits.maxHashCollisions
+    maxIntBytes = limits.maxIntBytes
+    counts = [0, 0]
+
+    def arrayReceived(items: list[object]) -> object:
+        """
+        Build the value of a decoded msgpack array.
+
+        @param items: The array's items.
+        @return: C{items}, or the tuple, set or frozenset its marker asks for.
+        @raise DecodeError: If a set's members collide, repeat or cannot be
+            hashed.
+        """
+        if items and type(items[0]) is _Marker:
+            marker = items[0]
+            del items[0]
+            counts[_UNCLAIMED] -= 1
+            if marker is _TUPLE_MARKER:
+                return tuple(items)
+            count = len(items)
+            if count > maxCollisions:
+                _checkHashes(items, "members of one set", maxCollisions)
+            try:
+                members = set(items) if marker is _SET_MARKER else frozenset(items)
+            except TypeError as e:
+                raise DecodeError(
+                    "a set member is a list, dict or set, which Python cannot "
+                    "hash; the peer is not a NetStructer peer"
+                ) from e
+            if len(members) != count:
+                raise DecodeError(
+                    "a set holds the same member twice; the peer is not a NetStructer peer"
+                )
+            return members
+        return items
+
+    def mapReceived(pairs: list[tuple[object, object]]) -> dict[object, object]:
+        """
+        Build the dict of a decoded msgpack map.
+
+        @param pairs: The map's (key, value) pairs.
+        @return: The dict.
+        @raise DecodeError: If keys collide, repeat or cannot be hashed.
+        """
+        count = len(pairs)
+        if count > maxCollisions:
+            _checkHashes(list(map(_first, pairs)), "keys of one dict", maxCollisions)
+        try:
+            result = dict(pairs)
+        except TypeError as e:
+            raise DecodeError(
+                "a dict key is a list, dict or set, which Python cannot hash; "
+                "the peer is not a NetStructer peer"
+            ) from e
+        if len(result) != count:
+            raise DecodeError("a dict holds the same key twice; the peer is not a NetStructer peer")
+        return result
+
+    def extReceived(code: int, data: bytes) -> object:
+        """
+        Decode a msgpack extension.
+
+        @param code: The extension code.
+        @param data: Its payload.
+        @return: A marker, a bytearray, a complex or a big integer.
+        @raise DecodeError: If the code is unknown or the payload wrong.
+        """
+        marker = _MARKERS.get(code)
+        if marker is not None:
+            if data:
+                raise DecodeError(
+                    f"marker extension {code} has a payload of {len(data)} bytes; markers have none"
+                )
+            counts[_UNCLAIMED] += 1
+            return marker
+        if code == EXT_BYTEARRAY:
+            return bytearray(data)
+        if code == EXT_COMPLEX:
+            if len(data) != _COMPLEX_STRUCT.size:
+                raise DecodeError(
+                    f"complex extension has {len(data)} bytes instead of {_COMPLEX_STRUCT.size}"
+                )
+            return complex(*_COMPLEX_STRUCT.unpack(data))
+        if code == EXT_BIGINT:
+            size = len(data)
+            if size > maxIntBytes:
+                raise DecodeError(
+                    f"an int of {size} bytes is longer than maxIntBytes={maxIntBytes}; "
+                    "raise Limits.maxIntBytes if you trust the peer"
+                )
+            number = int.from_bytes(data, "big", signed=True)
+            if _INT64_MIN <= number <= _UINT64_MAX or _bigIntBytes(number) != size:
+                raise DecodeError(
+                    "big int extension is not in its one valid form (it fits 64 "
+                    "bits, or has a redundant leading byte)"
+                )
+            return number
+        raise DecodeError(
+            f"unknown extension code {code}; the peer speaks another protocol "
+            "version, or is not a NetStructer peer"
+        )
+
+    return arrayReceived, mapReceived, extReceived, counts
+
+
+def _makeCountedHooks(
+    arrayReceived: _ArrayHook, mapReceived: _MapHook, counts: list[int], maxObjects: int
+) -> tuple[_ArrayHook, _MapHook]:
+    """
+    Make hooks that count the objects a value makes, for inputs long enough
+    to make more than C{maxObjects}.
+
+    @param arrayReceived: The C{list_hook} to count for.
+    @param mapReceived: The C{object_pairs_hook} to count for.
+    @param counts: Where they count; C{counts[_BUDGET]} is reset by each call.
+    @param maxObjects: C{Limits.maxObjects}.
+    @return: The counting C{list_hook} and C{object_pairs_hook}.
+    """
+
+    def tooManyObjects() -> DecodeError:
+        """
+        @return: The error for a value that makes too many objects.
+        """
+        return DecodeError(
+            f"value makes more than maxObjects={maxObjects} objects; raise "
+            "Limits.maxObjects if you trust the peer"
+        )
+
+    def arrayCounted(items: list[object]) -> object:
+        """
+        L{arrayReceived}, counting objects against C{maxObjects}.
+
+        @param items: The array's items.
+        @return: The array's value.
+        @raise DecodeError: Once the value has made too many objects.
+        """
+        counts[_BUDGET] -= len(items) + 1
+        if counts[_BUDGET] < 0:
+            raise tooManyObjects()
+        return arrayReceived(items)
+
+    def mapCounted(pairs: list[tuple[object, object]]) -> dict[object, object]:
+        """
+        L{mapReceived}, counting objects against C{maxObjects}.
+
+        @param pairs: The map's (key, value) pairs.
+        @return: The dict.
+        @raise DecodeError: Once the value has made too many objects.
+        """
+        counts[_BUDGET] -= 2 * len(pairs) + 1
+        if counts[_BUDGET] < 0:
+            raise tooManyObjects()
+        return mapReceived(pairs)
+
+    return arrayCounted, mapCounted
+
+
+_first: Final = itemgetter(0)
+_unpackb: Final = msgpack.unpackb
+_CLAIM: Final = re.compile(r"(\d+) exceeds max_(array|map)_len")
+_UNPACK_ERRORS: Final = (msgpack.UnpackException, ValueError, TypeError)
+
+
+class Decoder:
+    """
+    A reusable decoder, for one connection: keeps its hooks, and the
+    unpacker of its checking pass, between calls.  Not thread-safe: use one
+    per connection or thread.
+
+    @ivar limits: The limits to enforce.
+    """
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        """
+        @param limits: The limits to enforce.
+        """
+        self.limits = limits
+        self._arrayHook, self._mapHook, self._extHook, self._counts = _makeHooks(limits)
+        self._countedHooks: tuple[_ArrayHook, _MapHook] | None = None
+        self._maxItems = limits.maxItems
+        self._quickSize = min(_QUICK_SIZE, limits.maxDepth, limits.maxSize)
+        # A value takes at least one byte for each container and each item,
+        # so a shorter input cannot make more than maxObjects objects.
+        self._countAbove = limits.maxObjects // 2
+        self._skipper: msgpack.Unpacker | None = None
+        self._skipped = 0
+
+    def decode(self, data: bytes | bytearray | memoryview) -> object:
+        """
+        Decode one value.
+
+        @param data: Exactly one encoded value.  A C{bytearray} or
+            C{memoryview} (which must be of bytes, like
+            C{memoryview(record)[1:]}) is copied to C{bytes} first: the
+            checks this decoder makes run fastest on C{bytes}.
+        @return: The value.
+        @raise DecodeError: If C{data} is not exactly one valid encoded
+            value, or is over a limit.  The decoder stays usable.
+        """
+        if type(data) is not bytes:
+            data = bytes(data)
+        size = len(data)
+        counts = self._counts
+        counts[_UNCLAIMED] = 0
+        arrayHook = self._arrayHook
+        mapHook = self._mapHook
+        if size > self._quickSize:
+            if size > self.limits.maxSize:
+                raise DecodeError(
+                    f"input of {size} bytes is over maxSize={self.limits.maxSize}; "
+                    "raise Limits.maxSize if you trust the peer"
+                )
+            # A value that is not an array or map cannot nest, and msgpack
+            # reserves nothing for a str, bin or ext before reading it.
+            if data[0] in _CONTAINER_HEADERS:
+                self._check(data, size)
+        if size > self._countAbove:
+            counts[_BUDGET] = self.limits.maxObjects
+            if self._countedHooks is None:
+                self._countedHooks = _makeCountedHooks(
+                    arrayHook, mapHook, counts, self.limits.maxObjects
+                )
+            arrayHook, mapHook = self._countedHooks
+        maxItems = self._maxItems
+        try:
+            value = _unpackb(
+                data,
+                list_hook=arrayHook,
+                object_pairs_hook=mapHook,
+                ext_hook=self._extHook,
+                strict_map_key=False,
+                max_array_len=size if size < maxItems else maxItems,
+                max_map_len=size // 2 if size // 2 < maxItems else maxItems,
+            )
+        except DecodeError:
+            raise
+        except _UNPACK_ERRORS as e:
+            if not size:
+                raise DecodeError("input is empty; a value takes at least one byte") from e
+            raise self._explain(e) from e
+        if counts[_UNCLAIMED]:
+            raise DecodeError(
+                "a tuple, set or frozenset marker appears other than as the "
+                "first item of an array; the peer is not a NetStructer peer"
+            )
+        if 0xFF in data:
+            _checkForeign(value)
+        return value
+
+    def _check(self, data: bytes, size: int) -> None:
+        """
+        Check, building nothing, that an input is one complete msgpack
+        object, and not too deep.
+
+        @param data: The input.
+        @param size: Its length.
+        @raise DecodeError: If it is not.
+        """
+        prefix = b""
+        if size > self.limits.maxDepth and (
+            size > _COUNT_HEADERS_SIZE
+            or len(data.translate(None, _NOT_HEADERS)) > self.limits.maxDepth
+        ):
+            prefix = b"\x91" * (_PARSER_DEPTH - self.limits.maxDepth)
+        if size > _REUSE_SIZE:
+            skipper = msgpack.Unpacker(max_buffer_size=size + len(prefix))
+            start = 0
+        else:
+            if self._skipper is None:
+                self._skipper = msgpack.Unpacker(
+                    read_size=4096, max_buffer_size=_REUSE_SIZE + _PARSER_DEPTH
+                )
+                self._skipped = 0
+            skipper = self._skipper
+            start = self._skipped
+        try:
+            if prefix:
+                skipper.feed(prefix)
+            skipper.feed(data)
+            skipper.skip()
+            end = start + len(prefix) + size
+            if skipper.tell() != end:
+                raise msgpack.ExtraData(None, b"")
+        except (msgpack.UnpackException, ValueError) as e:
+            if skipper is self._skipper:
+                self._skipper = None
+            raise self._explain(e) from e
+        if skipper is self._skipper:
+            self._skipped = end
+
+    def _explain(self, error: Exception) -> DecodeError:
+        """
+        Say what a msgpack error means for the peer's input.
+
+        @param error: What unpacking raised.
+        @return: An error for the caller to raise.
+        """
+        if isinstance(error, msgpack.StackError):
+            return DecodeError(
+                f"value nested deeper than maxDepth={self.limits.maxDepth}; raise "
+                "Limits.maxDepth if you trust the peer"
+            )
+        if isinstance(error, msgpack.ExtraData):
+            return DecodeError(
+                "input holds bytes after the end of the value; the peer framed "
+                "its records wrongly, or is not a NetStructer peer"
+            )
+        if isinstance(error, msgpack.FormatError):
+            return DecodeError("input is not msgpack (it holds the never-used byte c1)")
+        if isinstance(error, UnicodeDecodeError):
+            return DecodeError(f"a str is not valid UTF-8 ({error.reason})")
+        message = str(error)
+        if isinstance(error, msgpack.OutOfData) or "incomplete" in message:
+            return DecodeError("input ends in the middle of a value (truncated)")
+        claim = _CLAIM.match(message)
+        if claim is not None:
+            items = int(claim.group(1))
+            if items > self.limits.maxItems:
+                return DecodeError(
+                    f"a list, tuple, set or dict holds {items} items, more than "
+                    f"maxItems={self.limits.maxItems}; raise Limits.maxItems if "
+                    "you trust the peer"
+                )
+            return DecodeError(
+                f"an array or map claims {items} items, more than the input "
+                "holds (truncated or corrupt)"
+            )
+        if "timestamp" in message:
+            return _timestampError()
+        return DecodeError(f"input is not a valid encoded value ({message})")
+
+
+def _timestampError() -> DecodeError:
+    """
+    @return: The error for msgpack's timestamp extension.
+    """
+    return DecodeError(
+        "input holds a msgpack timestamp (extension -1), which is not part of "
+        "the protocol; the peer is not a NetStructer peer"
+    )
+
+
+def _checkForeign(value: object) -> None:
+    """
+    Refuse a decoded value holding an object of a type outside the
+    protocol: a timestamp msgpack decoded by itself.  C{marshal} walks the
+    value in C and refuses every type but the supported ones.
+
+    @param value: A decoded value.
+    @raise DecodeError: If it holds a foreign object.
+    """
+    if type(value) in _SCALARS or type(value) is bytearray:
+        return
+    try:
+        marshal.dumps(cast("list[object]", value), 2)
+    except ValueError as e:
+        raise _timestampError() from e
+
+
+def decode(data: bytes | bytearray | memoryview, *, limits: Limits = DEFAULT_LIMITS) -> object:
+    """
+    Decode one value.
+
+    Shares no state between calls or threads; a connection should rather
+    keep a L{Decoder}, which is faster.
+
+    @param data: Exactly one encoded value.
+    @param limits: The limits to enforce.
+    @return: The value.
+    @raise DecodeError: If C{data} is not exactly one valid encoded value,
+        or is over a limit.
+    """
+    return Decoder(limits).decode(data)
