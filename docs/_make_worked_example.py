@@ -61,7 +61,7 @@ REJECT_VERSION = 1
 REJECT_SUITE = 2
 REJECT_AUTHENTICATION = 3
 REJECT_MALFORMED = 4
-MAX_VALUE_SIZE_LIMIT = 2**31
+MAX_VALUE_SIZE_LIMIT = 2**31 - 2
 
 # Section 5: records.
 VALUE = 0x01
@@ -516,7 +516,15 @@ class ReferenceServer:
         suiteID = hello[5]
         if suiteID not in self.suiteIDs:
             return self._reject(REJECT_SUITE)
+        try:
+            return self._answerHello(hello, suiteID)
+        except ReferenceError:
+            return self._reject(REJECT_MALFORMED)
+
+    def _answerHello(self, hello: bytes, suiteID: int) -> bytes:
         header, body = hello[:6], hello[6:]
+        if suiteID != SUITE_FERNET and len(body) < 48:
+            raise ReferenceError("a noise message 1 is at least 48 bytes")
         payload = U32.pack(self.maxValueSize)
         for subkeys in self.subkeys:
             if suiteID == SUITE_FERNET:

@@ -103,8 +103,14 @@ PROTOCOL_VERSION: Final = 1
 HANDSHAKE_MAX_FRAME: Final = 512
 """The largest frame either side accepts before the handshake completes."""
 
-MAX_VALUE_SIZE_LIMIT: Final = 2**31
-"""The largest maximum value size a side may advertise (2 GiB)."""
+MAX_VALUE_SIZE_LIMIT: Final = 2**31 - 2
+"""The largest maximum value size a side may advertise: just under 2 GiB,
+since one AEAD call seals at most 2**31 - 1 bytes (the value and its record
+type byte)."""
+
+_MIN_RECORD_BODY: Final = 2 + 256
+"""The largest control record body (a close with the longest reason): frame
+limits never go below what it needs, however small the value limit."""
 
 _PROLOGUE_LABEL = b"NetStructer"
 
@@ -164,8 +170,11 @@ class Role(Enum):
 
 class CloseCode(int, Enum):
     """
-    The close codes that may cross the wire.  Anything else that ends a
-    connection is logged locally, and the peer sees only L{INTERNAL_ERROR}.
+    The close codes that may cross the wire, in a close record.  An
+    application closing a session picks one (a server's handler failing
+    closes its session with L{INTERNAL_ERROR} and a generic reason: details
+    stay in the server's log).  A protocol failure sends no close record at
+    all: the connection is dropped, and the peer sees a truncation.
     """
 
     NORMAL = 0
@@ -263,12 +272,15 @@ Event = HandshakeCompleted | ValueReceived | PingReceived | PongReceived | Close
 def frameOverhead(suite: str, maxValueSize: int) -> int:
     """
     The largest frame payload a record carrying a value of C{maxValueSize}
-    encoded bytes can need, for sizing the framer's C{MAX_LENGTH}.
+    encoded bytes can need, for sizing the framer's C{MAX_LENGTH}.  The bound
+    is never below what the largest control record (a close with the longest
+    reason) needs, however small C{maxValueSize} is.
 
     @param suite: C{"noise"} or C{"fernet"}.
     @param maxValueSize: The largest encoded value.
     @return: The frame size bound in bytes.
     """
+    maxValueSize = max(maxValueSize, _MIN_RECORD_BODY)
     if suite == "fernet":
         plaintext = _FERNET_RECORD_HEAD.size + maxValueSize
         # version, timestamp, IV, CBC-padded ciphertext, HMAC; then base64.
@@ -431,6 +443,9 @@ class _ServerAwaitingHello(_Refusing):
         except AuthenticationError:
             channel._reject(_REJECT_AUTHENTICATION)
             raise
+        except HandshakeError:
+            channel._reject(_REJECT_MALFORMED)
+            raise
         channel._outgoing.append(bytes((_REPLY_ACCEPT,)) + reply)
         channel._state = _ServerAwaitingConfirmation(
             channel, sender, receiver, peerMaxValueSize, _SUITE_NAMES[suiteID]
@@ -496,6 +511,8 @@ class _Established:
         self._channel = channel
         self._sender = sender
         self._receiver = receiver
+        family = "fernet" if isinstance(receiver, _FernetOpener) else "noise"
+        channel._maxFrameSize = frameOverhead(family, channel._limits.maxSize)
         self._peerMaxValueSize = peerMaxValueSize
         self._decode = channel._decoder.decode
         self._encode = channel._encoder.encode
@@ -579,6 +596,8 @@ class _Closing(_Refusing):
         if recordType == _RECORD_PING:
             # Answering would need a record after our close; a ping is only a
             # liveness probe, so it is dropped.
+            if len(body) > _MAX_PING_DATA:
+                raise RemoteProtocolError(f"the peer sent a ping of {len(body)} bytes")
             return PingReceived(bytes(body))
         raise RemoteProtocolError(f"the peer sent a record of unknown type {recordType}")
 
@@ -709,6 +728,8 @@ class _FernetSealer:
         self._currentTime = currentTime
 
     def seal(self, recordType: int, body: bytes) -> bytes:
+        if self._sequence >= 2**64 - 1:
+            raise ChannelClosedError("this connection has used every sequence number; reconnect")
         head = _FERNET_RECORD_HEAD.pack(
             self._sessionID, self._direction, self._sequence, recordType
         )
@@ -1003,7 +1024,11 @@ class Channel:
                 f"unknown cipher {cipher!r}: choose one of {', '.join(_SUITE_OF_NOISE_CIPHER)}"
             )
         if limits.maxSize > MAX_VALUE_SIZE_LIMIT:
-            raise ValueError(f"limits.maxSize may be at most {MAX_VALUE_SIZE_LIMIT} (2 GiB)")
+            raise ValueError(
+                f"limits.maxSize may be at most {MAX_VALUE_SIZE_LIMIT} (just under 2 GiB)"
+            )
+        if fernetTTL is not None and not fernetTTL >= 1:
+            raise ValueError("fernetTTL must be at least 1 second (Fernet counts whole seconds)")
         self.role = role
         self.suite = suite
         self._keyring = asKeyring(key)
@@ -1015,6 +1040,7 @@ class Channel:
         self._randomBytes = randomBytes
         self._ephemeralFactory = ephemeralFactory
         self._outgoing: list[bytes] = []
+        self._maxFrameSize = HANDSHAKE_MAX_FRAME
         accept = tuple(_checkSuite(s) for s in (acceptSuites or (suite,)))
         self._acceptedSuiteIDs = frozenset(
             suiteID
@@ -1045,9 +1071,7 @@ class Channel:
         """
         The largest frame payload this side accepts in its current state.
         """
-        if isinstance(self._state, _Established | _Closing):
-            return frameOverhead(self.suite, self._limits.maxSize)
-        return HANDSHAKE_MAX_FRAME
+        return self._maxFrameSize
 
     @property
     def peerMaxValueSize(self) -> int | None:
@@ -1145,6 +1169,7 @@ class Channel:
 
         @param data: Up to 64 bytes of opaque data.
         @return: The frame payload to write.
+        @raise ValueError: C{data} is longer than 64 bytes.
         @raise LocalProtocolError: Values cannot flow in this state.
         """
         return self._state.ping(data)

@@ -246,7 +246,7 @@ class _WriteFlow:
     def whenWritable(self) -> defer.Deferred[None]:
         if not self.paused:
             return defer.succeed(None)
-        d: defer.Deferred[None] = defer.Deferred()
+        d: defer.Deferred[None] = defer.Deferred(self._waiting.remove)
         self._waiting.append(d)
         return d
 

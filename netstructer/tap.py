@@ -56,6 +56,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from zope.interface import implementer
 
+from netstructer.channel import MAX_VALUE_SIZE_LIMIT
 from netstructer.errors import InvalidKey, NetStructerError
 from netstructer.keys import (
     ENVIRONMENT_VARIABLE,
@@ -86,8 +87,8 @@ DEFAULT_INTERFACE = "127.0.0.1"
 DEFAULT_MAX_BUFFER_SIZE = 16 * 1024 * 1024
 """The default largest encoded value a server accepts (16 MiB)."""
 
-MAX_BUFFER_SIZE = 2 * 1024 * 1024 * 1024
-"""The largest C{--max-buffer-size} allowed (2 GiB)."""
+MAX_BUFFER_SIZE = MAX_VALUE_SIZE_LIMIT
+"""The largest C{--max-buffer-size} allowed (just under 2 GiB)."""
 
 _SUITES = ("noise", "fernet")
 _SIZE = re.compile(r"\A\s*(\d+)\s*([kmg]?)(i?b)?\s*\Z", re.IGNORECASE)

@@ -480,6 +480,10 @@ _SEARCHED: Final = frozenset({bytearray, list, tuple, dict})
 _LEAVES: Final = _SCALARS | {bytearray, memoryview}
 
 
+_HAS_BIN_HEADER: Final = re.compile(b"[\xc4-\xc6]").search
+"""Find a byte that may start a bin (or lie in some payload): one C pass."""
+
+
 def _holdsBytearray(value: object, encodedSize: int) -> bool:
     """
     Say whether an acyclic value holds a C{bytearray}, which msgpack's C
@@ -757,9 +761,7 @@ def encode(value: object, *, limits: Limits = DEFAULT_LIMITS) -> bytes:
     except _PACKER_ERRORS as e:
         encoded = _encodeSlowly(value, limits, hooks, e)
     else:
-        if (0xC4 in encoded or 0xC5 in encoded or 0xC6 in encoded) and _holdsBytearray(
-            value, len(encoded)
-        ):
+        if _HAS_BIN_HEADER(encoded) and _holdsBytearray(value, len(encoded)):
             encoded = _encodeSlowly(value, limits, hooks, None)
     return encoded
 
@@ -804,9 +806,7 @@ class Encoder:
         else:
             # A bin header byte (or such a byte inside some payload) may
             # mean a bytearray the packer wrote as bytes.
-            if (0xC4 in encoded or 0xC5 in encoded or 0xC6 in encoded) and _holdsBytearray(
-                value, len(encoded)
-            ):
+            if _HAS_BIN_HEADER(encoded) and _holdsBytearray(value, len(encoded)):
                 encoded = _encodeSlowly(value, self.limits, self._hooks, None)
         return encoded
 

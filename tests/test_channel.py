@@ -148,6 +148,29 @@ class HandshakeTests(SynchronousTestCase):
         self.assertEqual(server.maxFrameSize, frameOverhead("noise", 5000))
         self.assertEqual(client.maxFrameSize, 5000 + 17)
 
+    def test_maxFrameSizeFollowsNegotiatedSuite(self) -> None:
+        """
+        A server configured for noise that also accepts fernet sizes its frame
+        limit for the suite the client chose.
+        """
+        client = Channel(Role.CLIENT, KEY, suite="fernet")
+        server = Channel(Role.SERVER, KEY, suite="noise", acceptSuites=["noise", "fernet"])
+        handshake(client, server)
+        self.assertEqual(server.maxFrameSize, frameOverhead("fernet", 16 * 1024 * 1024))
+        self.assertGreater(server.maxFrameSize, frameOverhead("noise", 16 * 1024 * 1024))
+
+    def test_tinyValueLimitStillCloses(self) -> None:
+        """
+        However small the value limit, the frame limit admits every close
+        record, so the close handshake completes.
+        """
+        client = Channel(Role.CLIENT, KEY)
+        server = Channel(Role.SERVER, KEY, limits=Limits(maxSize=1))
+        handshake(client, server)
+        frame = client.close(CloseCode.POLICY, "x" * 300)
+        self.assertLessEqual(len(frame), server.maxFrameSize)
+        self.assertIsInstance(server.receiveFrame(frame), CloseReceived)
+
     def test_handshakeFramesAreSmall(self) -> None:
         """
         Every handshake frame of every suite fits in L{HANDSHAKE_MAX_FRAME}.

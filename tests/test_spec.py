@@ -609,6 +609,7 @@ def documentFrameBound(suite: str, maxValueSize: int) -> int:
     """
     The frame bound as section 3 of the document computes it.
     """
+    maxValueSize = max(maxValueSize, 258)
     if suite == "noise":
         return 1 + maxValueSize + 16
     plaintext = 42 + maxValueSize
@@ -974,14 +975,15 @@ class ReferenceInteropTests(SynchronousTestCase):
             self.assertEqual(len(rejection), 4 + rejection[3])
             self.assertEqual(rejection[2:], b"\x01\x02\x01\x02")
 
-    def test_malformedHelloGetsNoReply(self) -> None:
+    def test_malformedHelloRejected(self) -> None:
         """
         A hello with a valid header but a malformed noise message is refused
-        with no reply.
+        with reason 4, by the channel and by the reference alike.
         """
+        hello = MAGIC + b"\x01\x01" + bytes(47)
         server = Channel(Role.SERVER, EXAMPLE_KEY)
-        self.assertRaises(HandshakeError, server.receiveFrame, MAGIC + b"\x01\x01" + bytes(47))
-        self.assertEqual(server.framesToSend(), [])
+        self.assertRaises(HandshakeError, server.receiveFrame, hello)
+        self.assertEqual(server.framesToSend(), [b"\x01\x04\x01\x02\x01\x02"])
 
     def test_clientRejected(self) -> None:
         """

@@ -298,7 +298,8 @@ class OptionsTests(_TemporaryHome):
         """
         self.assertEqual(self.parse("--max-buffer-size", "4096")["max-buffer-size"], 4096)
         self.assertEqual(self.parse("--max-buffer-size", "64KiB")["max-buffer-size"], 65536)
-        self.assertEqual(self.parse("--max-buffer-size", "2G")["max-buffer-size"], 2**31)
+        self.assertEqual(self.parse("--max-buffer-size", "2047M")["max-buffer-size"], 2047 * 2**20)
+        self.assertRaises(usage.UsageError, self.parse, "--max-buffer-size", "2G")
 
     def test_idleTimeoutZero(self) -> None:
         """
