@@ -484,7 +484,8 @@ class Server(MultiService):
 
     def listen(self) -> defer.Deferred[IListeningPort]:
         """
-        Start listening.
+        Start serving: start the service (its registry) if it is not
+        running yet, and listen.
 
         @return: A Deferred firing with the L{IListeningPort} (also in
             L{port}) once the port is bound, at once if it already is.  It
@@ -494,6 +495,12 @@ class Server(MultiService):
             <twisted.internet.defer.CancelledError>} if the server is
             stopped before the port is bound.
         """
+        if not self.running:
+            # Started by hand rather than by a parent service: the caller
+            # hears of failures through the Deferred, so the start-up path
+            # that logs them (_listenOnStart) is not taken.
+            MultiService.startService(self)
+            self._listenedOnStart = True
         if self.port is not None:
             return defer.succeed(self.port)
         d: defer.Deferred[IListeningPort] = defer.Deferred()
