@@ -1798,7 +1798,6 @@ class Server:
             def bound(port: Any) -> TwistedServer:
                 if IPushProducer.providedBy(port):
                     port.pauseProducing()
-                service.startService()
                 return service
 
             return service.listen().addCallback(bound)
