@@ -24,7 +24,7 @@ from twisted.internet.protocol import ClientFactory, Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import Int32StringReceiver
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import Interface, implementer
 
 from netstructer.channel import (
     HANDSHAKE_MAX_FRAME,
@@ -159,19 +159,25 @@ class BridgeConfig:
         )
 
 
-class ISessionObserver(Protocol):
+class ISessionObserver(Interface):
     """
-    Told when a connection authenticates and when it ends (a registry).
+    Told by a L{BridgeProtocol} when its connection authenticates and when
+    it ends.  A session registry is one.
     """
 
-    def sessionOpened(self, session: BridgeProtocol) -> None:
+    def sessionOpened(session: BridgeProtocol) -> None:  # noqa: N805
         """
         The session's handshake completed.
+
+        @param session: The protocol.
         """
 
-    def sessionClosed(self, session: BridgeProtocol, reason: Failure) -> None:
+    def sessionClosed(session: BridgeProtocol, reason: Failure) -> None:  # noqa: N805
         """
-        The connection ended (whether or not it had authenticated).
+        The connection ended, whether or not it had authenticated.
+
+        @param session: The protocol.
+        @param reason: Why it ended: L{ConnectionDone} for a clean close.
         """
 
 
@@ -884,21 +890,26 @@ class BridgeProtocol(Int32StringReceiver):
         return d
 
 
-class IConnectionGate(ISessionObserver, Protocol):
+class IConnectionGate(ISessionObserver):
     """
     Decides whether a new connection may start its handshake (flood limits),
-    and is told when sessions open and close.
+    and is told when its sessions open and close.
     """
 
-    def admit(self, address: IAddress) -> bool:
+    def admit(address: IAddress) -> bool:  # noqa: N805
         """
-        Whether a connection from C{address} may start; a C{True} answer
-        counts it until L{ISessionObserver.sessionClosed} is called for it.
+        Whether a connection from C{address} may start its handshake.
+
+        @param address: The peer's address.
+        @return: C{True} to accept it, which counts it until
+            L{ISessionObserver.sessionClosed} is called for it.
         """
 
-    def handshakeStarted(self, connection: BridgeProtocol) -> None:
+    def handshakeStarted(connection: BridgeProtocol) -> None:  # noqa: N805
         """
         The connection just admitted was built and starts its handshake.
+
+        @param connection: Its protocol.
         """
 
 

@@ -37,11 +37,11 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import Interface
+from zope.interface import Interface, implementer
 
 from netstructer.channel import CloseCode
 from netstructer.errors import OperationTimedOut
-from netstructer.protocol import BridgeProtocol, ISessionObserver
+from netstructer.protocol import BridgeProtocol, IConnectionGate
 
 __all__ = [
     "DEFAULT_MAX_PER_IP",
@@ -157,6 +157,7 @@ def _parseTarget(target: str) -> tuple[bool, str]:
     return False, canonicalHost(text)
 
 
+@implementer(IConnectionGate)
 class SessionRegistry(Service):
     """
     The authenticated sessions of one server, the flood limits on its
@@ -238,7 +239,7 @@ class SessionRegistry(Service):
         self._admittedKeys: dict[str, int] = {}
         self._admittedHosts: dict[str, int] = {}
         self._admitted = 0
-        self._observers: list[ISessionObserver] = []
+        self._observers: list[ISessionListener] = []
         self._waiters: dict[tuple[bool, str], list[defer.Deferred[BridgeProtocol]]] = {}
         self._whenIdle: list[defer.Deferred[None]] = []
         self._stopping = False
@@ -427,7 +428,7 @@ class SessionRegistry(Service):
 
     # Observers.
 
-    def addObserver(self, observer: ISessionObserver) -> None:
+    def addObserver(self, observer: ISessionListener) -> None:
         """
         Tell C{observer} of sessions opening and closing from now on.
 
@@ -437,7 +438,7 @@ class SessionRegistry(Service):
         """
         self._observers.append(observer)
 
-    def removeObserver(self, observer: ISessionObserver) -> None:
+    def removeObserver(self, observer: ISessionListener) -> None:
         """
         Stop telling C{observer} of sessions.
 

@@ -17,6 +17,8 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import LogEvent, Logger
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from netstructer.channel import HANDSHAKE_MAX_FRAME, Channel, CloseCode, Role
 from netstructer.errors import (
@@ -29,13 +31,14 @@ from netstructer.errors import (
     TruncationError,
 )
 from netstructer.keys import generateKey
-from netstructer.protocol import BridgeConfig, BridgeProtocol, sessionKey
+from netstructer.protocol import BridgeConfig, BridgeProtocol, ISessionObserver, sessionKey
 from netstructer.values import Limits
 
 KEY = generateKey()
 EXAMPLE = ["hi im haytam", 128, {b"gg": "gg"}, {1, 2, 6, 4}, (False, True)]
 
 
+@implementer(ISessionObserver)
 class Recorder:
     """
     A session observer that records what it is told.
@@ -500,6 +503,23 @@ class CloseTests(SynchronousTestCase):
         pair.clientTransport.clear()
         pair.clock.advance(60)
         self.assertTrue(pair.serverTransport.disconnected)
+
+
+class InterfaceTests(SynchronousTestCase):
+    """
+    Declared interfaces are provided.
+    """
+
+    def test_observer(self) -> None:
+        """
+        The test observer provides L{ISessionObserver}, as
+        L{SessionRegistry} provides L{IConnectionGate}.
+        """
+        from netstructer.protocol import IConnectionGate
+        from netstructer.registry import SessionRegistry
+
+        verifyObject(ISessionObserver, Recorder())
+        verifyObject(IConnectionGate, SessionRegistry(Clock()))
 
 
 class SessionKeyTests(SynchronousTestCase):
