@@ -156,6 +156,7 @@ _MAX_CLOSE_REASON = 256
 _U32 = struct.Struct("!I")
 _CLOSE_HEAD = struct.Struct("!BH")
 _FERNET_RECORD_HEAD = struct.Struct("!32sBQB")
+_FERNET_SEQUENCE_HEAD = struct.Struct("!32sBQ")
 _FERNET_NONCE_SIZE = 16
 
 
@@ -515,7 +516,7 @@ class _Established:
         channel._maxFrameSize = frameOverhead(family, channel._limits.maxSize)
         self._peerMaxValueSize = peerMaxValueSize
         self._decode = channel._decoder.decode
-        self._encode = channel._encoder.encode
+        self._encodeAfter = channel._encoder.encodeAfter
 
     def receiveFrame(self, frame: bytes | memoryview) -> Event | None:
         recordType, body = self._receiver.open(frame)
@@ -541,16 +542,19 @@ class _Established:
         raise RemoteProtocolError(f"the peer sent a record of unknown type {recordType}")
 
     def sendValue(self, value: object) -> bytes:
-        return self.sendEncoded(self._encode(value))
+        return self._sealValue(self._encodeAfter(_VALUE_TYPE_BYTE, value))
 
     def sendEncoded(self, encoded: bytes) -> bytes:
-        if len(encoded) > self._peerMaxValueSize:
+        return self._sealValue(_VALUE_TYPE_BYTE + encoded)
+
+    def _sealValue(self, plaintext: bytes) -> bytes:
+        if len(plaintext) - 1 > self._peerMaxValueSize:
             raise BufferDataError(
-                f"the value encodes to {len(encoded)} bytes but the peer accepts at most "
-                f"{self._peerMaxValueSize}; send it in smaller parts, or raise the peer's "
-                "maximum buffer size"
+                f"the value encodes to {len(plaintext) - 1} bytes but the peer accepts at "
+                f"most {self._peerMaxValueSize}; send it in smaller parts, or raise the "
+                "peer's maximum buffer size"
             )
-        return self._sender.seal(_RECORD_VALUE, encoded)
+        return self._sender.sealPlaintext(plaintext)
 
     def ping(self, data: bytes) -> bytes:
         if len(data) > _MAX_PING_DATA:
@@ -666,6 +670,8 @@ def _rejectionError(frame: bytes, offeredSuiteID: int) -> HandshakeError:
 class _RecordSealer(Protocol):
     def seal(self, recordType: int, body: bytes) -> bytes: ...
 
+    def sealPlaintext(self, plaintext: bytes) -> bytes: ...
+
 
 class _RecordOpener(Protocol):
     def open(self, frame: bytes | memoryview) -> tuple[int, memoryview]: ...
@@ -682,8 +688,14 @@ class _NoiseSealer:
         self._encrypt = cipher.encrypt
 
     def seal(self, recordType: int, body: bytes) -> bytes:
+        return self.sealPlaintext(bytes((recordType,)) + body)
+
+    def sealPlaintext(self, plaintext: bytes) -> bytes:
+        """
+        Seal a record whose plaintext (type byte first) is already built.
+        """
         try:
-            return self._encrypt(bytes((recordType,)) + body)
+            return self._encrypt(plaintext)
         except _NonceExhaustedError as e:
             raise ChannelClosedError(str(e)) from None
 
@@ -728,13 +740,17 @@ class _FernetSealer:
         self._currentTime = currentTime
 
     def seal(self, recordType: int, body: bytes) -> bytes:
+        return self.sealPlaintext(bytes((recordType,)) + body)
+
+    def sealPlaintext(self, plaintext: bytes) -> bytes:
+        """
+        Seal a record whose plaintext (type byte first) is already built.
+        """
         if self._sequence >= 2**64 - 1:
             raise ChannelClosedError("this connection has used every sequence number; reconnect")
-        head = _FERNET_RECORD_HEAD.pack(
-            self._sessionID, self._direction, self._sequence, recordType
-        )
+        head = _FERNET_SEQUENCE_HEAD.pack(self._sessionID, self._direction, self._sequence)
         self._sequence += 1
-        return self._fernet.encrypt_at_time(head + body, int(self._currentTime()))
+        return self._fernet.encrypt_at_time(head + plaintext, int(self._currentTime()))
 
 
 class _FernetOpener:

@@ -810,6 +810,31 @@ class Encoder:
                 encoded = _encodeSlowly(value, self.limits, self._hooks, None)
         return encoded
 
+    def encodeAfter(self, prefix: bytes, value: object) -> bytes:
+        """
+        Encode a value behind some bytes, in one buffer: C{prefix +
+        self.encode(value)}, with a large C{bytes} value copied only once
+        (the packer would copy it twice, and the concatenation once more).
+
+        @param prefix: Bytes to put first (a record type byte, say).
+        @param value: A value made of the supported types.
+        @return: C{prefix} followed by the value's encoding.
+        @raise EncodeError: As L{encode} does.
+        """
+        if type(value) is bytes and len(value) > _COUNT_HEADERS_SIZE:
+            size = len(value)
+            if size <= 0xFFFF:
+                header = _BIN16_HEADER.pack(0xC5, size)
+            elif size <= 0xFFFFFFFF:
+                header = _BIN32_HEADER.pack(0xC6, size)
+            else:
+                raise EncodeError(f"value: bytes of {size} bytes cannot be encoded (over 4 GiB)")
+            return b"".join((prefix, header, value))
+        return prefix + self.encode(value)
+
+
+_BIN16_HEADER: Final = struct.Struct(">BH")
+_BIN32_HEADER: Final = struct.Struct(">BI")
 
 _ArrayHook = Callable[[list[object]], object]
 _MapHook = Callable[[list[tuple[object, object]]], dict[object, object]]
@@ -1023,6 +1048,9 @@ def _makeCountedHooks(
 
 _first: Final = itemgetter(0)
 _unpackb: Final = msgpack.unpackb
+
+# The first bytes of str 8/16/32 and bin 8/16/32: values that cannot nest.
+_FLAT_HEADERS: Final = frozenset({0xC4, 0xC5, 0xC6, 0xD9, 0xDA, 0xDB})
 _CLAIM: Final = re.compile(r"(\d+) exceeds max_(array|map)_len")
 _UNPACK_ERRORS: Final = (msgpack.UnpackException, ValueError, TypeError)
 
@@ -1064,6 +1092,11 @@ class Decoder:
             value, or is over a limit.  The decoder stays usable.
         """
         if type(data) is not bytes:
+            if len(data) > _COUNT_HEADERS_SIZE and data[0] in _FLAT_HEADERS:
+                # A large str or bin: nothing in it can nest, hold an
+                # extension or be hashed, so msgpack reads it in place,
+                # without the copy to bytes (and its page faults).
+                return self._decodeFlat(data)
             data = bytes(data)
         size = len(data)
         counts = self._counts
@@ -1112,6 +1145,28 @@ class Decoder:
         if 0xFF in data:
             _checkForeign(value)
         return value
+
+    def _decodeFlat(self, data: bytes | bytearray | memoryview) -> object:
+        """
+        Decode a large str or bin value from a buffer, without copying it
+        first.
+
+        @param data: The input; its first byte is a str 8/16/32 or bin
+            8/16/32 header.
+        @return: The value.
+        @raise DecodeError: If it is over C{maxSize}, truncated, followed by
+            more bytes, or (for a str) not UTF-8.
+        """
+        size = len(data)
+        if size > self.limits.maxSize:
+            raise DecodeError(
+                f"input of {size} bytes is over maxSize={self.limits.maxSize}; "
+                "raise Limits.maxSize if you trust the peer"
+            )
+        try:
+            return _unpackb(data, max_ext_len=0, max_array_len=0, max_map_len=0)
+        except _UNPACK_ERRORS as e:
+            raise self._explain(e) from e
 
     def _check(self, data: bytes, size: int) -> None:
         """

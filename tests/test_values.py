@@ -1116,3 +1116,37 @@ class ModuleTests(SynchronousTestCase):
         self.assertEqual(values._PARSER_DEPTH, 1024)
         self.assertEqual(values._PACKER_DEPTH, 1025)
         self.assertEqual(msgpack.version[0], 1)
+
+
+class EncodeAfterTests(SynchronousTestCase):
+    """
+    L{Encoder.encodeAfter} puts bytes before an encoding, copying large
+    C{bytes} values once.
+    """
+
+    def test_sameAsConcatenation(self) -> None:
+        """
+        For small and large values of every kind, the result is the prefix
+        followed by what L{Encoder.encode} gives.
+        """
+        encoder = Encoder()
+        for value in [
+            1,
+            "short",
+            b"short",
+            b"x" * 5000,
+            b"y" * 70000,
+            "z" * 70000,
+            [b"w" * 70000],
+            bytearray(b"v" * 70000),
+        ]:
+            self.assertEqual(encoder.encodeAfter(b"\x01", value), b"\x01" + encoder.encode(value))
+
+    def test_largeBytesDecode(self) -> None:
+        """
+        A large C{bytes} value encoded this way decodes, from a memoryview
+        past the prefix, to the same bytes.
+        """
+        value = bytes(range(256)) * 1000
+        record = Encoder().encodeAfter(b"\x01", value)
+        self.assertEqual(decode(memoryview(record)[1:]), value)
