@@ -1,0 +1,903 @@
+"""
+The peer processes of C{benchmarks/bench_bridge.py}: one server or one client
+per process, so that the two ends of a connection never share an
+interpreter.
+
+Every peer prints JSON lines on its standard output, each an object with an
+C{"event"} key: C{"listening"} (with C{"port"} and C{"pid"}), C{"result"},
+C{"stats"}, C{"counted"}, C{"warm"}, C{"held"} or C{"error"}.
+
+Servers pick a free port by binding port 0 and print it, then serve until
+their standard input closes (or reads C{quit}); C{stats} on standard input
+makes them collect garbage and print their session count::
+
+    _bridge_peer.py server ns|plain|tls [--cert-dir DIR] [--max-sessions N]
+    _bridge_peer.py client ns|plain|tls PORT [--stream N] [--echo N]
+        [--bulk SIZE:COUNT ...] [--connect N] [--hold N --warm N] [--cert-dir DIR]
+    _bridge_peer.py rawsink
+    _bridge_peer.py rawsource PORT SIZE:COUNT ...
+
+C{ns} is NetStructer (L{netstructer.server.Server} and
+L{netstructer.client.connect}), C{plain} a stock L{Int32StringReceiver} with
+plain C{msgpack.packb}/C{unpackb}, and C{tls} the same over TLS (a Twisted
+C{ssl:} server endpoint and a C{tls:} client endpoint).  C{rawsink} and
+C{rawsource} copy bytes through blocking sockets: the transport's ceiling.
+
+NetStructer's key comes from the C{NETSTRUCTER_BENCH_KEY} environment
+variable.  Every wait is bounded: a peer gives up, prints an C{"error"}
+event and exits non-zero when a workload overruns its deadline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import json
+import os
+import resource
+import select
+import socket
+import struct
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from msgpack import packb, unpackb
+from twisted.internet import defer
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    clientFromString,
+    connectProtocol,
+    quoteStringArgument,
+    serverFromString,
+)
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory
+from twisted.protocols.basic import Int32StringReceiver, LineReceiver
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+EXAMPLE: list[object] = ["hi im haytam", 128, {b"gg": "gg"}, {1, 2, 6, 4}, (False, True)]
+"""The original package's example value."""
+
+COUNT_COMMAND = "__bench_count__"
+"""C{(COUNT_COMMAND, n)} asks a server to count the next C{n} values."""
+
+DONE = "__bench_done__"
+"""A server answers C{[DONE, values, bytes]} once it has counted them."""
+
+KEY_VARIABLE = "NETSTRUCTER_BENCH_KEY"
+MAX_VALUE_SIZE = 32 * 1024 * 1024
+"""The largest encoded value both ends accept (16 MiB values need more than
+the default 16 MiB limit)."""
+
+BACKLOG = 1024
+LIFETIME = 900.0
+"""Seconds after which a server stops whatever happens."""
+
+WORKLOAD_DEADLINE = 120.0
+"""Seconds one client workload may take."""
+
+
+def emit(event: str, **fields: object) -> None:
+    """
+    Print one JSON line.
+
+    @param event: The kind of line.
+    @param fields: Its other keys.
+    """
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
+def raiseFileLimit(wanted: int) -> int:
+    """
+    Raise this process's soft C{RLIMIT_NOFILE} towards C{wanted}.
+
+    @param wanted: The descriptors needed.
+    @return: The soft limit now in force.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+    if limit > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+        soft = limit
+    return soft
+
+
+def countCommand(value: object) -> int | None:
+    """
+    @return: The count asked for if C{value} is a count command, else
+        L{None}.
+    """
+    if (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and value[0] == COUNT_COMMAND
+        and type(value[1]) is int
+    ):
+        return value[1]
+    return None
+
+
+class Tally:
+    """
+    Counts the values a server receives on one connection after a count
+    command.
+
+    @ivar expected: The values to count.
+    @ivar values: Values counted.
+    @ivar size: Bytes of C{bytes} values counted.
+    """
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.values = 0
+        self.size = 0
+
+    def add(self, value: object) -> bool:
+        """
+        Count C{value}.
+
+        @return: Whether every expected value has now arrived.
+        """
+        self.values += 1
+        if type(value) is bytes:
+            self.size += len(value)
+        return self.values >= self.expected
+
+    def done(self) -> list[object]:
+        """
+        @return: The answer to send, and report it on standard output.
+        """
+        emit("counted", values=self.values, bytes=self.size)
+        return [DONE, self.values, self.size]
+
+
+# Plain msgpack: the baseline codec.
+
+
+def _plainDefault(value: object) -> object:
+    if isinstance(value, set | frozenset):
+        return list(value)
+    raise TypeError(f"cannot pack {type(value).__name__}")
+
+
+def plainPack(value: object) -> bytes:
+    """
+    Encode with plain C{msgpack.packb} (sets become arrays, tuples lists: the
+    baseline keeps no type fidelity and checks no limits).
+    """
+    packed: bytes = packb(value, default=_plainDefault)
+    return packed
+
+
+# Servers.
+
+
+class NetStructerHandler:
+    """
+    The NetStructer server's handler: counts values after a count command,
+    and echoes every other value with the library's L{EchoHandler}.
+    """
+
+    def __init__(self) -> None:
+        from netstructer.handlers import EchoHandler
+
+        self._echo = EchoHandler()
+        self._tallies: dict[object, Tally] = {}
+
+    def sessionOpened(self, session: Any) -> None:
+        """
+        Nothing to do.
+        """
+
+    def bufferReceived(self, session: Any, value: object) -> None:
+        """
+        Count or echo C{value}.
+        """
+        tally = self._tallies.get(session)
+        if tally is not None:
+            if tally.add(value):
+                del self._tallies[session]
+                session.sendBuffer(tally.done())
+            return
+        expected = countCommand(value)
+        if expected is not None:
+            self._tallies[session] = Tally(expected)
+            return
+        self._echo.bufferReceived(session, value)
+
+    def sessionClosed(self, session: Any, reason: Failure) -> None:
+        """
+        Forget the session's tally.
+        """
+        self._tallies.pop(session, None)
+
+
+class PlainServer(Int32StringReceiver):
+    """
+    The baseline server: C{Int32StringReceiver} and plain msgpack, counting
+    or echoing like L{NetStructerHandler}.
+    """
+
+    MAX_LENGTH = MAX_VALUE_SIZE
+    factory: PlainServerFactory
+
+    def connectionMade(self) -> None:
+        self._tally: Tally | None = None
+        self.factory.connections += 1
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self.factory.connections -= 1
+
+    def stringReceived(self, string: bytes) -> None:
+        value = unpackb(string)
+        tally = self._tally
+        if tally is not None:
+            if tally.add(value):
+                self._tally = None
+                self.sendString(plainPack(tally.done()))
+            return
+        expected = countCommand(value)
+        if expected is not None:
+            self._tally = Tally(expected)
+            return
+        self.sendString(packb(value, default=_plainDefault))
+
+
+class PlainServerFactory(Factory):
+    """
+    Builds L{PlainServer}s and counts their connections.
+    """
+
+    protocol = PlainServer  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        self.connections = 0
+
+
+class Commands(LineReceiver):
+    """
+    Reads commands, one a line, from standard input; its end stops the
+    reactor.
+    """
+
+    delimiter = b"\n"
+
+    def __init__(self, reactor: Any, handle: Callable[[str], None]) -> None:
+        self._reactor = reactor
+        self._handle = handle
+
+    def lineReceived(self, line: bytes) -> None:
+        self._handle(line.decode("ascii", "replace").strip())
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        if self._reactor.running:
+            self._reactor.stop()
+
+
+def readCommands(reactor: Any, protocol: LineReceiver) -> None:
+    """
+    Feed standard input to C{protocol}.  Its output goes to C{/dev/null}:
+    L{StandardIO} would otherwise make file descriptor 1 non-blocking, and
+    C{print} to a full pipe would then lose result lines.
+    """
+    from twisted.internet.stdio import StandardIO
+
+    StandardIO(  # type: ignore[call-arg]
+        protocol, stdout=os.open(os.devnull, os.O_WRONLY), reactor=reactor
+    )
+
+
+def serve(options: argparse.Namespace) -> None:
+    """
+    Listen on 127.0.0.1, port 0, print the port, and serve until standard
+    input closes.
+    """
+    from twisted.internet import reactor
+
+    raiseFileLimit(options.max_sessions + 256)
+    tcp = f"tcp:0:interface=127.0.0.1:backlog={BACKLOG}"
+    sessions: Callable[[], int]
+    if options.impl == "ns":
+        from netstructer.server import Server
+
+        server = Server(
+            tcp,
+            os.environ[KEY_VARIABLE],
+            NetStructerHandler(),
+            reactor=reactor,
+            maxBufferSize=MAX_VALUE_SIZE,
+            maxSessions=options.max_sessions,
+            maxPerIP=options.max_sessions,
+        )
+        listening = server.listen()
+        sessions = server.count
+    else:
+        factory = PlainServerFactory()
+        if options.impl == "tls":
+            certDir = Path(options.cert_dir)
+            description = (
+                f"ssl:0:interface=127.0.0.1:backlog={BACKLOG}"
+                f":privateKey={quoteStringArgument(str(certDir / 'key.pem'))}"
+                f":certKey={quoteStringArgument(str(certDir / 'trust' / 'cert.pem'))}"
+            )
+        else:
+            description = tcp
+        listening = serverFromString(reactor, description).listen(factory)
+
+        def sessions() -> int:
+            return factory.connections
+
+    def listened(port: Any) -> None:
+        emit("listening", port=port.getHost().port, pid=os.getpid())
+
+    def failed(failure: Failure) -> None:
+        emit("error", where="listen", error=failure.getErrorMessage())
+        reactor.stop()
+
+    listening.addCallbacks(listened, failed)
+
+    def handle(command: str) -> None:
+        if command == "stats":
+            gc.collect()
+            emit("stats", sessions=sessions())
+        elif command == "quit":
+            reactor.stop()
+
+    readCommands(reactor, Commands(reactor, handle))
+    reactor.callLater(LIFETIME, reactor.stop)
+    reactor.run()
+
+
+# Clients.
+
+
+@dataclass
+class Link:
+    """
+    One client connection, whichever the implementation: the callables are
+    the implementation's own bound methods, so the workloads add no layer.
+
+    @ivar send: Sends a value.
+    @ivar receive: Returns a Deferred firing with the next value.
+    @ivar whenWritable: Returns a Deferred firing once the transport's write
+        buffer has room.
+    @ivar close: Closes cleanly; returns a Deferred firing once closed.
+    @ivar abort: Drops the connection.
+    @ivar details: Facts about the connection (the TLS version).
+    """
+
+    send: Callable[[object], None]
+    receive: Callable[[], defer.Deferred[object]]
+    whenWritable: Callable[[], defer.Deferred[None]]
+    close: Callable[[], defer.Deferred[None]]
+    abort: Callable[[], None]
+    details: dict[str, str]
+
+
+@implementer(IPushProducer)
+class WriteFlow:
+    """
+    The baseline's write backpressure: the transport's streaming producer,
+    as NetStructer's own.
+    """
+
+    def __init__(self) -> None:
+        self.paused = False
+        self._waiting: list[defer.Deferred[None]] = []
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+
+    def stopProducing(self) -> None:
+        self.resumeProducing()
+
+    def whenWritable(self) -> defer.Deferred[None]:
+        if not self.paused:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._waiting.append(d)
+        return d
+
+
+class PlainClient(Int32StringReceiver):
+    """
+    The baseline client: C{Int32StringReceiver} and plain msgpack, with a
+    receive queue and write backpressure.
+    """
+
+    MAX_LENGTH = MAX_VALUE_SIZE
+
+    def __init__(self) -> None:
+        self._values: deque[object] = deque()
+        self._waiters: deque[defer.Deferred[object]] = deque()
+        self._flow = WriteFlow()
+        self._closed: defer.Deferred[None] = defer.Deferred()
+        self._reason: Failure | None = None
+
+    @property
+    def _tcp(self) -> Any:
+        """
+        The transport, as the TCP or TLS transport it is.
+        """
+        return self.transport
+
+    def connectionMade(self) -> None:
+        self._tcp.registerProducer(self._flow, True)
+
+    def stringReceived(self, string: bytes) -> None:
+        value = unpackb(string)
+        if self._waiters:
+            self._waiters.popleft().callback(value)
+        else:
+            self._values.append(value)
+
+    def send(self, value: object) -> None:
+        self.sendString(packb(value, default=_plainDefault))
+
+    def receive(self) -> defer.Deferred[object]:
+        if self._values:
+            return defer.succeed(self._values.popleft())
+        if self._reason is not None:
+            return defer.fail(self._reason)
+        d: defer.Deferred[object] = defer.Deferred()
+        self._waiters.append(d)
+        return d
+
+    def close(self) -> defer.Deferred[None]:
+        if self._reason is None:
+            self._tcp.unregisterProducer()
+            self._tcp.loseConnection()
+        return self._closed
+
+    def abort(self) -> None:
+        self._tcp.abortConnection()
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self._reason = reason or Failure(ConnectionError("connection lost"))
+        waiters, self._waiters = self._waiters, deque()
+        for d in waiters:
+            d.errback(self._reason)
+        self._flow.stopProducing()
+        self._closed.callback(None)
+
+    def link(self) -> Link:
+        details: dict[str, str] = {}
+        getHandle = getattr(self.transport, "getHandle", None)
+        handle = getHandle() if getHandle is not None else None
+        version = getattr(handle, "get_protocol_version_name", None)
+        if version is not None:
+            details["tls"] = version()
+        return Link(
+            self.send, self.receive, self._flow.whenWritable, self.close, self.abort, details
+        )
+
+
+Opener = Callable[[], Coroutine[Any, Any, Link]]
+
+
+def netStructerOpener(reactor: Any, port: int) -> Opener:
+    """
+    @return: A function connecting a NetStructer session (fired once the
+        handshake has authenticated the server).
+    """
+    from netstructer.client import connect
+    from netstructer.keys import asKeyring
+
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=10)
+    keyring = asKeyring(os.environ[KEY_VARIABLE])
+
+    async def openLink() -> Link:
+        session = await connect(
+            reactor, endpoint, keyring, timeout=10, maxBufferSize=MAX_VALUE_SIZE
+        )
+
+        def close() -> defer.Deferred[None]:
+            session.close()
+            return session.whenClosed()
+
+        return Link(
+            session.sendBuffer, session.recvBuffer, session.whenWritable, close, session.abort, {}
+        )
+
+    return openLink
+
+
+def plainOpener(reactor: Any, port: int, certDir: str | None) -> Opener:
+    """
+    @return: A function connecting the baseline client, over TCP, or over TLS
+        if C{certDir} (holding C{trust/cert.pem}) is given.
+    """
+    tcp = f"tcp:host=127.0.0.1:port={port}:timeout=10"
+    if certDir is None:
+        endpoint = clientFromString(reactor, tcp)
+    else:
+        trust = quoteStringArgument(str(Path(certDir) / "trust"))
+        endpoint = clientFromString(
+            reactor,
+            f"tls:host=127.0.0.1:port={port}:trustRoots={trust}"
+            f":endpoint={quoteStringArgument(tcp)}",
+        )
+
+    async def openLink() -> Link:
+        protocol: PlainClient = await connectProtocol(endpoint, PlainClient())
+        return protocol.link()
+
+    return openLink
+
+
+def _deadline(reactor: Any, workload: Coroutine[Any, Any, None], what: str) -> defer.Deferred[None]:
+    """
+    Run a workload, failing it with a L{RuntimeError} naming C{what} if it
+    overruns L{WORKLOAD_DEADLINE}.
+    """
+    d = defer.ensureDeferred(workload)
+    d.addTimeout(WORKLOAD_DEADLINE, reactor)
+
+    def explain(failure: Failure) -> Failure:
+        failure.trap(defer.TimeoutError)
+        raise RuntimeError(f"{what} overran its {WORKLOAD_DEADLINE} s deadline")
+
+    return d.addErrback(explain)
+
+
+async def _countRun(link: Link, value: object, count: int, batch: int) -> float:
+    """
+    Send C{count} copies of C{value}, waiting for room between batches, and
+    wait for the server's count.
+
+    @return: The seconds from the first send to the server's answer.
+    """
+    send, whenWritable = link.send, link.whenWritable
+    send((COUNT_COMMAND, count))
+    answer = link.receive()
+    started = time.perf_counter()
+    sent = 0
+    while sent < count:
+        n = min(batch, count - sent)
+        for _ in range(n):
+            send(value)
+        sent += n
+        await whenWritable()
+    reply = await answer
+    elapsed = time.perf_counter() - started
+    if not (isinstance(reply, list) and reply[:2] == [DONE, count]):
+        raise RuntimeError(f"the server answered {reply!r} to a count of {count}")
+    return elapsed
+
+
+async def streamWorkload(opener: Opener, count: int) -> None:
+    """
+    One-way example values: values per second counted by the server.
+    """
+    link = await opener()
+    await _countRun(link, EXAMPLE, min(2000, count), 100)
+    seconds = await _countRun(link, EXAMPLE, count, 100)
+    await link.close()
+    emit("result", workload="stream", values=count, seconds=seconds, rate=count / seconds)
+
+
+async def bulkWorkload(opener: Opener, size: int, count: int) -> None:
+    """
+    One-way C{bytes} values of C{size} bytes: MB/s delivered to the server's
+    application.
+    """
+    link = await opener()
+    value = os.urandom(size)
+    await _countRun(link, value, 1, 1)
+    seconds = await _countRun(link, value, count, 1)
+    await link.close()
+    emit(
+        "result",
+        workload="bulk",
+        size=size,
+        values=count,
+        seconds=seconds,
+        rate=size * count / seconds / 1e6,
+    )
+
+
+async def echoWorkload(opener: Opener, count: int, checkFidelity: bool) -> None:
+    """
+    Round trips of the example value, one at a time.
+    """
+    link = await opener()
+    send, receive = link.send, link.receive
+    for _ in range(min(200, count)):
+        send(EXAMPLE)
+        reply = await receive()
+    if checkFidelity and reply != EXAMPLE:
+        raise RuntimeError(f"the echo {reply!r} differs from the value sent")
+    clock = time.perf_counter
+    times: list[float] = []
+    for _ in range(count):
+        started = clock()
+        send(EXAMPLE)
+        await receive()
+        times.append(clock() - started)
+    await link.close()
+    emit("result", workload="echo", samples=times)
+
+
+async def connectWorkload(opener: Opener, count: int) -> None:
+    """
+    Fresh connection, handshake and first round trip, one after another.
+    """
+    clock = time.perf_counter
+    times: list[float] = []
+    details: dict[str, str] = {}
+    warm = min(5, count)
+    for i in range(warm + count):
+        started = clock()
+        link = await opener()
+        link.send(EXAMPLE)
+        await link.receive()
+        elapsed = clock() - started
+        details = link.details
+        await link.close()
+        if i >= warm:
+            times.append(elapsed)
+    emit("result", workload="connect", samples=times, **details)
+
+
+async def _openMany(opener: Opener, count: int, parallel: int = 32) -> list[Link]:
+    links: list[Link] = []
+    while len(links) < count:
+        batch = min(parallel, count - len(links))
+        opened: list[Link] = await defer.gatherResults(
+            [defer.ensureDeferred(opener()) for _ in range(batch)],
+            consumeErrors=True,
+        )
+        links.extend(opened)
+    return links
+
+
+async def holdWorkload(opener: Opener, count: int, warm: int, commands: CommandQueue) -> None:
+    """
+    Open C{warm} connections and print C{warm}; on C{go}, open C{count} more
+    and print C{held}; on C{release} (or the end of standard input), drop
+    them all.
+    """
+    links = await _openMany(opener, warm)
+    emit("warm", count=len(links))
+    if await commands.next() == "go":
+        links += await _openMany(opener, count)
+        emit("held", count=len(links))
+        await commands.next()
+    for link in links:
+        link.abort()
+
+
+class CommandQueue:
+    """
+    The commands a client reads from standard input, in order.
+    """
+
+    def __init__(self) -> None:
+        self._lines: deque[str] = deque()
+        self._waiters: deque[defer.Deferred[str]] = deque()
+        self._ended = False
+
+    def put(self, line: str) -> None:
+        if self._waiters:
+            self._waiters.popleft().callback(line)
+        else:
+            self._lines.append(line)
+
+    def end(self) -> None:
+        self._ended = True
+        while self._waiters:
+            self._waiters.popleft().callback("")
+
+    def next(self) -> defer.Deferred[str]:
+        if self._lines:
+            return defer.succeed(self._lines.popleft())
+        if self._ended:
+            return defer.succeed("")
+        d: defer.Deferred[str] = defer.Deferred()
+        self._waiters.append(d)
+        return d
+
+
+class _ClientCommands(LineReceiver):
+    delimiter = b"\n"
+
+    def __init__(self, queue: CommandQueue) -> None:
+        self._queue = queue
+
+    def lineReceived(self, line: bytes) -> None:
+        self._queue.put(line.decode("ascii", "replace").strip())
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self._queue.end()
+
+
+def client(options: argparse.Namespace) -> int:
+    """
+    Run the workloads asked for, in order, printing a result line for each.
+
+    @return: The exit status.
+    """
+    from twisted.internet import reactor
+
+    raiseFileLimit(options.hold + options.warm + 256)
+    if options.impl == "ns":
+        opener = netStructerOpener(reactor, options.port)
+    else:
+        opener = plainOpener(reactor, options.port, options.cert_dir)
+    commands = CommandQueue()
+    readCommands(reactor, _ClientCommands(commands))
+    status = [0]
+
+    async def workloads() -> None:
+        try:
+            if options.echo:
+                await _deadline(
+                    reactor, echoWorkload(opener, options.echo, options.impl == "ns"), "echo"
+                )
+            if options.stream:
+                await _deadline(reactor, streamWorkload(opener, options.stream), "stream")
+            for size, count in options.bulk:
+                await _deadline(reactor, bulkWorkload(opener, size, count), "bulk")
+            if options.connect:
+                await _deadline(reactor, connectWorkload(opener, options.connect), "connect")
+            if options.hold:
+                await _deadline(
+                    reactor, holdWorkload(opener, options.hold, options.warm, commands), "hold"
+                )
+        except Exception as e:  # noqa: BLE001 (reported to the parent, which fails)
+            emit("error", where="client", error=f"{type(e).__name__}: {e}")
+            status[0] = 1
+
+    def start() -> None:
+        defer.ensureDeferred(workloads()).addBoth(lambda _: reactor.stop())
+
+    reactor.callWhenRunning(start)
+    reactor.run()
+    return status[0]
+
+
+# Raw sockets: the transport's ceiling.
+
+_RAW_HEADER = struct.Struct("!QQ")
+_RAW_TIMEOUT = 60.0
+
+
+def _receiveExactly(connection: socket.socket, view: memoryview) -> None:
+    got = 0
+    size = len(view)
+    while got < size:
+        n = connection.recv_into(view[got:])
+        if not n:
+            raise ConnectionError("the raw source closed early")
+        got += n
+
+
+def rawSink(options: argparse.Namespace) -> None:
+    """
+    Accept connections one after another; on each, read a header (value
+    size, count), receive that many values, each into one buffer, with
+    C{recv_into}, and answer one byte.  A size of 0, the end of standard
+    input, or a long enough wait for a connection stops.
+    """
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        emit("listening", port=listener.getsockname()[1], pid=os.getpid())
+        for _ in range(1000):
+            ready, _, _ = select.select([listener, sys.stdin], [], [], LIFETIME)
+            if listener not in ready:
+                return
+            connection, _ = listener.accept()
+            with connection:
+                connection.settimeout(_RAW_TIMEOUT)
+                header = bytearray(_RAW_HEADER.size)
+                _receiveExactly(connection, memoryview(header))
+                size, count = _RAW_HEADER.unpack(header)
+                if not size:
+                    return
+                view = memoryview(bytearray(size))
+                for _ in range(count):
+                    _receiveExactly(connection, view)
+                connection.sendall(b"k")
+
+
+def _rawRun(port: int, data: bytes, count: int) -> float:
+    with socket.create_connection(("127.0.0.1", port), timeout=_RAW_TIMEOUT) as connection:
+        started = time.perf_counter()
+        connection.sendall(_RAW_HEADER.pack(len(data), count))
+        for _ in range(count):
+            connection.sendall(data)
+        if connection.recv(1) != b"k":
+            raise ConnectionError("the raw sink did not answer")
+        return time.perf_counter() - started
+
+
+def rawSource(options: argparse.Namespace) -> None:
+    """
+    For each C{SIZE:COUNT}, send C{COUNT} buffers of C{SIZE} bytes with
+    C{sendall} (after one unmeasured buffer), and print the rate.
+    """
+    for size, count in options.bulk:
+        data = os.urandom(size)
+        _rawRun(options.port, data, 1)
+        seconds = _rawRun(options.port, data, count)
+        emit(
+            "result",
+            workload="raw",
+            size=size,
+            values=count,
+            seconds=seconds,
+            rate=size * count / seconds / 1e6,
+        )
+
+
+def _sizeCount(text: str) -> tuple[int, int]:
+    size, _, count = text.partition(":")
+    return int(size), int(count)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="A peer process of bench_bridge.py.")
+    parser.add_argument("--profile", metavar="PATH", help="write cProfile stats to PATH")
+    roles = parser.add_subparsers(dest="role", required=True)
+    server = roles.add_parser("server")
+    server.add_argument("impl", choices=("ns", "plain", "tls"))
+    server.add_argument("--cert-dir")
+    server.add_argument("--max-sessions", type=int, default=1100)
+    peer = roles.add_parser("client")
+    peer.add_argument("impl", choices=("ns", "plain", "tls"))
+    peer.add_argument("port", type=int)
+    peer.add_argument("--cert-dir")
+    peer.add_argument("--stream", type=int, default=0)
+    peer.add_argument("--echo", type=int, default=0)
+    peer.add_argument("--bulk", type=_sizeCount, action="append", default=[])
+    peer.add_argument("--connect", type=int, default=0)
+    peer.add_argument("--hold", type=int, default=0)
+    peer.add_argument("--warm", type=int, default=10)
+    roles.add_parser("rawsink")
+    source = roles.add_parser("rawsource")
+    source.add_argument("port", type=int)
+    source.add_argument("bulk", type=_sizeCount, nargs="+")
+    return parser
+
+
+def main() -> int:
+    """
+    Run the peer named on the command line.
+
+    @return: The exit status.
+    """
+    options = _parser().parse_args()
+    if options.role == "client" and options.impl == "tls" and not options.cert_dir:
+        raise SystemExit("a tls client needs --cert-dir")
+    roles: dict[str, Callable[[argparse.Namespace], int | None]] = {
+        "server": serve,
+        "client": client,
+        "rawsink": rawSink,
+        "rawsource": rawSource,
+    }
+    profiler = cProfile.Profile() if options.profile else None
+    if profiler is not None:
+        profiler.enable()
+    try:
+        status = roles[options.role](options)
+    finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(options.profile)
+    return status or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
