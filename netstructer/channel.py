@@ -91,6 +91,7 @@ __all__ = [
     "PongReceived",
     "Role",
     "ValueReceived",
+    "checkOptions",
     "frameOverhead",
 ]
 
@@ -216,10 +217,12 @@ class HandshakeCompleted:
     peerMaxValueSize: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ValueReceived:
     """
-    A value arrived.
+    A value arrived.  (Not frozen, unlike the other events: one is made for
+    every value, and a frozen dataclass's constructor costs three times as
+    much.)
 
     @ivar value: The decoded value.
     @ivar size: The size of its encoding in bytes.
@@ -294,6 +297,34 @@ def _checkSuite(suite: str) -> str:
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r}: choose one of {', '.join(SUITES)}")
     return suite
+
+
+def checkOptions(
+    *,
+    suite: str,
+    cipher: str,
+    acceptSuites: Sequence[str] | None,
+    limits: Limits,
+    fernetTTL: float | None,
+) -> None:
+    """
+    Check a channel's options, as L{Channel} does, without making one (for
+    configurations checked long before their first connection).
+
+    @raise ValueError: An unknown suite or cipher, a maximum value size over
+        L{MAX_VALUE_SIZE_LIMIT}, or a Fernet TTL under a second.
+    """
+    _checkSuite(suite)
+    for accepted in acceptSuites or ():
+        _checkSuite(accepted)
+    if cipher not in _SUITE_OF_NOISE_CIPHER:
+        raise ValueError(
+            f"unknown cipher {cipher!r}: choose one of {', '.join(_SUITE_OF_NOISE_CIPHER)}"
+        )
+    if limits.maxSize > MAX_VALUE_SIZE_LIMIT:
+        raise ValueError(f"limits.maxSize may be at most {MAX_VALUE_SIZE_LIMIT} (just under 2 GiB)")
+    if fernetTTL is not None and not fernetTTL >= 1:
+        raise ValueError("fernetTTL must be at least 1 second (Fernet counts whole seconds)")
 
 
 class _State(Protocol):
@@ -1034,17 +1065,13 @@ class Channel:
             over 2 GiB.
         @raise InvalidKey: The key is malformed.
         """
-        _checkSuite(suite)
-        if cipher not in _SUITE_OF_NOISE_CIPHER:
-            raise ValueError(
-                f"unknown cipher {cipher!r}: choose one of {', '.join(_SUITE_OF_NOISE_CIPHER)}"
-            )
-        if limits.maxSize > MAX_VALUE_SIZE_LIMIT:
-            raise ValueError(
-                f"limits.maxSize may be at most {MAX_VALUE_SIZE_LIMIT} (just under 2 GiB)"
-            )
-        if fernetTTL is not None and not fernetTTL >= 1:
-            raise ValueError("fernetTTL must be at least 1 second (Fernet counts whole seconds)")
+        checkOptions(
+            suite=suite,
+            cipher=cipher,
+            acceptSuites=acceptSuites,
+            limits=limits,
+            fernetTTL=fernetTTL,
+        )
         self.role = role
         self.suite = suite
         self._keyring = asKeyring(key)

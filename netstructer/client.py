@@ -231,16 +231,9 @@ def _clientConfig(key: KeyLike, suite: str, options: dict[str, Any]) -> BridgeCo
     if maxBufferSize is not None:
         limits: Limits = options.get("limits", DEFAULT_LIMITS)
         options["limits"] = dataclasses.replace(limits, maxSize=maxBufferSize)
-    config = BridgeConfig.fromKey(key, suite=suite, **options)
-    # BridgeConfig leaves the suite, the cipher and the size limit to the
-    # channel, which would only check them in connectionMade: make one now so
-    # that a bad value raises here rather than inside the reactor.
-    config.makeChannel(Role.CLIENT, _noTime)
-    return config
-
-
-def _noTime() -> float:
-    return 0.0
+    # BridgeConfig checks every option (suite, cipher and limits included),
+    # so a bad value raises here rather than inside the reactor.
+    return BridgeConfig.fromKey(key, suite=suite, **options)
 
 
 def _checkTimeout(timeout: float | None) -> None:

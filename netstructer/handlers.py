@@ -31,7 +31,6 @@ import importlib
 import reprlib
 from typing import Any
 
-from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
@@ -182,14 +181,13 @@ class EchoHandler:
             session.close("the value is larger than you accept", CloseCode.TOO_BIG)
             return
         writable = session.whenWritable()
-        reading = IPushProducer(session.transport, None)
-        if writable.called or reading is None or _closing(session):
+        if writable.called or _closing(session):
             return
-        reading.pauseProducing()
+        session.pauseReceiving()
 
         def resume(_: object) -> None:
             if not _closing(session):
-                reading.resumeProducing()
+                session.resumeReceiving()
 
         writable.addCallback(resume)
 

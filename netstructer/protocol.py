@@ -36,6 +36,7 @@ from netstructer.channel import (
     PongReceived,
     Role,
     ValueReceived,
+    checkOptions,
 )
 from netstructer.errors import (
     BufferDataError,
@@ -122,9 +123,14 @@ class BridgeConfig:
         for name in ("maxPendingValues", "maxQueuedValues", "maxQueuedBytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        # The channel checks the suite, cipher and limits; build one now so a
-        # bad configuration fails here rather than inside connectionMade.
-        self.makeChannel(Role.CLIENT, lambda: 0.0)
+        # Check what the channel would, now rather than in connectionMade.
+        checkOptions(
+            suite=self.suite,
+            cipher=self.cipher,
+            acceptSuites=self.acceptSuites,
+            limits=self.limits,
+            fernetTTL=self.fernetTTL,
+        )
 
     @classmethod
     def fromKey(

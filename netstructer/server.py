@@ -149,6 +149,10 @@ def _initializeError(failure: Failure, where: str) -> Failure:
     return Failure(initializeError)
 
 
+def _callableOrNone(method: object) -> Callable[..., object] | None:
+    return method if callable(method) else None
+
+
 @implementer(ISessionListener)
 class _HandlerDispatcher:
     """
@@ -159,16 +163,27 @@ class _HandlerDispatcher:
     """
 
     def __init__(self, log: Logger) -> None:
-        self.handler: object = None
+        self._handler: object = None
+        self._methods: dict[str, Callable[..., object] | None] = {}
         self._log = log
         self._failed: set[BridgeProtocol] = set()
 
+    @property
+    def handler(self) -> object:
+        return self._handler
+
+    @handler.setter
+    def handler(self, handler: object) -> None:
+        # Look the handler's methods up once, not for every value.
+        self._handler = handler
+        isObject = handler is not None and isHandlerObject(handler)
+        self._methods = {
+            name: _callableOrNone(getattr(handler, name, None)) if isObject else None
+            for name in ("sessionOpened", "bufferReceived", "sessionClosed")
+        }
+
     def _method(self, name: str) -> Callable[..., object] | None:
-        handler = self.handler
-        if handler is None or not isHandlerObject(handler):
-            return None
-        method: Callable[..., object] | None = getattr(handler, name, None)
-        return method if callable(method) else None
+        return self._methods.get(name)
 
     def sessionOpened(self, session: BridgeProtocol) -> None:
         """
@@ -190,11 +205,11 @@ class _HandlerDispatcher:
         @return: Whether it did (or dropped the value because it already
             failed on this session); C{False} means queue it.
         """
-        if session in self._failed:
-            return True
-        received = self._method("bufferReceived")
+        received = self._methods.get("bufferReceived")
         if received is None:
             return False
+        if session in self._failed:
+            return True
         self._call(session, received, session, value)
         return True
 

@@ -783,13 +783,23 @@ class Encoder:
         self._hooks = (
             _DEFAULT_ENCODE_HOOKS if limits is DEFAULT_LIMITS else _EncodeHooks(limits.maxIntBytes)
         )
-        self._pack: Callable[[object], bytes] = msgpack.Packer(
+        self._pack = self._newPack()
+
+    def _newPack(self) -> Callable[[object], bytes]:
+        """
+        A new packer's C{pack}, starting with a small buffer: it grows as
+        values need, and L{encode} replaces a packer grown large, so that an
+        idle connection does not keep its largest value's worth of memory.
+        """
+        pack: Callable[[object], bytes] = msgpack.Packer(
             default=self._hooks.default,
             strict_types=True,
             use_bin_type=True,
             datetime=False,
             autoreset=True,
+            buf_size=_PACKER_BUFFER,
         ).pack
+        return pack
 
     def encode(self, value: object) -> bytes:
         """
@@ -808,6 +818,8 @@ class Encoder:
             # mean a bytearray the packer wrote as bytes.
             if _HAS_BIN_HEADER(encoded) and _holdsBytearray(value, len(encoded)):
                 encoded = _encodeSlowly(value, self.limits, self._hooks, None)
+            if len(encoded) > _PACKER_KEEP:
+                self._pack = self._newPack()
         return encoded
 
     def encodeAfter(self, prefix: bytes, value: object) -> bytes:
@@ -832,6 +844,12 @@ class Encoder:
             return b"".join((prefix, header, value))
         return prefix + self.encode(value)
 
+
+_PACKER_BUFFER: Final = 1024
+"""A new packer's buffer size."""
+
+_PACKER_KEEP: Final = 1024 * 1024
+"""A packer that produced more than this is replaced by a new one."""
 
 _BIN16_HEADER: Final = struct.Struct(">BH")
 _BIN32_HEADER: Final = struct.Struct(">BI")

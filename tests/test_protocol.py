@@ -533,3 +533,25 @@ class SessionKeyTests(SynchronousTestCase):
         """
         self.assertEqual(sessionKey(IPv4Address("TCP", "192.168.1.4", 5000)), "192.168.1.4:5000")
         self.assertEqual(sessionKey(IPv6Address("TCP", "::1", 5000)), "[::1]:5000")
+
+
+class ConfigTests(SynchronousTestCase):
+    """
+    L{BridgeConfig} checks its options when made.
+    """
+
+    def test_badOptions(self) -> None:
+        """
+        A bad suite, cipher, accepted suite, size limit or TTL raises
+        L{ValueError} at once, not in C{connectionMade}.
+        """
+        for options in [
+            {"suite": "tls"},
+            {"cipher": "DES"},
+            {"acceptSuites": ("noise", "ssh")},
+            {"limits": Limits(maxSize=2**31)},
+            {"suite": "fernet", "fernetTTL": 0.5},
+            {"handshakeTimeout": 0},
+            {"maxQueuedValues": 0},
+        ]:
+            self.assertRaises(ValueError, BridgeConfig.fromKey, KEY, **options)

@@ -1150,3 +1150,22 @@ class EncodeAfterTests(SynchronousTestCase):
         value = bytes(range(256)) * 1000
         record = Encoder().encodeAfter(b"\x01", value)
         self.assertEqual(decode(memoryview(record)[1:]), value)
+
+
+class EncoderMemoryTests(SynchronousTestCase):
+    """
+    An encoder does not keep its largest value's worth of memory.
+    """
+
+    def test_packerReplacedAfterLargeValue(self) -> None:
+        """
+        After encoding a value over a megabyte, the encoder packs with a new
+        packer (whose buffer starts small), and still encodes correctly.
+        """
+        encoder = Encoder()
+        before = encoder._pack
+        encoder.encode("x" * 100)
+        self.assertIs(encoder._pack, before)
+        encoder.encode("x" * (2 * 1024 * 1024))
+        self.assertIsNot(encoder._pack, before)
+        self.assertEqual(decode(encoder.encode([1, "a"])), [1, "a"])
