@@ -62,6 +62,8 @@ from twisted.protocols.basic import Int32StringReceiver, LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from netstructer.tuning import tuneAllocator
+
 EXAMPLE: list[object] = ["hi im haytam", 128, {b"gg": "gg"}, {1, 2, 6, 4}, (False, True)]
 """The original package's example value."""
 
@@ -879,6 +881,9 @@ def main() -> int:
     @return: The exit status.
     """
     options = _parser().parse_args()
+    # As the twistd plugin and the netstructer command do, for every peer
+    # alike (NETSTRUCTER_MALLOC_TUNING=0 measures without it).
+    tuneAllocator()
     if options.role == "client" and options.impl == "tls" and not options.cert_dir:
         raise SystemExit("a tls client needs --cert-dir")
     roles: dict[str, Callable[[argparse.Namespace], int | None]] = {

@@ -66,6 +66,7 @@ from netstructer.tap import (
     parseSize,
     serverDescription,
 )
+from netstructer.tuning import tuneAllocator
 
 __all__ = ["EXAMPLE_VALUE", "Command", "Streams", "main", "parseCommand"]
 
@@ -1157,6 +1158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(command, int):
         return command
     _startLogging(command)
+    tuneAllocator()
 
     async def reactMain(reactor: Any) -> None:
         code = await command.run(reactor)

@@ -65,6 +65,7 @@ from netstructer.keys import (
     loadOrCreateKeyFile,
     readKeyFile,
 )
+from netstructer.tuning import tuneAllocator
 
 __all__ = [
     "DEFAULT_INTERFACE",
@@ -812,6 +813,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
     if reactor is None:
         from twisted.internet import reactor
+    if tuneAllocator():
+        _log.debug("Tuned the allocator for large values (NETSTRUCTER_MALLOC_TUNING=0: don't)")
     keyring = _required(options.keyring, "the keyring")
     source = _required(options.keySource, "the key source")
     if source.created:
