@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from twisted.internet import defer
@@ -263,17 +263,6 @@ class _WriteFlow:
         return d
 
 
-@dataclass
-class _Stats:
-    openedAt: float | None = None
-    lastActivity: float = 0.0
-    valuesIn: int = 0
-    valuesOut: int = 0
-    bytesIn: int = 0
-    bytesOut: int = 0
-    pending: deque[bytes] = field(default_factory=deque)
-
-
 class BridgeProtocol(Int32StringReceiver):
     """
     An encrypted, authenticated connection carrying Python values.
@@ -330,7 +319,13 @@ class BridgeProtocol(Int32StringReceiver):
         self.closeReason: Failure | None = None
         self.closeCode: CloseCode | None = None
         self.closeMessage = ""
-        self._stats = _Stats()
+        self.openedAt: float | None = None
+        self.lastActivity = 0.0
+        self.valuesIn = 0
+        self.valuesOut = 0
+        self.bytesIn = 0
+        self.bytesOut = 0
+        self._pending: deque[bytes] = deque()
         self._channel: Channel = config.makeChannel(role, clock.seconds)
         self._buffer = bytearray()
         self._receivePaused = False
@@ -351,32 +346,6 @@ class BridgeProtocol(Int32StringReceiver):
         self._lastValue = 0.0
         self._receivedSize = 0
         self._producerRegistered = False
-
-    # Per-session facts.
-
-    @property
-    def openedAt(self) -> float | None:
-        return self._stats.openedAt
-
-    @property
-    def lastActivity(self) -> float:
-        return self._stats.lastActivity
-
-    @property
-    def valuesIn(self) -> int:
-        return self._stats.valuesIn
-
-    @property
-    def valuesOut(self) -> int:
-        return self._stats.valuesOut
-
-    @property
-    def bytesIn(self) -> int:
-        return self._stats.bytesIn
-
-    @property
-    def bytesOut(self) -> int:
-        return self._stats.bytesOut
 
     @property
     def queuedValues(self) -> int:
@@ -404,7 +373,7 @@ class BridgeProtocol(Int32StringReceiver):
         self.peer = self.transport.getPeer()
         self.key = sessionKey(self.peer)
         now = self.clock.seconds()
-        self._stats.lastActivity = now
+        self.lastActivity = now
         self.transport.registerProducer(self._writeFlow, True)
         self._producerRegistered = True
         self._handshakeTimer = self.clock.callLater(
@@ -478,9 +447,8 @@ class BridgeProtocol(Int32StringReceiver):
             this call, when called by L{dataReceived}).
         """
         channel = self._channel
-        stats = self._stats
-        stats.lastActivity = self.clock.seconds()
-        stats.bytesIn += len(string)
+        self.lastActivity = now = self.clock.seconds()
+        self.bytesIn += len(string)
         try:
             event = channel.receiveFrame(string)
         except RemoteProtocolError as e:
@@ -492,8 +460,8 @@ class BridgeProtocol(Int32StringReceiver):
             # The channel already failed; the transport is on its way down.
             return
         if type(event) is ValueReceived:
-            stats.valuesIn += 1
-            self._lastValue = stats.lastActivity
+            self.valuesIn += 1
+            self._lastValue = now
             self._receivedSize = event.size
             self.bufferReceived(event.value)
             return
@@ -537,10 +505,10 @@ class BridgeProtocol(Int32StringReceiver):
         self._established = True
         self.MAX_LENGTH = self._channel.maxFrameSize
         now = self.clock.seconds()
-        self._stats.openedAt = now
+        self.openedAt = now
         self._lastValue = now
         self._log.debug("Session {peer} established ({suite})", peer=self.key, suite=event.suite)
-        pending = self._stats.pending
+        pending = self._pending
         try:
             while pending:
                 self._writeValueFrame(self._channel.sendEncoded(pending[0]))
@@ -582,7 +550,7 @@ class BridgeProtocol(Int32StringReceiver):
         """
 
     def _keepAliveCheck(self, interval: float) -> None:
-        silent = self.clock.seconds() - self._stats.lastActivity
+        silent = self.clock.seconds() - self.lastActivity
         if self._awaitingPong and silent >= interval:
             error = ConnectionLost(f"{self.key} did not answer a keep-alive ping")
             self._log.info("Dropping {peer}: no answer to a keep-alive ping", peer=self.key)
@@ -624,9 +592,8 @@ class BridgeProtocol(Int32StringReceiver):
 
     def _writeValueFrame(self, frame: bytes) -> None:
         self.transport.writeSequence([_PREFIX.pack(len(frame)), frame])
-        stats = self._stats
-        stats.valuesOut += 1
-        stats.bytesOut += len(frame)
+        self.valuesOut += 1
+        self.bytesOut += len(frame)
         self._lastValue = self.clock.seconds()
 
     def _flushChannel(self) -> None:
@@ -666,12 +633,12 @@ class BridgeProtocol(Int32StringReceiver):
                 f"the value encodes to {len(encoded)} bytes, more than the "
                 f"{self.config.limits.maxSize} this side accepts; send it in smaller parts"
             )
-        if len(self._stats.pending) >= self.config.maxPendingValues:
+        if len(self._pending) >= self.config.maxPendingValues:
             raise BufferDataError(
                 f"{self.config.maxPendingValues} values already wait for the handshake "
                 f"with {self.key or 'the server'}; wait for it before sending more"
             )
-        self._stats.pending.append(encoded)
+        self._pending.append(encoded)
 
     def whenWritable(self) -> defer.Deferred[None]:
         """
