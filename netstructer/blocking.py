@@ -116,7 +116,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeAlias, TypeVar, cast
 
 from netstructer.channel import (
     Channel,
@@ -268,7 +268,75 @@ _NEED_DATA: Final = _NeedData()
 """What L{Link._processOne} returns when no complete frame is buffered."""
 
 
-class Link:
+_ChannelT = TypeVar("_ChannelT", bound="_ValueChannel")
+
+
+class _ValueChannel:
+    """
+    What L{Link} and L{Session} share: a context manager that closes, and
+    the original package's spellings of their methods.
+    """
+
+    def sendBuffer(self, value: object) -> None:
+        raise NotImplementedError
+
+    def recvBuffer(self, timeout: float | None = None, maxSize: int | None = None) -> object:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _ChannelT) -> _ChannelT:
+        """
+        @return: This object; leaving the C{with} block closes it.
+        """
+        return self
+
+    def __exit__(
+        self,
+        excType: type[BaseException] | None,
+        excValue: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """
+        Close it.
+        """
+        self.close()
+
+    def SendBuffer(self, value: object) -> None:
+        """
+        The original package's name for C{sendBuffer}.
+
+        @param value: The value.
+        """
+        self.sendBuffer(value)
+
+    def RecvBuffer(
+        self,
+        size: int | None = None,
+        buffer_size: int | None = None,
+        timeout: float | None = None,
+    ) -> object:
+        """
+        The original package's name for C{recvBuffer}.
+
+        @param size: Accepted and ignored: it was the size of each
+            C{socket.recv}; values are now framed exactly.
+        @param buffer_size: The largest value to accept (C{recvBuffer}'s
+            C{maxSize}); a larger one raises L{BufferDataError}, as before.
+        @param timeout: Seconds to wait.
+        @return: The value.
+        """
+        return self.recvBuffer(timeout=timeout, maxSize=buffer_size)
+
+    def Close(self) -> None:
+        """
+        The original package's name for C{close}.
+        """
+        self.close()
+
+
+class Link(_ValueChannel):
     """
     A blocking NetStructer connection: the client end of a session, over a
     plain socket (or any connected stream socket).
@@ -977,57 +1045,6 @@ class Link:
         finally:
             self._closeSocket()
 
-    def __enter__(self) -> Link:
-        """
-        @return: This link; leaving the C{with} block closes it.
-        """
-        return self
-
-    def __exit__(
-        self,
-        excType: type[BaseException] | None,
-        excValue: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """
-        Close the link.
-        """
-        self.close()
-
-    # The original package's spellings.
-
-    def SendBuffer(self, value: object) -> None:
-        """
-        The original package's name for L{sendBuffer}.
-
-        @param value: The value.
-        """
-        self.sendBuffer(value)
-
-    def RecvBuffer(
-        self,
-        size: int | None = None,
-        buffer_size: int | None = None,
-        timeout: float | None = None,
-    ) -> object:
-        """
-        The original package's name for L{recvBuffer}.
-
-        @param size: Accepted and ignored: it was the size of each
-            C{socket.recv}; this link reads in large chunks by itself.
-        @param buffer_size: The largest value to accept (L{recvBuffer}'s
-            C{maxSize}); a larger one raises L{BufferDataError}, as before.
-        @param timeout: Seconds to wait.
-        @return: The value.
-        """
-        return self.recvBuffer(timeout=timeout, maxSize=buffer_size)
-
-    def Close(self) -> None:
-        """
-        The original package's name for L{close}.
-        """
-        self.close()
-
     def TimeOut(self, seconds: float | None) -> None:
         """
         The original package's name for L{settimeout}.
@@ -1335,7 +1352,7 @@ def _describeAddress(address: object) -> tuple[str, int] | str:
     return str(address)
 
 
-class Session:
+class Session(_ValueChannel):
     """
     A server's session with one client, for script threads: a blocking
     wrapper of a L{netstructer.protocol.BridgeProtocol}, whose every call
@@ -1526,54 +1543,6 @@ class Session:
             raise OperationTimedOut(
                 f"the session {self.key} had not ended after {timeout} seconds"
             ) from e
-
-    def __enter__(self) -> Session:
-        """
-        @return: This session; leaving the C{with} block closes it.
-        """
-        return self
-
-    def __exit__(
-        self,
-        excType: type[BaseException] | None,
-        excValue: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """
-        Close the session.
-        """
-        self.close()
-
-    def SendBuffer(self, value: object) -> None:
-        """
-        The original package's name for L{sendBuffer}.
-
-        @param value: The value.
-        """
-        self.sendBuffer(value)
-
-    def RecvBuffer(
-        self,
-        size: int | None = None,
-        buffer_size: int | None = None,
-        timeout: float | None = None,
-    ) -> object:
-        """
-        The original package's name for L{recvBuffer}.
-
-        @param size: Accepted and ignored (it was the size of each
-            C{socket.recv}).
-        @param buffer_size: The largest value to accept (C{maxSize}).
-        @param timeout: Seconds to wait.
-        @return: The value.
-        """
-        return self.recvBuffer(timeout=timeout, maxSize=buffer_size)
-
-    def Close(self) -> None:
-        """
-        The original package's name for L{close}.
-        """
-        self.close()
 
 
 class _WorkerPool:
