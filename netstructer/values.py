@@ -28,7 +28,7 @@ code) when its payload has exactly that length, otherwise ext 8, 16 or 32
 (C{c7}-C{c9}, the length, then the code); a decoder accepts any form.  An
 extension used as a I{marker} has an empty payload (so it is always the
 three bytes C{c7 00 <code>}) and may appear only as the first item of an
-array.
+array.  The encoding of each type::
 
  ====================  ===================================================
  Python type           msgpack encoding
