@@ -869,20 +869,15 @@ class IConnectionGate(ISessionObserver):
     and is told when its sessions open and close.
     """
 
-    def admit(address: IAddress) -> bool:  # noqa: N805
+    def admit(connection: BridgeProtocol, address: IAddress) -> bool:  # noqa: N805
         """
-        Whether a connection from C{address} may start its handshake.
+        Whether a new connection may start its handshake; refused ones are
+        closed before any handshake work.
 
+        @param connection: Its protocol, built but not yet connected.
         @param address: The peer's address.
         @return: C{True} to accept it, which counts it until
             L{ISessionObserver.sessionClosed} is called for it.
-        """
-
-    def handshakeStarted(connection: BridgeProtocol) -> None:  # noqa: N805
-        """
-        The connection just admitted was built and starts its handshake.
-
-        @param connection: Its protocol.
         """
 
 
@@ -938,11 +933,10 @@ class BridgeServerFactory(Factory):
         @param addr: The peer's address.
         @return: A protocol, or L{None} to refuse the connection.
         """
-        if not self.gate.admit(addr):
-            return None
         proto = self.protocol(Role.SERVER, self.config, self.clock, self.gate, self._log)
+        if not self.gate.admit(proto, addr):
+            return None
         proto.factory = self
-        self.gate.handshakeStarted(proto)
         return proto
 
 

@@ -229,12 +229,10 @@ class SessionRegistry(Service):
         self._byHost: dict[str, dict[BridgeProtocol, None]] = {}
         # Sessions that opened, were taken out by pop or clear, and are open.
         self._detached: dict[BridgeProtocol, None] = {}
-        # Connections reported by handshakeStarted that have not opened yet.
+        # Admitted connections that have not opened yet.
         self._handshaking: dict[BridgeProtocol, None] = {}
-        # The key and host each reported connection was admitted under, and
-        # those of the connection admitted last (handshakeStarted follows it).
+        # The key and host each admitted connection was counted under.
         self._admittedAs: dict[BridgeProtocol, tuple[str, str]] = {}
-        self._lastAdmitted: tuple[str, str] | None = None
         # Admitted connections that have not ended, by canonical key and host.
         self._admittedKeys: dict[str, int] = {}
         self._admittedHosts: dict[str, int] = {}
@@ -471,15 +469,20 @@ class SessionRegistry(Service):
 
     # The connection gate.
 
-    def admit(self, address: IAddress) -> bool:
+    def admit(self, connection: BridgeProtocol, address: IAddress) -> bool:
         """
         Decide whether a new connection may start its handshake, and count it
-        if so.  The answer is C{False} (and a line is logged naming the peer
-        and the reason) while the registry is stopping, when L{maxSessions}
+        if so, under the address it was admitted with (uncounted exactly so
+        when it ends, even if its transport later names its peer
+        differently); until it authenticates, L{stopService} aborts it.  The
+        answer is C{False} (and a line is logged naming the peer and the
+        reason) while the registry is stopping, when L{maxSessions}
         connections are already admitted, or when L{maxPerIP} are admitted
         from the same IP address.  (Peers without an IP address, such as
         those of a UNIX socket, are limited by L{maxSessions} only.)
 
+        @param connection: The connection's protocol, built but not yet
+            connected.
         @param address: The peer's address.
         @return: Whether to accept the connection.  A C{True} answer counts
             it until L{sessionClosed} is called for it.
@@ -510,26 +513,9 @@ class SessionRegistry(Service):
         self._admitted += 1
         self._admittedHosts[host] = fromHost + 1
         self._admittedKeys[key] = self._admittedKeys.get(key, 0) + 1
-        self._lastAdmitted = (key, host)
-        return True
-
-    def handshakeStarted(self, connection: BridgeProtocol) -> None:
-        """
-        A connection admitted by L{admit} was built and starts its handshake.
-        Factories that report this (right after C{admit} answered C{True})
-        let L{stopService} abort connections that have not authenticated yet
-        (connections not reported are waited for instead: their handshake
-        timeout bounds the wait), and have each connection uncounted exactly
-        as it was counted even if its transport names its peer differently
-        from the address C{admit} was given (connections not reported are
-        uncounted by their peer's address).
-
-        @param connection: The new protocol.
-        """
+        self._admittedAs[connection] = (key, host)
         self._handshaking[connection] = None
-        if self._lastAdmitted is not None:
-            self._admittedAs[connection] = self._lastAdmitted
-            self._lastAdmitted = None
+        return True
 
     def sessionOpened(self, session: BridgeProtocol) -> None:
         """
@@ -621,10 +607,8 @@ class SessionRegistry(Service):
         L{SHUTDOWN_REASON}, which sends every value already accepted by
         C{sendBuffer} before the close record and waits for the peer's
         reply (at most the sessions' C{closeTimeout}); and abort connections
-        still in their handshake that were reported by L{handshakeStarted}
-        (they hold no accepted values: nothing is lost, and their peers see
-        the handshake fail).  A connection that was not reported and
-        completes its handshake while stopping is closed as soon as it opens.
+        still in their handshake (they hold no accepted values: nothing is
+        lost, and their peers see the handshake fail).
 
         @return: A Deferred that fires with L{None} once every admitted
             connection and every session has ended.

@@ -112,23 +112,18 @@ class Network:
         factory: BridgeServerFactory,
         clock: Clock,
         logger: Logger | None = None,
-        reportHandshakes: bool = False,
         key: bytes = KEY,
     ) -> None:
         """
         @param factory: The server's factory.
         @param clock: The clock of every protocol.
         @param logger: The clients' logger.
-        @param reportHandshakes: Tell the factory's gate of each new
-            connection with C{handshakeStarted}, as L{netstructer.server}'s
-            factory does.
         @param key: The clients' key.
         """
         self.key = key
         self.factory = factory
         self.clock = clock
         self.logger = logger
-        self.reportHandshakes = reportHandshakes
         self.links: list[Link] = []
 
     def connect(
@@ -240,7 +235,6 @@ class RegistryTestCase(SynchronousTestCase):
 
     maxSessions = 1024
     maxPerIP = 64
-    reportHandshakes = False
 
     def setUp(self) -> None:
         """
@@ -253,7 +247,7 @@ class RegistryTestCase(SynchronousTestCase):
             self.clock, maxSessions=self.maxSessions, maxPerIP=self.maxPerIP, logger=logger
         )
         factory = BridgeServerFactory(BridgeConfig.fromKey(KEY), self.registry, self.clock, logger)
-        self.network = Network(factory, self.clock, logger, self.reportHandshakes)
+        self.network = Network(factory, self.clock, logger)
 
     def connect(self, host: str = "127.0.0.1", port: int = 40000, pump: bool = True) -> Link:
         """
@@ -839,11 +833,10 @@ class LimitTests(RegistryTestCase):
 
     def test_reportedConnectionUncountedAsAdmitted(self) -> None:
         """
-        A connection reported by C{handshakeStarted} is uncounted under the
-        address it was admitted with, even if its transport names its peer
-        differently (as a proxying transport may).
+        A connection is uncounted under the address it was admitted with,
+        even if its transport names its peer differently (as a proxying
+        transport may).
         """
-        self.network.reportHandshakes = True
         admitted = IPv4Address("TCP", "10.0.0.1", 1)
         link = self.network.connectFrom(admitted)
         assert link is not None
@@ -860,13 +853,13 @@ class LimitTests(RegistryTestCase):
         admitted.
         """
         address = IPv4Address("TCP", "10.0.0.1", 1)
-        self.assertTrue(self.registry.admit(address))
+        session = BridgeProtocol(Role.SERVER, BridgeConfig.fromKey(KEY), self.clock)
+        self.assertTrue(self.registry.admit(session, address))
         self.assertEqual(self.registry.connectionCount(), 1)
         stranger = BridgeProtocol(Role.SERVER, BridgeConfig.fromKey(KEY), self.clock)
         stranger.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.9", 1)))
         self.registry.sessionClosed(stranger, Failure(ConnectionDone()))
         self.assertEqual(self.registry.connectionCount(), 1)
-        session = BridgeProtocol(Role.SERVER, BridgeConfig.fromKey(KEY), self.clock)
         session.makeConnection(StringTransport(peerAddress=address))
         self.registry.sessionClosed(session, Failure(ConnectionDone()))
         for proto in (stranger, session):
@@ -885,8 +878,6 @@ class StopTests(RegistryTestCase):
     """
     Stopping the registry shuts every connection down cleanly.
     """
-
-    reportHandshakes = True
 
     def test_cleanShutdownLosesNothing(self) -> None:
         """
@@ -973,8 +964,8 @@ class StopTests(RegistryTestCase):
 
     def test_abortsHandshakes(self) -> None:
         """
-        Connections still in their handshake (reported by
-        C{handshakeStarted}) are aborted: their clients see the handshake
+        Connections still in their handshake are aborted: their clients see
+        the handshake
         fail, and the Deferred waits for them to end.
         """
         link = self.connect(pump=False)

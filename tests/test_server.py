@@ -186,7 +186,6 @@ class ServerTestCase(SynchronousTestCase):
             server.factory,
             self.reactor,
             Logger(observer=self.clientEvents.append),
-            reportHandshakes=False,
             key=KEY,
         )
         return server
