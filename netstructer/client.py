@@ -241,7 +241,35 @@ def _checkTimeout(timeout: float | None) -> None:
         raise ValueError("timeout must be a positive number of seconds or None")
 
 
-class _ConnectAttempt(Generic[_P]):
+class _Settling(Generic[_T]):
+    """
+    Something that ends once, with a result or a failure, maybe on a timer.
+
+    @ivar result: Fires, once, with the outcome.
+    """
+
+    result: Deferred[_T]
+    _timer: IDelayedCall | None
+
+    def _settle(self, outcome: _T | Failure) -> None:
+        """
+        Stop the timer and fire L{result}, unless it already fired.
+
+        @param outcome: The result, or a failure.
+        """
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+        if self.result.called:
+            return
+        if isinstance(outcome, Failure):
+            self.result.errback(outcome)
+        else:
+            self.result.callback(outcome)
+
+
+class _ConnectAttempt(_Settling[_P]):
     """
     One connection attempt: connect through an endpoint, then wait for the
     session's handshake.  The result fires only once the server has
@@ -321,18 +349,6 @@ class _ConnectAttempt(Generic[_P]):
                 session.abort()
             return
         self._settle(protocol)
-
-    def _settle(self, outcome: _P | Failure) -> None:
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
-        if self.result.called:
-            return
-        if isinstance(outcome, Failure):
-            self.result.errback(outcome)
-        else:
-            self.result.callback(outcome)
 
     def _abandon(self) -> None:
         connecting, self._connecting = self._connecting, None
@@ -692,7 +708,7 @@ class _SessionEndpoint:
         return failure
 
 
-class _Receive:
+class _Receive(_Settling[object]):
     """
     One L{ReconnectingClient.recvBuffer} call: takes the next value from the
     oldest session that may still hold one, moving on to the next session
@@ -768,18 +784,6 @@ class _Receive:
             return
         self._client._doneReading(session)
         self._next()
-
-    def _settle(self, outcome: object) -> None:
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
-        if self.result.called:
-            return
-        if isinstance(outcome, Failure):
-            self.result.errback(outcome)
-        else:
-            self.result.callback(outcome)
 
     def _abandon(self) -> None:
         inner, self._inner = self._inner, None
