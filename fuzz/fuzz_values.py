@@ -1,0 +1,239 @@
+# -*- test-case-name: tests.test_fuzz_short -*-
+"""
+Fuzz the value decoder, L{netstructer.values.decode}.
+
+Run it with atheris (coverage-guided, libFuzzer underneath; see
+C{fuzz/README.rst})::
+
+    PYTHONPATH=. python fuzz/fuzz_values.py -max_total_time=3600 \\
+        /tmp/values-corpus fuzz/corpus/values
+
+or, without atheris, as a long hypothesis run::
+
+    PYTHONPATH=. python fuzz/fuzz_values.py --hypothesis 100000
+
+An input's first byte chooses the limits (bit 0: the defaults, or small
+ones); the rest is the encoded value.  The oracle:
+
+    - decoding raises only L{DecodeError};
+    - a reused L{Decoder} (which keeps state between calls) and a fresh
+      L{decode} agree: both refuse, or both return the same value;
+    - a decoded value re-encodes (L{encode} with the same limits), and
+      decoding that gives back the same value: same types at every level,
+      the same floats bit for bit, dicts in the same order.
+
+Anything else is a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import struct
+import sys
+from pathlib import Path
+from typing import Any
+
+try:
+    import atheris
+except ImportError:  # Only the hypothesis mode and the target are usable.
+    atheris = None
+
+_instrument: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+if atheris is not None and __name__ == "__main__" and "--hypothesis" not in sys.argv:
+    _instrument = atheris.instrument_imports(include=["netstructer"])
+
+with _instrument:
+    from netstructer.errors import DecodeError, EncodeError
+    from netstructer.values import DEFAULT_LIMITS, Decoder, Limits, decode, encode
+
+__all__ = ["SMALL_LIMITS", "canonical", "seeds", "testOneInput"]
+
+SMALL_LIMITS = Limits(
+    maxDepth=4, maxItems=16, maxSize=512, maxIntBytes=8, maxObjects=64, maxHashCollisions=2
+)
+"""The small limits bit 0 of the first byte chooses."""
+
+_DECODERS = {DEFAULT_LIMITS: Decoder(DEFAULT_LIMITS), SMALL_LIMITS: Decoder(SMALL_LIMITS)}
+
+
+class FuzzFailure(AssertionError):
+    """
+    The codec broke its contract: a crash for the fuzzer.
+    """
+
+
+def canonical(value: object) -> object:
+    """
+    A form of C{value} that compares equal exactly when two values are the
+    same: same types at every level, floats bit for bit (so C{nan} equals
+    itself and C{-0.0} differs from C{0.0}), lists, tuples and dicts in
+    order, sets and frozensets whatever their order.
+
+    @param value: A decoded value.
+    @return: Its canonical form.
+    """
+    kind = type(value)
+    if kind is float:
+        return ("float", struct.pack(">d", value))
+    if kind is complex:
+        number: complex = value  # type: ignore[assignment]
+        return ("complex", struct.pack(">dd", number.real, number.imag))
+    if kind is list or kind is tuple:
+        return (kind.__name__, tuple(canonical(item) for item in value))  # type: ignore[attr-defined]
+    if kind is set or kind is frozenset:
+        members = sorted(repr(canonical(item)) for item in value)  # type: ignore[attr-defined]
+        return (kind.__name__, tuple(members))
+    if kind is dict:
+        items = value.items()  # type: ignore[attr-defined]
+        return ("dict", tuple((canonical(k), canonical(v)) for k, v in items))
+    return (kind.__name__, value)
+
+
+def _outcome(decodeOnce: Any, data: bytes) -> tuple[str, object]:
+    """
+    @return: C{("value", value)} or C{("refused", error)}.
+    @raise FuzzFailure: Decoding raised anything but L{DecodeError}.
+    """
+    try:
+        return "value", decodeOnce(data)
+    except DecodeError as e:
+        return "refused", e
+    except Exception as e:
+        raise FuzzFailure(f"decoding raised {type(e).__name__}: {e}") from e
+
+
+def testOneInput(data: bytes) -> None:
+    """
+    Run one input (see the module docstring for its format).
+
+    @param data: The input.
+    @raise FuzzFailure: The codec broke its contract.
+    """
+    if not data:
+        return
+    limits = SMALL_LIMITS if data[0] & 1 else DEFAULT_LIMITS
+    body = data[1:]
+    reused, value = _outcome(_DECODERS[limits].decode, body)
+    fresh, freshValue = _outcome(lambda b: decode(b, limits=limits), body)
+    if reused != fresh:
+        raise FuzzFailure(f"a reused Decoder says {reused}, decode() says {fresh}")
+    if reused == "refused":
+        return
+    if canonical(value) != canonical(freshValue):
+        raise FuzzFailure(f"a reused Decoder gave {value!r}, decode() gave {freshValue!r}")
+    try:
+        encoded = encode(value, limits=limits)
+    except EncodeError as e:
+        raise FuzzFailure(f"{value!r} was decoded but does not encode: {e}") from e
+    # Floats always encode as float64, so the encoding may be longer.
+    relaxed = dataclasses.replace(limits, maxSize=max(limits.maxSize, len(encoded)))
+    try:
+        again = decode(encoded, limits=relaxed)
+    except DecodeError as e:
+        raise FuzzFailure(f"{value!r} encodes to {encoded.hex()}, which is refused: {e}") from e
+    if canonical(again) != canonical(value):
+        raise FuzzFailure(f"{value!r} comes back as {again!r}")
+
+
+EXAMPLE_VALUE: Any = ["hi im haytam", 128, {b"gg": "gg"}, {1, 2, 6, 4}, (False, True)]
+
+
+def seeds() -> dict[str, bytes]:
+    """
+    The seed corpus: encodings made by the library.
+
+    @return: File names and inputs.
+    """
+    return {
+        "example": b"\x00" + encode(EXAMPLE_VALUE),
+        "scalars": b"\x00" + encode([None, True, -1, 2**64 - 1, 1.5, -0.0, "é", b"\x00"]),
+        "bigint-complex-bytearray": b"\x00" + encode([-(2**100), 3 - 4j, bytearray(b"ab")]),
+        "frozenset-keys": b"\x00" + encode({frozenset({1, 2}): {(1, "a"): None}}),
+        "nested-small-limits": b"\x01" + encode([[[(1,)]], {2: {3}}]),
+        "timestamp-ext": b"\x00" + b"\xd6\xff\x00\x00\x00\x01",
+    }
+
+
+def writeSeeds(directory: Path) -> None:
+    """
+    Write the seed corpus to C{directory}.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, data in seeds().items():
+        (directory / name).write_bytes(data)
+
+
+def hypothesisInputs() -> Any:
+    """
+    @return: A hypothesis strategy of inputs in this target's format:
+        encodings of generated values, sometimes mutated, and raw bytes.
+    """
+    from hypothesis import strategies as st
+
+    scalars = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(),
+        st.complex_numbers(),
+        st.text(max_size=8),
+        st.binary(max_size=8),
+    )
+    hashables = st.recursive(
+        scalars, lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=3)
+    )
+    values = st.recursive(
+        scalars,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4),
+            st.tuples(inner, inner),
+            st.sets(hashables, max_size=4),
+            st.dictionaries(hashables, inner, max_size=4),
+            st.binary(max_size=8).map(bytearray),
+        ),
+        max_leaves=16,
+    )
+
+    def mutate(encoded: bytes, position: int, byte: int, cut: bool) -> bytes:
+        """
+        @return: C{encoded} cut at, or with one byte replaced at, C{position}.
+        """
+        if not encoded:
+            return encoded
+        position %= len(encoded)
+        if cut:
+            return encoded[:position]
+        return encoded[:position] + bytes((byte,)) + encoded[position + 1 :]
+
+    encodings = values.map(encode)
+    mutated = st.builds(mutate, encodings, st.integers(0, 255), st.integers(0, 255), st.booleans())
+    bodies = st.one_of(encodings, mutated, st.binary(max_size=64))
+    return st.builds(lambda config, body: bytes((config,)) + body, st.integers(0, 1), bodies)
+
+
+def main(argv: list[str]) -> None:
+    """
+    Fuzz: with atheris (libFuzzer's options and corpus directories in
+    C{argv}), or C{--hypothesis N}, or write the seeds with
+    C{--make-corpus DIR}.
+    """
+    if len(argv) == 3 and argv[1] == "--make-corpus":
+        writeSeeds(Path(argv[2]))
+        return
+    if len(argv) == 3 and argv[1] == "--hypothesis":
+        from fuzz_channel import runHypothesis
+
+        count = runHypothesis(
+            testOneInput, hypothesisInputs(), int(argv[2]), list(seeds().values())
+        )
+        print(f"{count} inputs, no failure")
+        return
+    if atheris is None:
+        raise SystemExit("atheris is not installed: pip install atheris, or use --hypothesis N")
+    atheris.Setup(argv, testOneInput)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main(sys.argv)
