@@ -909,16 +909,48 @@ class Link(_ValueChannel):
         if isinstance(event, PingReceived):
             self._tryFlush()
         elif isinstance(event, CloseReceived):
+            # The server closed first: our reply is queued.  The server ends
+            # the connection once it has processed every value sent before
+            # the reply; only that end makes the close clean.
             self.closeCode = event.code
             self.closeReason = event.reason
-            self.closedCleanly = True
-            if self._out:
-                try:
-                    self._flush(_deadlineAfter(self._closeTimeout))
-                except (OperationTimedOut, OSError):
-                    pass
             self._ended = True
-            self._closeSocket()
+            try:
+                self.closedCleanly = self._awaitServerEnd(_deadlineAfter(self._closeTimeout))
+            finally:
+                self._closeSocket()
+
+    def _awaitServerEnd(self, deadline: float | None) -> bool:
+        """
+        Send the close reply, then wait for the server to end the
+        connection.
+
+        @param deadline: When to stop waiting.
+        @return: Whether the server ended it cleanly (rather than resetting
+            it, sending more, or not ending it in time); the reason is
+            logged otherwise, and the values sent last may not have been
+            processed.
+        """
+        try:
+            self._flush(deadline)
+            self._setSocketTimeout(deadline)
+            scratch = bytearray(4096)
+            while True:
+                try:
+                    if not self._sock.recv_into(scratch):
+                        return True
+                except InterruptedError:
+                    continue
+                _log.warning("%s sent data after its close record", self._describePeer())
+                return False
+        except (NetStructerError, OSError) as e:
+            _log.warning(
+                "%s did not end the connection cleanly after its close (%s); the last "
+                "values sent to it may not have been processed",
+                self._describePeer(),
+                e,
+            )
+            return False
 
     # Failing.
 

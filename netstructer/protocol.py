@@ -46,6 +46,7 @@ from netstructer.errors import (
     NetStructerError,
     OperationTimedOut,
     RemoteProtocolError,
+    TruncationError,
 )
 from netstructer.keys import Keyring, asKeyring
 from netstructer.values import DEFAULT_LIMITS, Limits
@@ -346,6 +347,7 @@ class BridgeProtocol(Int32StringReceiver):
         self._lastValue = 0.0
         self._receivedSize = 0
         self._producerRegistered = False
+        self._awaitingPeerEnd = False
 
     @property
     def queuedValues(self) -> int:
@@ -477,6 +479,14 @@ class BridgeProtocol(Int32StringReceiver):
         elif isinstance(event, CloseReceived):
             self.closeCode = event.code
             self.closeMessage = event.reason
+            initiatedHere = self._closeTimer is not None
+            self._cancelTimers()
+            if initiatedHere:
+                # The peer's reply: every value it sent came before it, so
+                # all have been processed.  The side that closed first ends
+                # the connection.
+                self._loseConnection()
+                return
             if event.code is not CloseCode.NORMAL:
                 self._log.info(
                     "{peer} closed the session: {code} {reason}",
@@ -484,8 +494,11 @@ class BridgeProtocol(Int32StringReceiver):
                     code=event.code.name,
                     reason=event.reason,
                 )
-            self._cancelTimers()
-            self._loseConnection()
+            # Our reply is written; the peer ends the connection once it has
+            # processed what we sent before it.  A reset instead of that end
+            # means it may not have (see connectionLost).
+            self._awaitingPeerEnd = True
+            self._closeTimer = self.clock.callLater(self.config.closeTimeout, self._peerEndTimedOut)
 
     def _loseConnection(self) -> None:
         """
@@ -775,9 +788,41 @@ class BridgeProtocol(Int32StringReceiver):
         self._closeTimer = self.clock.callLater(self.config.closeTimeout, self._closeTimedOut)
 
     def _closeTimedOut(self) -> None:
+        # Values the peer sent before it saw our close are still arriving
+        # (the application may be working through a backlog): wait while
+        # they keep coming, and give up only after a whole closeTimeout
+        # without a frame.
+        timeout = self.config.closeTimeout
+        silent = self.clock.seconds() - self.lastActivity
+        if silent < timeout:
+            self._closeTimer = self.clock.callLater(timeout - silent, self._closeTimedOut)
+            return
         self._closeTimer = None
-        self._log.info("{peer} did not answer the close in time; dropping it", peer=self.key)
-        self.transport.abortConnection()
+        self._log.info(
+            "{peer} sent nothing for {timeout} seconds after the close; dropping it",
+            peer=self.key,
+            timeout=timeout,
+        )
+        self._fail(
+            TruncationError(
+                f"{self.key} did not answer the close within {timeout} seconds; values it "
+                "sent may not have arrived"
+            )
+        )
+
+    def _peerEndTimedOut(self) -> None:
+        self._closeTimer = None
+        self._log.info(
+            "{peer} did not end the connection after the close; ending it", peer=self.key
+        )
+        self._failure = Failure(
+            TruncationError(
+                f"{self.key} did not confirm the end of the session within "
+                f"{self.config.closeTimeout} seconds; it may not have processed the last "
+                "values sent to it"
+            )
+        )
+        self._loseConnection()
 
     def abort(self) -> None:
         """
@@ -814,6 +859,14 @@ class BridgeProtocol(Int32StringReceiver):
         except NetStructerError as e:
             if failure is None:
                 failure = Failure(e)
+        if failure is None and self._awaitingPeerEnd and not reason.check(ConnectionDone):
+            failure = Failure(
+                TruncationError(
+                    f"{self.key} dropped the connection after the close instead of ending "
+                    f"it ({reason.getErrorMessage()}); it may not have processed the last "
+                    "values sent to it"
+                )
+            )
         if failure is None:
             failure = Failure(ConnectionDone("the session closed cleanly"))
         self.closeReason = failure

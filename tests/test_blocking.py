@@ -158,6 +158,7 @@ class FakeSocket:
         self.bytesRead = 0
         self.writes: list[int] = []
         self.eof = False
+        self.resetAfterClose = False
         self.closed = False
         if not withSendmsg:
             self.sendmsg = None  # type: ignore[assignment]
@@ -258,6 +259,14 @@ class FakeSocket:
                 self.values.append(event.value)
             for reply in self.channel.framesToSend():
                 self.deliver(self.framed(reply))
+            if isinstance(event, CloseReceived):
+                # Both close records exchanged: a real server ends the
+                # connection (when it closed first, this confirms the end),
+                # or, failing, resets it.
+                if self.resetAfterClose:
+                    self.recvErrors.append(ConnectionResetError(errno.ECONNRESET, "reset"))
+                else:
+                    self.eof = True
 
     @staticmethod
     def framed(frame: bytes) -> bytes:
@@ -865,6 +874,21 @@ class LinkControlTests(SynchronousTestCase):
         self.assertIsInstance(sock.events[-1], CloseReceived)
         self.assertRaises(ChannelClosedError, bridge.sendBuffer, 3)
         bridge.close()
+
+    def test_serverClosesThenResets(self) -> None:
+        """
+        When the server resets the connection after its close instead of
+        ending it, the link reports the close as not clean: the last values
+        sent may not have been processed.
+        """
+        sock = FakeSocket()
+        bridge = connected(sock)
+        sock.deliver(FakeSocket.framed(sock.channel.close(CloseCode.GOING_AWAY, "bye")))
+        sock.resetAfterClose = True
+        self.assertRaises(ChannelClosedError, bridge.recvBuffer, timeout=1)
+        self.assertEqual(bridge.closeCode, CloseCode.GOING_AWAY)
+        self.assertFalse(bridge.closedCleanly)
+        self.assertTrue(sock.closed)
 
     def test_sendNoticesServerClose(self) -> None:
         """

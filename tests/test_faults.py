@@ -479,12 +479,6 @@ class SlowConsumerTests(_FreshServerMixin, SynchronousTestCase):
     SIGTERM while the server's handler is slower than its client.
     """
 
-    skip = (
-        "known issue: a server-initiated close that times out while the handler still "
-        "works through a backlog drops the backlog, and the client's link reports a clean "
-        "close (see docs/reliability.rst)"
-    )
-
     def test_sigtermSlowConsumer(self) -> None:
         """
         Stopping the server with SIGTERM while its handler (which stops

@@ -434,6 +434,57 @@ class CloseTests(SynchronousTestCase):
         self.assertEqual(pair.server.closeCode, CloseCode.NORMAL)
         self.assertEqual(pair.clock.getDelayedCalls(), [])
 
+    def test_responderWaitsForPeerEnd(self) -> None:
+        """
+        The side that receives the first close replies and waits for the
+        peer to end the connection: a clean end is L{ConnectionDone}, a reset
+        is a L{TruncationError}, and no end within the close timeout is one
+        too.
+        """
+        pair = Pair()
+        pair.pump()
+        pair.client.close()
+        pair.server.dataReceived(pair.clientTransport.value())
+        pair.clientTransport.clear()
+        self.assertFalse(pair.serverTransport.disconnecting)
+        pair.server.connectionLost(Failure(ConnectionLost("reset")))
+        self.failureResultOf(pair.server.recvBuffer(), TruncationError)
+
+        pair = Pair()
+        pair.pump()
+        pair.client.close()
+        pair.server.dataReceived(pair.clientTransport.value())
+        pair.server.connectionLost(Failure(ConnectionDone()))
+        self.failureResultOf(pair.server.recvBuffer(), ConnectionDone)
+
+        pair = Pair()
+        pair.pump()
+        pair.client.close()
+        pair.server.dataReceived(pair.clientTransport.value())
+        pair.clock.advance(10)
+        self.assertTrue(pair.serverTransport.disconnecting)
+        pair.server.connectionLost(Failure(ConnectionDone()))
+        self.failureResultOf(pair.server.recvBuffer(), TruncationError)
+
+    def test_initiatorWaitsWhileValuesArrive(self) -> None:
+        """
+        The side that closed first keeps the connection while the peer's
+        values still arrive (its application may be behind), and drops it
+        only after a whole close timeout of silence.
+        """
+        pair = Pair()
+        pair.pump()
+        pair.server.close()
+        for _ in range(5):
+            pair.clock.advance(9)
+            pair.server.dataReceived(b"")  # nothing yet
+            frame = pair.client._channel.sendValue("late")
+            pair.server.dataReceived(struct.pack("!I", len(frame)) + frame)
+        self.assertFalse(pair.serverTransport.disconnected)
+        self.assertEqual(pair.server.queuedValues, 5)
+        pair.clock.advance(10)
+        self.assertTrue(pair.serverTransport.disconnected)
+
     def test_closeDuringHandshake(self) -> None:
         """
         A close requested during the handshake waits for it, so that values
