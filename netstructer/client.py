@@ -41,6 +41,7 @@ as C{tls}); anything else is an endpoint description.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 from collections import deque
 from collections.abc import Callable
@@ -50,7 +51,12 @@ from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.endpoints import HostnameEndpoint, clientFromString
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    clientFromString,
+)
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IAddress,
@@ -168,7 +174,7 @@ def clientEndpoint(reactor: Any, endpoint: EndpointLike) -> IStreamClientEndpoin
         if len(endpoint) != 2 or not isinstance(endpoint[0], str | bytes):
             raise TypeError(f"{endpoint!r}: a tuple must be (host, port)")
         host, port = endpoint
-        return HostnameEndpoint(reactor, host, _checkPort(port, endpoint))
+        return _hostEndpoint(reactor, host, _checkPort(port, endpoint))
     if not isinstance(endpoint, str):
         raise TypeError(
             f"cannot connect to {endpoint!r}: give an IStreamClientEndpoint, an endpoint "
@@ -179,9 +185,9 @@ def clientEndpoint(reactor: Any, endpoint: EndpointLike) -> IStreamClientEndpoin
     if match is not None:
         ipv6, host = match.group("ipv6"), match.group("host")
         if ipv6 is not None:
-            return HostnameEndpoint(reactor, ipv6, _checkPort(int(match.group("port")), endpoint))
+            return _hostEndpoint(reactor, ipv6, _checkPort(int(match.group("port")), endpoint))
         if host.lower() not in _endpointTypes():
-            return HostnameEndpoint(reactor, host, _checkPort(int(match.group("port")), endpoint))
+            return _hostEndpoint(reactor, host, _checkPort(int(match.group("port")), endpoint))
     try:
         return cast(IStreamClientEndpoint, clientFromString(reactor, endpoint))
     except (TypeError, KeyError, ValueError) as e:
@@ -189,6 +195,27 @@ def clientEndpoint(reactor: Any, endpoint: EndpointLike) -> IStreamClientEndpoin
             f"{endpoint!r} is neither 'host:port' nor a valid endpoint description "
             f"such as 'tcp:host=example.org:port=5000' ({e})"
         ) from e
+
+
+_DEFAULT_RETRY_POLICY = backoffPolicy(initialDelay=0.1, maxDelay=1.0)
+"""Retry after 0.1 s, doubling (with jitter) up to a second: a restarted
+server is reached again within about a second."""
+
+
+def _hostEndpoint(reactor: Any, host: str | bytes, port: int) -> IStreamClientEndpoint:
+    """
+    An endpoint for a host and port: a plain TCP endpoint for an IP address
+    (a refused connection is reported at once), a L{HostnameEndpoint} for a
+    name (resolved, with every address tried).
+    """
+    text = host.decode("ascii") if isinstance(host, bytes) else host
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return HostnameEndpoint(reactor, host, port)
+    if address.version == 6:
+        return TCP6ClientEndpoint(reactor, text, port)
+    return TCP4ClientEndpoint(reactor, text, port)
 
 
 def _describe(endpoint: object) -> str:
@@ -871,10 +898,9 @@ class ReconnectingClient(Service):
             the reactor by default.
         @param suite: C{"noise"} (the default) or C{"fernet"}.
         @param retryPolicy: Given the number of failed attempts in a row,
-            returns the seconds to wait before the next; by default
-            L{backoffPolicy()<twisted.application.internet.backoffPolicy>}
-            (1.5 seconds growing by half each time up to a minute, plus up
-            to a second of jitter).
+            returns the seconds to wait before the next; by default 0.1
+            seconds, doubling up to a second (with jitter), so that a
+            restarted server is reached again within about a second.
         @param timeout: Seconds each attempt (connecting and the handshake)
             may take.
         @param logger: Where to log; the class's logger by default.
@@ -911,7 +937,7 @@ class ReconnectingClient(Service):
                 self._log,
             ),
             sessions,
-            retryPolicy=backoffPolicy() if retryPolicy is None else retryPolicy,
+            retryPolicy=_DEFAULT_RETRY_POLICY if retryPolicy is None else retryPolicy,
             clock=self.clock,
         )
         self._current: _Session | None = None

@@ -869,6 +869,12 @@ class BridgeProtocol(Int32StringReceiver):
             )
         if failure is None:
             failure = Failure(ConnectionDone("the session closed cleanly"))
+        elif self._established and self._failure is None:
+            # The peer went away without closing (the transport's own
+            # reason is in the message).
+            self._log.info(
+                "Lost session {peer}: {reason}", peer=self.key, reason=failure.getErrorMessage()
+            )
         self.closeReason = failure
         waiters, self._waiters = self._waiters, deque()
         for d in waiters:

@@ -198,7 +198,7 @@ class OptionsTests(_TemporaryHome):
         timeout, a 60 second keep-alive and no idle timeout.
         """
         options = self.parse()
-        self.assertEqual(options.endpoints, ["tcp:5000:interface=127.0.0.1"])
+        self.assertEqual(options.endpoints, ["tcp:5000:interface=127.0.0.1:backlog=1024"])
         self.assertIsInstance(options.handler, EchoHandler)
         self.assertEqual(
             options.serverOptions(),
@@ -218,23 +218,27 @@ class OptionsTests(_TemporaryHome):
         A bare port number becomes C{tcp:N} on C{--interface}, quoted for the
         endpoint description (IPv6 addresses hold colons).
         """
-        self.assertEqual(self.parse("--port", "6000").endpoints, ["tcp:6000:interface=127.0.0.1"])
+        self.assertEqual(
+            self.parse("--port", "6000").endpoints, ["tcp:6000:interface=127.0.0.1:backlog=1024"]
+        )
         self.assertEqual(
             self.parse("-p", "6000", "--interface", "0.0.0.0").endpoints,  # noqa: S104
-            ["tcp:6000:interface=0.0.0.0"],
+            ["tcp:6000:interface=0.0.0.0:backlog=1024"],
         )
         self.assertEqual(
             self.parse("--port", "6000", "--interface", "::1").endpoints,
-            ["tcp:6000:interface=\\:\\:1"],
+            ["tcp:6000:interface=\\:\\:1:backlog=1024"],
         )
-        self.assertEqual(self.parse("--port", "0").endpoints, ["tcp:0:interface=127.0.0.1"])
+        self.assertEqual(
+            self.parse("--port", "0").endpoints, ["tcp:0:interface=127.0.0.1:backlog=1024"]
+        )
 
     def test_descriptionUnchanged(self) -> None:
         """
         An endpoint description is used as given.
         """
-        options = self.parse("--port", "tcp:7000:interface=0.0.0.0")
-        self.assertEqual(options.endpoints, ["tcp:7000:interface=0.0.0.0"])
+        options = self.parse("--port", "tcp:7000:interface=0.0.0.0:backlog=1024")
+        self.assertEqual(options.endpoints, ["tcp:7000:interface=0.0.0.0:backlog=1024"])
 
     def test_listenRepeatable(self) -> None:
         """
@@ -245,9 +249,9 @@ class OptionsTests(_TemporaryHome):
         self.assertEqual(
             options.endpoints,
             [
-                "tcp:7000:interface=127.0.0.1",
+                "tcp:7000:interface=127.0.0.1:backlog=1024",
                 f"unix:{socket}",
-                "tcp:7001:interface=127.0.0.1",
+                "tcp:7001:interface=127.0.0.1:backlog=1024",
             ],
         )
 
@@ -339,7 +343,7 @@ class OptionsTests(_TemporaryHome):
             (["--port", ""], "--port"),
             (["--port", "carrier-pigeon:5000"], "--port"),
             (["--listen", ""], "--listen"),
-            (["--listen", "tcp:5000:interface=127.0.0.1"], "--listen"),
+            (["--listen", "tcp:5000:interface=127.0.0.1:backlog=1024"], "--listen"),
             (["--key-file", ""], "--key-file"),
             (["--handler", ""], "--handler"),
         ]
