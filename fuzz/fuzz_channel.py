@@ -504,25 +504,42 @@ def runHypothesis(
     return count
 
 
-def main(argv: list[str]) -> None:
+def fuzzMain(
+    argv: list[str],
+    target: Callable[[bytes], None],
+    inputs: Callable[[], Any],
+    seedsOf: Callable[[], dict[str, bytes]],
+    writeSeedsTo: Callable[[Path], None],
+) -> None:
     """
-    Fuzz: with atheris (libFuzzer's options and corpus directories in
-    C{argv}), or C{--hypothesis N}, or write the seeds with
-    C{--make-corpus DIR}.
+    Run one fuzz target from the command line: with atheris (libFuzzer's
+    options and corpus directories in C{argv}), or C{--hypothesis N}, or
+    write the seeds with C{--make-corpus DIR}.
+
+    @param argv: The command line.
+    @param target: Takes one input; raises on a finding.
+    @param inputs: Makes the hypothesis strategy of inputs.
+    @param seedsOf: Makes the seed inputs.
+    @param writeSeedsTo: Writes the seeds into a directory.
     """
     if len(argv) == 3 and argv[1] == "--make-corpus":
-        writeSeeds(Path(argv[2]))
+        writeSeedsTo(Path(argv[2]))
         return
     if len(argv) == 3 and argv[1] == "--hypothesis":
-        count = runHypothesis(
-            testOneInput, hypothesisInputs(), int(argv[2]), list(seeds().values())
-        )
+        count = runHypothesis(target, inputs(), int(argv[2]), list(seedsOf().values()))
         print(f"{count} inputs, no failure")
         return
     if atheris is None:
         raise SystemExit("atheris is not installed: pip install atheris, or use --hypothesis N")
-    atheris.Setup(argv, testOneInput)
+    atheris.Setup(argv, target)
     atheris.Fuzz()
+
+
+def main(argv: list[str]) -> None:
+    """
+    Fuzz the channel (see L{fuzzMain}).
+    """
+    fuzzMain(argv, testOneInput, hypothesisInputs, seeds, writeSeeds)
 
 
 if __name__ == "__main__":

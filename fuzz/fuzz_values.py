@@ -214,25 +214,11 @@ def hypothesisInputs() -> Any:
 
 def main(argv: list[str]) -> None:
     """
-    Fuzz: with atheris (libFuzzer's options and corpus directories in
-    C{argv}), or C{--hypothesis N}, or write the seeds with
-    C{--make-corpus DIR}.
+    Fuzz the value decoder (see L{fuzz_channel.fuzzMain}).
     """
-    if len(argv) == 3 and argv[1] == "--make-corpus":
-        writeSeeds(Path(argv[2]))
-        return
-    if len(argv) == 3 and argv[1] == "--hypothesis":
-        from fuzz_channel import runHypothesis
+    from fuzz_channel import fuzzMain
 
-        count = runHypothesis(
-            testOneInput, hypothesisInputs(), int(argv[2]), list(seeds().values())
-        )
-        print(f"{count} inputs, no failure")
-        return
-    if atheris is None:
-        raise SystemExit("atheris is not installed: pip install atheris, or use --hypothesis N")
-    atheris.Setup(argv, testOneInput)
-    atheris.Fuzz()
+    fuzzMain(argv, testOneInput, hypothesisInputs, seeds, writeSeeds)
 
 
 if __name__ == "__main__":
