@@ -329,6 +329,7 @@ class BridgeProtocol(Int32StringReceiver):
         self._pending: deque[bytes] = deque()
         self._channel: Channel = config.makeChannel(role, clock.seconds)
         self._buffer = bytearray()
+        self._processing = False
         self._receivePaused = False
         self._established = False
         self._closeRequested: tuple[CloseCode, str] | None = None
@@ -402,6 +403,11 @@ class BridgeProtocol(Int32StringReceiver):
         self._processBuffer()
 
     def _processBuffer(self) -> None:
+        if self._processing:
+            # Called from a handler (resumeReceiving) while a frame is being
+            # delivered: the running loop goes on with the next frame.
+            return
+        self._processing = True
         buffer = self._buffer
         offset = 0
         available = len(buffer)
@@ -422,6 +428,7 @@ class BridgeProtocol(Int32StringReceiver):
                     del buffer[:]
                     return
         finally:
+            self._processing = False
             if offset:
                 del buffer[:offset]
 

@@ -382,6 +382,32 @@ class BackpressureTests(SynchronousTestCase):
     Flow control both ways.
     """
 
+    def test_resumeFromHandler(self) -> None:
+        """
+        A handler that pauses and resumes receiving while a value is being
+        delivered (so the frame loop is re-entered) gets every value once, in
+        order.
+        """
+        got: list[object] = []
+
+        class Pausing(BridgeProtocol):
+            def bufferReceived(self, value: object) -> None:
+                got.append(value)
+                self.pauseReceiving()
+                self.resumeReceiving()
+
+        pair = Pair()
+        server = Pausing(Role.SERVER, BridgeConfig.fromKey(KEY), pair.clock)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 1))
+        server.makeConnection(transport)
+        client = Channel(Role.CLIENT, KEY)
+        for frame in client.framesToSend():
+            server.dataReceived(struct.pack("!I", len(frame)) + frame)
+        client.receiveFrame(transport.value()[4:])
+        frames = [*client.framesToSend(), *(client.sendValue(i) for i in range(20))]
+        server.dataReceived(b"".join(struct.pack("!I", len(f)) + f for f in frames))
+        self.assertEqual(got, list(range(20)))
+
     def test_receivePauses(self) -> None:
         """
         Reading pauses when the receive queue is over its bound and resumes
