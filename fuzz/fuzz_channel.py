@@ -88,6 +88,7 @@ with _instrument:
         PongReceived,
         Role,
         ValueReceived,
+        ValuesReceived,
     )
     from netstructer.errors import (
         LocalProtocolError,
@@ -108,7 +109,14 @@ SMALL_LIMITS = Limits(
 
 _CLIENT_EPHEMERAL = X25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
 _SERVER_EPHEMERAL = X25519PrivateKey.from_private_bytes(bytes(range(33, 65)))
-_EVENTS = (HandshakeCompleted, ValueReceived, PingReceived, PongReceived, CloseReceived)
+_EVENTS = (
+    HandshakeCompleted,
+    ValueReceived,
+    ValuesReceived,
+    PingReceived,
+    PongReceived,
+    CloseReceived,
+)
 _OP = struct.Struct("!BH")
 
 STATES = 5
@@ -254,14 +262,18 @@ class _Pair:
                 raise FuzzFailure(f"a failed channel accepted a frame: {event!r}")
             if event is not None and not isinstance(event, _EVENTS):
                 raise FuzzFailure(f"an unknown event {event!r}")
-            if isinstance(event, ValueReceived):
-                _checkTypes(event.value)
+            if isinstance(event, ValueReceived | ValuesReceived):
+                values = [event.value] if isinstance(event, ValueReceived) else event.values
+                if isinstance(event, ValuesReceived) and len(values) < 2:
+                    raise FuzzFailure(f"a batch of {len(values)} values")
+                for value in values:
+                    _checkTypes(value)
                 try:
-                    encoded = self.encoder.encode(event.value)
+                    encoded = [self.encoder.encode(value) for value in values]
                 except NetStructerError as e:
                     raise FuzzFailure(f"a received value does not re-encode: {e!r}") from e
                 buffer[:] = bytes(len(buffer))
-                if self.encoder.encode(event.value) != encoded:
+                if [self.encoder.encode(value) for value in values] != encoded:
                     raise FuzzFailure("a received value changed with the frame's buffer")
         frames = target.framesToSend()
         if not all(type(each) is bytes for each in frames):
@@ -418,6 +430,7 @@ def seeds() -> dict[str, bytes]:
         "established-server": makeInput(0x03, [(3, value), (1, ping), (1, close)]),
         "established-client-fernet": makeInput(0x1B, [(3, value), (1, b"\x03pong"), (1, close)]),
         "closing-small-limits": makeInput(0x44, [(3, encode([1, (2, 3)])), (1, close)]),
+        "established-batch": makeInput(0x03, [(1, b"\x06\x92" + value + encode((1, b"x")))]),
         "garbage-hello": makeInput(0x00, [(0, b"NSTR\x01\x01" + bytes(48))]),
     }
 
@@ -454,7 +467,10 @@ def hypothesisInputs() -> Any:
         ),
         max_leaves=12,
     )
-    payloads = st.one_of(st.binary(max_size=64), values.map(encode))
+    batches = st.lists(values, min_size=1, max_size=4).map(
+        lambda items: b"\x06" + bytes((0x90 | len(items),)) + b"".join(map(encode, items))
+    )
+    payloads = st.one_of(st.binary(max_size=64), values.map(encode), batches)
     ops = st.lists(st.tuples(st.integers(0, 3), payloads), max_size=6)
     return st.builds(makeInput, st.integers(0, 127), ops)
 

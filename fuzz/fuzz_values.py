@@ -20,7 +20,11 @@ ones); the rest is the encoded value.  The oracle:
       L{decode} agree: both refuse, or both return the same value;
     - a decoded value re-encodes (L{encode} with the same limits), and
       decoding that gives back the same value: same types at every level,
-      the same floats bit for bit, dicts in the same order.
+      the same floats bit for bit, dicts in the same order;
+    - L{Decoder.decodeMany} raises only L{DecodeError} on the input, and
+      on the input as the one value of a batch it gives the value
+      L{decode} gives, or refuses as it does (when the batch is within
+      C{maxSize}).
 
 Anything else is a crash.
 """
@@ -118,6 +122,13 @@ def testOneInput(data: bytes) -> None:
     fresh, freshValue = _outcome(lambda b: decode(b, limits=limits), body)
     if reused != fresh:
         raise FuzzFailure(f"a reused Decoder says {reused}, decode() says {fresh}")
+    _outcome(_DECODERS[limits].decodeMany, body)
+    if len(body) < limits.maxSize:
+        alone, batch = _outcome(_DECODERS[limits].decodeMany, b"\x91" + body)
+        if alone != reused:
+            raise FuzzFailure(f"a batch of the input says {alone}, decode() says {reused}")
+        if alone == "value" and canonical(batch) != canonical([value]):
+            raise FuzzFailure(f"a batch of the input gave {batch!r}, decode() gave {value!r}")
     if reused == "refused":
         return
     if canonical(value) != canonical(freshValue):

@@ -119,6 +119,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeAlias, TypeVar, cast
 
 from netstructer.channel import (
+    BATCH_SIZE,
     Channel,
     CloseCode,
     CloseReceived,
@@ -127,11 +128,13 @@ from netstructer.channel import (
     PingReceived,
     Role,
     ValueReceived,
+    ValuesReceived,
     frameOverhead,
 )
 from netstructer.errors import (
     BufferDataError,
     ChannelClosedError,
+    EncodeError,
     HandshakeTimeout,
     InvalidKey,
     LocalProtocolError,
@@ -266,6 +269,19 @@ class _NeedData:
 
 _NEED_DATA: Final = _NeedData()
 """What L{Link._processOne} returns when no complete frame is buffered."""
+
+
+class _Queued:
+    """
+    The type of L{_QUEUED}.
+    """
+
+
+_QUEUED: Final = _Queued()
+"""
+What L{Link._processOne} returns when a record brought several values, which
+it queued for L{Link.recvBuffer}.
+"""
 
 
 _ChannelT = TypeVar("_ChannelT", bound="_ValueChannel")
@@ -403,7 +419,9 @@ class Link(_ValueChannel):
         self._end = 0
         self._want = 0
         self._out: deque[bytes | memoryview] = deque()
-        self._values: deque[tuple[object, int]] = deque()
+        # Each value with its encoded size, and whether it came in a batch
+        # (whose values' sizes are known only on average).
+        self._values: deque[tuple[object, int, bool]] = deque()
         self._queuedBytes = 0
         self._error: BaseException | None = None
         self._ended = False
@@ -595,18 +613,55 @@ class Link(_ValueChannel):
             if self._ended:
                 raise self._closedError("send")
         deadline = None if timeout is None and self._timeout is None else self._deadline(timeout)
-        sendValue = self._channel.sendValue
+        channel = self._channel
+        encodeValue = channel.encodeValue
+        limit = channel.batchLimit
         out = self._out
         pack = _PREFIX.pack
+        # Small values travel in batches, one record each (one AEAD
+        # operation and one frame for many values); a value too large to
+        # share a record goes alone.
+        batch: list[bytes] = []
+        batchSize = 0
         count = 0
+
+        def queue(frame: bytes) -> None:
+            out.append(pack(len(frame)))
+            out.append(frame)
+
+        def sealBatch() -> None:
+            nonlocal batch, batchSize, count
+            if batch:
+                queue(channel.sendEncodedValues(batch))
+                count += len(batch)
+                batch = []
+                batchSize = 0
+
         try:
             for value in values:
-                frame = sendValue(value)
-                out.append(pack(len(frame)))
-                out.append(frame)
-                count += 1
+                if type(value) is bytes and len(value) > limit:
+                    sealBatch()
+                    queue(channel.sendValue(value))
+                    count += 1
+                else:
+                    encoded = encodeValue(value)
+                    size = len(encoded)
+                    if size > limit:
+                        sealBatch()
+                        queue(channel.sendEncoded(encoded))
+                        count += 1
+                    else:
+                        if batchSize + size > limit:
+                            sealBatch()
+                        batch.append(encoded)
+                        batchSize += size
                 if len(out) >= _MAX_IOV:
                     self._flush(deadline)
+            sealBatch()
+        except (EncodeError, BufferDataError):
+            # The values before the one refused are sent.
+            sealBatch()
+            raise
         finally:
             if out:
                 self._flush(deadline)
@@ -723,11 +778,7 @@ class Link(_ValueChannel):
             link is closed.
         """
         if self._values:
-            value, size = self._values.popleft()
-            self._queuedBytes -= size
-            if maxSize is not None and size > maxSize:
-                self._tooBig(size, maxSize)
-            return value
+            return self._nextQueued(maxSize)
         if self._ended or self._error is not None:
             raise self._closedError("receive")
         deadline = None if timeout is None and self._timeout is None else self._deadline(timeout)
@@ -744,9 +795,31 @@ class Link(_ValueChannel):
                 if maxSize is not None and event.size > maxSize:
                     self._tooBig(event.size, maxSize)
                 return event.value
+            if isinstance(event, _Queued):
+                return self._nextQueued(maxSize)
             self._controlEvent(event)
             if self._ended:
                 raise self._closedError("receive")
+
+    def _nextQueued(self, maxSize: int | None) -> object:
+        """
+        Take the next queued value.
+
+        @param maxSize: The largest encoded value the caller accepts.
+        @return: The value.
+        @raise BufferDataError: It is larger than C{maxSize}; the link is
+            closed.
+        """
+        value, size, batched = self._values.popleft()
+        self._queuedBytes -= size
+        if maxSize is not None:
+            if batched and maxSize < BATCH_SIZE:
+                # A value of a batch is smaller than the batch, but its own
+                # size is known only by encoding it again.
+                size = len(self._channel.encodeValue(value))
+            if size > maxSize:
+                self._tooBig(size, maxSize)
+        return value
 
     def poll(self) -> int:
         """
@@ -777,12 +850,12 @@ class Link(_ValueChannel):
                 continue
             if type(event) is ValueReceived:
                 self._queueValue(event)
-            else:
+            elif not isinstance(event, _Queued):
                 self._controlEvent(event)
         return len(self._values)
 
     def _queueValue(self, event: ValueReceived) -> None:
-        self._values.append((event.value, event.size))
+        self._values.append((event.value, event.size, False))
         self._queuedBytes += event.size
 
     def _frameLimit(self, maxSize: int | None) -> int:
@@ -795,10 +868,12 @@ class Link(_ValueChannel):
             return self._maxFrame
         if maxSize < 0:
             raise ValueError(f"maxSize must be a non-negative number of bytes, not {maxSize}")
-        floor = max(maxSize, _CONTROL_SIZE_FLOOR)
+        # A batch of small values may come in one record up to BATCH_SIZE
+        # long, whatever the caller's maxSize.
+        floor = max(maxSize, _CONTROL_SIZE_FLOOR, BATCH_SIZE)
         return min(self._maxFrame, frameOverhead(self._channel.suite, floor))
 
-    def _processOne(self, limit: int) -> Event | _NeedData | None:
+    def _processOne(self, limit: int) -> Event | _NeedData | _Queued | None:
         """
         Feed the next complete buffered frame to the channel.
 
@@ -834,17 +909,28 @@ class Link(_ValueChannel):
             raise
         if self._end == 0 and len(buf) > _MAX_IDLE_BUFFER:
             self._buf = bytearray(_CHUNK)
+        if type(event) is ValuesReceived:
+            values = event.values
+            share = event.size // len(values)
+            self._values.extend((value, share, True) for value in values)
+            self._queuedBytes += share * len(values)
+            return _QUEUED
         if type(event) is not ValueReceived:
             for reply in self._channel.framesToSend():
                 self._queueFrame(reply)
         return event
 
     def _nextEvent(self, deadline: float | None, limit: int) -> Event | None:
+        """
+        Process frames until one produces an event, reading as needed.
+        Values of a batch are queued for L{recvBuffer}.
+        """
         while True:
             event = self._processOne(limit)
-            if not isinstance(event, _NeedData):
+            if isinstance(event, _NeedData):
+                self._fill(deadline)
+            elif not isinstance(event, _Queued):
                 return event
-            self._fill(deadline)
 
     def _fill(self, deadline: float | None) -> None:
         """

@@ -78,6 +78,7 @@ from netstructer.keys import Keyring, asKeyring
 from netstructer.values import DEFAULT_LIMITS, Decoder, Encoder, Limits
 
 __all__ = [
+    "BATCH_SIZE",
     "HANDSHAKE_MAX_FRAME",
     "MAGIC",
     "PROTOCOL_VERSION",
@@ -91,6 +92,7 @@ __all__ = [
     "PongReceived",
     "Role",
     "ValueReceived",
+    "ValuesReceived",
     "checkOptions",
     "frameOverhead",
 ]
@@ -149,7 +151,17 @@ _RECORD_PING = 0x02
 _RECORD_PONG = 0x03
 _RECORD_CLOSE = 0x04
 _RECORD_CONFIRM = 0x05
+_RECORD_VALUES = 0x06
 _VALUE_TYPE_BYTE = b"\x01"
+
+BATCH_SIZE: Final = 16 * 1024
+"""
+The most encoded bytes this side puts in one VALUES record (its body, array
+header included), less if the peer accepts smaller values.  Large enough that
+sealing and framing cost little per value; small enough that the first value
+of a batch never waits long behind the others, and that a receiver's
+C{maxObjects} check never needs its slow path for a batch.
+"""
 
 _MAX_PING_DATA = 64
 _MAX_CLOSE_REASON = 256
@@ -232,6 +244,20 @@ class ValueReceived:
     size: int
 
 
+@dataclass(slots=True)
+class ValuesReceived:
+    """
+    Several values arrived in one record, in the order they were sent.
+
+    @ivar values: The decoded values (at least two).
+    @ivar size: The size of the record's body in bytes: the values'
+        encodings and an array header.
+    """
+
+    values: list[object]
+    size: int
+
+
 @dataclass(frozen=True, slots=True)
 class PingReceived:
     """
@@ -270,7 +296,14 @@ class CloseReceived:
     reason: str
 
 
-Event = HandshakeCompleted | ValueReceived | PingReceived | PongReceived | CloseReceived
+Event = (
+    HandshakeCompleted
+    | ValueReceived
+    | ValuesReceived
+    | PingReceived
+    | PongReceived
+    | CloseReceived
+)
 
 
 def frameOverhead(suite: str, maxValueSize: int) -> int:
@@ -339,6 +372,8 @@ class _State(Protocol):
 
     def sendEncoded(self, encoded: bytes) -> bytes: ...
 
+    def sendEncodedValues(self, encodedValues: Sequence[bytes]) -> bytes: ...
+
     def ping(self, data: bytes) -> bytes: ...
 
     def close(self, code: CloseCode, reason: str) -> bytes: ...
@@ -367,6 +402,9 @@ class _Refusing:
 
     def sendEncoded(self, encoded: bytes) -> bytes:
         raise ChannelClosedError(f"cannot send a value: {self._why}")
+
+    def sendEncodedValues(self, encodedValues: Sequence[bytes]) -> bytes:
+        raise ChannelClosedError(f"cannot send values: {self._why}")
 
     def ping(self, data: bytes) -> bytes:
         raise ChannelClosedError(f"cannot send a ping: {self._why}")
@@ -547,12 +585,15 @@ class _Established:
         channel._maxFrameSize = frameOverhead(family, channel._limits.maxSize)
         self._peerMaxValueSize = peerMaxValueSize
         self._decode = channel._decoder.decode
+        self._decodeMany = channel._decoder.decodeMany
         self._encodeAfter = channel._encoder.encodeAfter
 
     def receiveFrame(self, frame: bytes | memoryview) -> Event | None:
         recordType, body = self._receiver.open(frame)
         if recordType == _RECORD_VALUE:
             return ValueReceived(self._decode(body), len(body))
+        if recordType == _RECORD_VALUES:
+            return _valuesReceived(self._decodeMany, body)
         return self._control(recordType, body)
 
     def _control(self, recordType: int, body: memoryview) -> Event:
@@ -577,6 +618,30 @@ class _Established:
 
     def sendEncoded(self, encoded: bytes) -> bytes:
         return self._sealValue(_VALUE_TYPE_BYTE + encoded)
+
+    def sendEncodedValues(self, encodedValues: Sequence[bytes]) -> bytes:
+        count = len(encodedValues)
+        if count == 1:
+            return self._sealValue(_VALUE_TYPE_BYTE + encodedValues[0])
+        if count < 16:
+            header = bytes((_RECORD_VALUES, 0x90 | count))
+        elif count <= 0xFFFF:
+            header = _VALUES_HEAD16.pack(_RECORD_VALUES, 0xDC, count)
+        else:
+            header = _VALUES_HEAD32.pack(_RECORD_VALUES, 0xDD, count)
+        plaintext = b"".join((header, *encodedValues))
+        bodySize = len(plaintext) - 1
+        if count == 0 or bodySize > self._peerMaxValueSize:
+            # One value alone may be as large as the peer accepts; the
+            # values of a batch must fit in that together.
+            if count == 0:
+                raise ValueError("a batch holds at least one value")
+            raise BufferDataError(
+                f"{count} values encode to {bodySize} bytes together but the peer "
+                f"accepts at most {self._peerMaxValueSize} in one record; send "
+                "fewer at once"
+            )
+        return self._sender.sealPlaintext(plaintext)
 
     def _sealValue(self, plaintext: bytes) -> bytes:
         if len(plaintext) - 1 > self._peerMaxValueSize:
@@ -617,11 +682,14 @@ class _Closing(_Refusing):
         super().__init__(channel)
         self._receiver = receiver
         self._decode = channel._decoder.decode
+        self._decodeMany = channel._decoder.decodeMany
 
     def receiveFrame(self, frame: bytes | memoryview) -> Event | None:
         recordType, body = self._receiver.open(frame)
         if recordType == _RECORD_VALUE:
             return ValueReceived(self._decode(body), len(body))
+        if recordType == _RECORD_VALUES:
+            return _valuesReceived(self._decodeMany, body)
         if recordType == _RECORD_CLOSE:
             code, reason = _parseClose(body)
             self._channel._state = _Closed(self._channel)
@@ -642,6 +710,31 @@ class _Closing(_Refusing):
             "the connection ended before the peer confirmed the close: values sent "
             "just before the close may not have been processed"
         )
+
+
+_VALUES_HEAD16 = struct.Struct("!BBH")
+_VALUES_HEAD32 = struct.Struct("!BBI")
+
+
+def _valuesReceived(
+    decodeMany: Callable[[memoryview], list[object]], body: memoryview
+) -> ValuesReceived:
+    """
+    Decode the body of a VALUES record.
+
+    @param decodeMany: The channel's L{Decoder.decodeMany}.
+    @param body: The record's body.
+    @return: The event.
+    @raise DecodeError: The body is not an array of valid values.
+    @raise RemoteProtocolError: It holds fewer than two.
+    """
+    values = decodeMany(body)
+    if len(values) < 2:
+        raise RemoteProtocolError(
+            f"the peer sent a VALUES record holding {len(values)} value; one value "
+            "travels in a VALUE record"
+        )
+    return ValuesReceived(values, len(body))
 
 
 def _closeBody(code: CloseCode, reason: str) -> bytes:
@@ -1205,6 +1298,36 @@ class Channel:
         @raise LocalProtocolError: As for L{sendValue}.
         """
         return self._state.sendEncoded(encoded)
+
+    def sendEncodedValues(self, encodedValues: Sequence[bytes]) -> bytes:
+        """
+        Seal values already encoded with L{encodeValue} in one record: a
+        VALUE record for one, a VALUES record for several.  One record costs
+        one AEAD operation and one frame, whatever it holds, so batching
+        small values is what makes them cheap; keep a batch within
+        L{batchLimit} bytes.
+
+        @param encodedValues: The encoded values, in order (at least one).
+        @return: The frame payload to write.
+        @raise BufferDataError: The values (and a 5-byte array header) are
+            larger together than the peer accepts in one record; nothing
+            was sealed and the channel stays usable.
+        @raise LocalProtocolError: As for L{sendValue}.
+        """
+        return self._state.sendEncodedValues(encodedValues)
+
+    @property
+    def batchLimit(self) -> int:
+        """
+        The most encoded bytes of values to put in one batch for
+        L{sendEncodedValues}: L{BATCH_SIZE}, less the largest array header,
+        or less if the peer accepts only smaller values; 0 before the
+        handshake completes.
+        """
+        peerMax = self.peerMaxValueSize
+        if peerMax is None:
+            return 0
+        return min(BATCH_SIZE, peerMax) - _VALUES_HEAD32.size + 1
 
     def ping(self, data: bytes = b"") -> bytes:
         """

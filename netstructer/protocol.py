@@ -36,6 +36,7 @@ from netstructer.channel import (
     PongReceived,
     Role,
     ValueReceived,
+    ValuesReceived,
     checkOptions,
 )
 from netstructer.errors import (
@@ -347,6 +348,11 @@ class BridgeProtocol(Int32StringReceiver):
         self._awaitingPong = False
         self._lastValue = 0.0
         self._receivedSize = 0
+        self._held: list[object] = []
+        self._batch: list[bytes] = []
+        self._batchSize = 0
+        self._batchLimit = 0
+        self._flushCall: IDelayedCall | None = None
         self._producerRegistered = False
         self._awaitingPeerEnd = False
 
@@ -412,6 +418,9 @@ class BridgeProtocol(Int32StringReceiver):
         offset = 0
         available = len(buffer)
         try:
+            if self._held:
+                held, self._held = self._held, []
+                self._deliver(held, self._receivedSize)
             while available - offset >= 4 and not self._receivePaused:
                 (length,) = _PREFIX.unpack_from(buffer, offset)
                 if length > self.MAX_LENGTH:
@@ -431,6 +440,10 @@ class BridgeProtocol(Int32StringReceiver):
             self._processing = False
             if offset:
                 del buffer[:offset]
+            if self._batch:
+                # Values sent while these frames were handled (answers,
+                # echoes) leave in one record per batch.
+                self.flush()
 
     def lengthLimitExceeded(self, length: int) -> None:
         """
@@ -458,6 +471,11 @@ class BridgeProtocol(Int32StringReceiver):
         channel = self._channel
         self.lastActivity = now = self.clock.seconds()
         self.bytesIn += len(string)
+        if self._batch:
+            # What this side sent so far must be sealed before the frame is
+            # opened: it may be the peer's close, after which nothing more
+            # can be sent.
+            self.flush()
         try:
             event = channel.receiveFrame(string)
         except RemoteProtocolError as e:
@@ -474,9 +492,32 @@ class BridgeProtocol(Int32StringReceiver):
             self._receivedSize = event.size
             self.bufferReceived(event.value)
             return
+        if type(event) is ValuesReceived:
+            self._lastValue = now
+            self._deliver(event.values, event.size // len(event.values))
+            return
         self._flushChannel()
         if event is not None:
             self._controlEvent(event)
+
+    def _deliver(self, values: list[object], size: int) -> None:
+        """
+        Hand the values of one record to L{bufferReceived}, one by one,
+        holding back those left when a handler pauses receiving or the
+        connection ends.
+
+        @param values: The values, in order.
+        @param size: Each one's share of the record's bytes, for the
+            receive queue's byte bound.
+        """
+        self._receivedSize = size
+        received = self.bufferReceived
+        for index, value in enumerate(values):
+            if self._receivePaused or self.closeReason is not None or self._failure is not None:
+                self._held = values[index:]
+                return
+            self.valuesIn += 1
+            received(value)
 
     def _controlEvent(self, event: Event) -> None:
         if isinstance(event, HandshakeCompleted):
@@ -494,6 +535,8 @@ class BridgeProtocol(Int32StringReceiver):
                 # the connection.
                 self._loseConnection()
                 return
+            # Our reply is sealed: nothing more can be sent.
+            self._closeRequested = (event.code, event.reason)
             if event.code is not CloseCode.NORMAL:
                 self._log.info(
                     "{peer} closed the session: {code} {reason}",
@@ -528,10 +571,11 @@ class BridgeProtocol(Int32StringReceiver):
         self.openedAt = now
         self._lastValue = now
         self._log.debug("Session {peer} established ({suite})", peer=self.key, suite=event.suite)
+        self._batchLimit = self._channel.batchLimit
         pending = self._pending
         try:
             while pending:
-                self._writeValueFrame(self._channel.sendEncoded(pending[0]))
+                self._batchEncoded(pending[0])
                 pending.popleft()
         except BufferDataError as e:
             self._log.warn(
@@ -579,6 +623,8 @@ class BridgeProtocol(Int32StringReceiver):
             return
         if silent >= interval and not self._awaitingPong:
             self._awaitingPong = True
+            if self._batch:
+                self.flush()
             self._write(self._channel.ping())
             delay = interval
         else:
@@ -610,11 +656,66 @@ class BridgeProtocol(Int32StringReceiver):
     def _write(self, frame: bytes) -> None:
         self.sendString(frame)
 
-    def _writeValueFrame(self, frame: bytes) -> None:
+    def _writeValueFrame(self, frame: bytes, count: int = 1) -> None:
         self.transport.writeSequence([_PREFIX.pack(len(frame)), frame])
-        self.valuesOut += 1
+        self.valuesOut += count
         self.bytesOut += len(frame)
         self._lastValue = self.clock.seconds()
+
+    def _batchEncoded(self, encoded: bytes) -> None:
+        """
+        Add an encoded value to the batch of values to send in one record,
+        writing the batch first if the value does not fit in it, and the
+        value alone if it is too large to share a record.
+
+        @param encoded: The encoded value.
+        @raise BufferDataError: The value is larger than the peer accepts;
+            nothing of it was written.
+        """
+        size = len(encoded)
+        if size > self._batchLimit:
+            # Records are sealed in the order they are written (their nonces
+            # count up), so the batch goes first.
+            if self._batch:
+                self.flush()
+            self._writeValueFrame(self._channel.sendEncoded(encoded))
+            return
+        if self._batchSize + size > self._batchLimit:
+            self.flush()
+        self._batch.append(encoded)
+        self._batchSize += size
+        if self._flushCall is None and not self._processing:
+            # Sent from outside a frame's handling (a timer, a Deferred
+            # firing, application code): the batch leaves at the end of
+            # this reactor turn, with every value sent during it.
+            self._flushCall = self.clock.callLater(0, self._flushLater)
+
+    def _flushLater(self) -> None:
+        self._flushCall = None
+        self.flush()
+
+    def flush(self) -> None:
+        """
+        Write the values that L{sendBuffer} has batched, now, in one record.
+
+        L{sendBuffer} batches small values and writes them at the end of the
+        frame being handled, or else at the end of the current reactor turn;
+        call this only to write them sooner.
+        """
+        if self._flushCall is not None:
+            self._flushCall.cancel()
+            self._flushCall = None
+        batch = self._batch
+        if not batch:
+            return
+        self._batch = []
+        self._batchSize = 0
+        if self._failure is not None or self.closeReason is not None:
+            # The connection failed or ended before the batch could leave:
+            # like writes a failed transport discards, these values are
+            # lost, and the connection's close reason says why.
+            return
+        self._writeValueFrame(self._channel.sendEncodedValues(batch), len(batch))
 
     def _flushChannel(self) -> None:
         for frame in self._channel.framesToSend():
@@ -645,7 +746,13 @@ class BridgeProtocol(Int32StringReceiver):
         if self._closeRequested is not None:
             raise ChannelClosedError(f"cannot send to {self.key}: the session is closing")
         if self._established:
-            self._writeValueFrame(self._channel.sendValue(value))
+            if type(value) is bytes and len(value) > self._batchLimit:
+                # Large bytes go alone, sealed without an extra copy.
+                if self._batch:
+                    self.flush()
+                self._writeValueFrame(self._channel.sendValue(value))
+            else:
+                self._batchEncoded(self._channel.encodeValue(value))
             return
         encoded = self._channel.encodeValue(value)
         if len(encoded) > self.config.limits.maxSize:
@@ -786,6 +893,8 @@ class BridgeProtocol(Int32StringReceiver):
             self._closeRequested = (code, reason or "")
             return
         channel = self._channel
+        if self._batch:
+            self.flush()
         try:
             frame = channel.close(code, reason or "")
         except ChannelClosedError:
@@ -847,7 +956,13 @@ class BridgeProtocol(Int32StringReceiver):
             self._loseConnection()
 
     def _cancelTimers(self) -> None:
-        for name in ("_handshakeTimer", "_keepAliveTimer", "_idleTimer", "_closeTimer"):
+        for name in (
+            "_handshakeTimer",
+            "_keepAliveTimer",
+            "_idleTimer",
+            "_closeTimer",
+            "_flushCall",
+        ):
             timer = getattr(self, name)
             if timer is not None:
                 if timer.active():
@@ -860,6 +975,10 @@ class BridgeProtocol(Int32StringReceiver):
         them it fails with the reason the connection ended.
         """
         self._cancelTimers()
+        # Values still batched never reached the transport; like its unsent
+        # writes, they are lost with the connection.
+        self._batch = []
+        self._batchSize = 0
         failure = self._failure
         try:
             self._channel.connectionLost()

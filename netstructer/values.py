@@ -125,7 +125,8 @@ and tuples reach the C{default} hook) with a C{default} hook that turns
 tuples, sets and frozensets into marked arrays and complex numbers and big
 integers into extensions.  msgpack's C packer writes C{bytearray} (and
 C{memoryview}) as bin without consulting the hook, so when the output holds
-a bin header byte (C{c4}, C{c5} or C{c6}) the value is searched for
+a bin header byte (C{c4}, C{c5} or C{c6}; found by a regular expression in
+a short output, by C{memchr} in a long one) the value is searched for
 bytearrays, and a value holding one is encoded again from a copy in which
 each is replaced by its extension.  (That search is the price of an exact
 C{bytearray}: it walks lists, tuples and dict values in Python.)  When the C
@@ -155,6 +156,14 @@ found.  msgpack decodes extension code -1 (its timestamp) by itself,
 without calling C{ext_hook}; such a value needs an C{ff} byte in the
 input, and only for such inputs is a decoded container checked (by
 C{marshal}, in C) for objects of foreign types.
+
+L{Decoder.decodeMany} decodes a batch, one msgpack array whose items are
+encoded values, in the same single C{unpackb} call (after the same checking
+pass, with one more level allowed for the outer array), and refuses a batch
+whose first item is a marker, which would make it a tuple or set.  Only an
+input long enough that C{maxObjects} could bind, which must then bind for
+each value, is decoded a value at a time: a C{skip} pass finds where each
+value ends, and each is decoded as L{Decoder.decode} decodes it.
 """
 
 from __future__ import annotations
@@ -483,56 +492,83 @@ _LEAVES: Final = _SCALARS | {bytearray, memoryview}
 _HAS_BIN_HEADER: Final = re.compile(b"[\xc4-\xc6]").search
 """Find a byte that may start a bin (or lie in some payload): one C pass."""
 
+# Up to this size the regular expression finds a bin header byte fastest;
+# beyond it, three memchr scans of C{in} are much faster than its byte loop.
+_SCAN_SIZE: Final = 256
 
-def _holdsBytearray(value: object, encodedSize: int) -> bool:
+
+def _hashable(items: Iterable[object]) -> bool:
     """
-    Say whether an acyclic value holds a C{bytearray}, which msgpack's C
-    packer writes as bin without consulting the C{default} hook.
-    Iterative.  Dict keys and set members are not searched: a C{bytearray}
-    cannot be hashed, so it cannot be one, nor be inside one.
+    Say whether items can all be hashed: then none is, or holds, a list,
+    dict, set or C{bytearray}.
+
+    @param items: The items.
+    @return: Whether C{hash} accepts a tuple of them.
+    """
+    try:
+        hash(tuple(items))
+    except (TypeError, ValueError):
+        # One is unhashable, or a writable memoryview.
+        return False
+    return True
+
+
+def _holdsBytearray(value: object, encoded: bytes) -> bool:
+    """
+    Say whether an acyclic value holds a C{bytearray}, which msgpack's
+    C packer writes as bin without consulting the C{default} hook.
+    Iterative.  Dict keys and set members are not searched: a
+    C{bytearray} cannot be hashed, so it cannot be one, nor be inside
+    one.
 
     @param value: A value msgpack's packer has just packed (so it is
         acyclic and made of supported types and C{memoryview}s).
-    @param encodedSize: The length of its encoding.
+    @param encoded: Its encoding: without a bin header byte (C{c4},
+        C{c5} or C{c6}) anywhere it holds no bytes-like object at all.
     @return: Whether it holds a C{bytearray} anywhere.
     """
+    size = len(encoded)
+    if size <= _SCAN_SIZE:
+        if _HAS_BIN_HEADER(encoded) is None:
+            return False
+    elif b"\xc4" not in encoded and b"\xc5" not in encoded and b"\xc6" not in encoded:
+        return False
     # Any: the items' types are tested as they are used.
-    stack: list[Any] = [value]
-    pop = stack.pop
-    push = stack.append
-    searched = _SEARCHED
-    while stack:
-        items = pop()
-        if type(items) is dict:
-            items = items.values()
-        elif type(items) is bytearray:
-            return True
-        elif type(items) is not list and type(items) is not tuple:
-            continue
-        if len(items) > 16:
-            if encodedSize <= 32 * len(items):
-                # Hashing items that take few bytes each is the fastest
-                # search there is: it runs in C and fails, with TypeError,
-                # on the first list, dict, set or bytearray at any depth.
-                try:
-                    hash(tuple(items))
-                except (TypeError, ValueError):
-                    # It holds one, or a writable memoryview: search below.
-                    pass
-                else:
-                    continue
+    items: Any = value
+    kind = type(items)
+    if kind is dict:
+        items = items.values()
+    elif kind is not list and kind is not tuple:
+        return kind is bytearray
+    # Containers still to search.  The value itself is searched without
+    # a push and a pop: for small values the per-container overhead is
+    # most of the cost.
+    pending: list[Any] = []
+    while True:
+        if len(items) <= 16:
+            for item in items:
+                if type(item) in _SEARCHED:
+                    pending.append(item)
+        elif size <= 32 * len(items) and _hashable(items):
+            # Hashing items that take few bytes each is the fastest
+            # search there is: it runs in C and fails, with TypeError,
+            # on the first list, dict, set or bytearray at any depth.
+            pass
+        else:
             # Look at the item types in C: most hold nothing to search.
             kinds = set(map(type, items))
-            if kinds.isdisjoint(searched):
-                continue
             if bytearray in kinds:
                 return True
-            stack.extend(compress(items, map(searched.__contains__, map(type, items))))
-            continue
-        for item in items:
-            if type(item) in searched:
-                push(item)
-    return False
+            if not kinds.isdisjoint(_SEARCHED):
+                pending.extend(compress(items, map(_SEARCHED.__contains__, map(type, items))))
+        if not pending:
+            return False
+        items = pending.pop()
+        kind = type(items)
+        if kind is dict:
+            items = items.values()
+        elif kind is bytearray:
+            return True
 
 
 class _Frame:
@@ -761,7 +797,7 @@ def encode(value: object, *, limits: Limits = DEFAULT_LIMITS) -> bytes:
     except _PACKER_ERRORS as e:
         encoded = _encodeSlowly(value, limits, hooks, e)
     else:
-        if _HAS_BIN_HEADER(encoded) and _holdsBytearray(value, len(encoded)):
+        if _holdsBytearray(value, encoded):
             encoded = _encodeSlowly(value, limits, hooks, None)
     return encoded
 
@@ -816,7 +852,7 @@ class Encoder:
         else:
             # A bin header byte (or such a byte inside some payload) may
             # mean a bytearray the packer wrote as bytes.
-            if _HAS_BIN_HEADER(encoded) and _holdsBytearray(value, len(encoded)):
+            if _holdsBytearray(value, encoded):
                 encoded = _encodeSlowly(value, self.limits, self._hooks, None)
             if len(encoded) > _PACKER_KEEP:
                 self._pack = self._newPack()
@@ -1069,6 +1105,10 @@ _unpackb: Final = msgpack.unpackb
 
 # The first bytes of str 8/16/32 and bin 8/16/32: values that cannot nest.
 _FLAT_HEADERS: Final = frozenset({0xC4, 0xC5, 0xC6, 0xD9, 0xDA, 0xDB})
+# The sizes of the array 16/32 headers a batch may start with, and of the
+# length field of ext 8/16/32.
+_BATCH_HEADER_SIZES: Final = {0xDC: 3, 0xDD: 5}
+_EXT_LENGTH_SIZES: Final = {0xC7: 1, 0xC8: 2, 0xC9: 4}
 _CLAIM: Final = re.compile(r"(\d+) exceeds max_(array|map)_len")
 _UNPACK_ERRORS: Final = (msgpack.UnpackException, ValueError, TypeError)
 
@@ -1123,14 +1163,11 @@ class Decoder:
         mapHook = self._mapHook
         if size > self._quickSize:
             if size > self.limits.maxSize:
-                raise DecodeError(
-                    f"input of {size} bytes is over maxSize={self.limits.maxSize}; "
-                    "raise Limits.maxSize if you trust the peer"
-                )
+                raise self._overSize(size)
             # A value that is not an array or map cannot nest, and msgpack
             # reserves nothing for a str, bin or ext before reading it.
             if data[0] in _CONTAINER_HEADERS:
-                self._check(data, size)
+                self._check(data, size, self.limits.maxDepth)
         if size > self._countAbove:
             counts[_BUDGET] = self.limits.maxObjects
             if self._countedHooks is None:
@@ -1156,13 +1193,162 @@ class Decoder:
                 raise DecodeError("input is empty; a value takes at least one byte") from e
             raise self._explain(e) from e
         if counts[_UNCLAIMED]:
-            raise DecodeError(
-                "a tuple, set or frozenset marker appears other than as the "
-                "first item of an array; the peer is not a NetStructer peer"
-            )
+            raise _misplacedMarker()
         if 0xFF in data:
             _checkForeign(value)
         return value
+
+    def decodeMany(self, data: bytes | bytearray | memoryview) -> list[object]:
+        """
+        Decode a batch of values: one msgpack array (of any array header)
+        whose items are encoded values, each exactly as L{encode} writes it
+        alone.
+
+        Each value is checked as L{decode} checks it alone: C{maxDepth}
+        and C{maxObjects} apply to each value (the outer array is not a
+        level of any value), C{maxItems} to each value and to the number of
+        values, and C{maxSize} to the whole input.
+
+        @param data: Exactly one batch.  A C{bytearray} or C{memoryview} is
+            copied to C{bytes} first, as by L{decode}.
+        @return: The values, in order; at least one.
+        @raise DecodeError: If C{data} is not one array of at least one
+            value, if the array starts with a tuple, set or frozenset marker
+            (a batch is not a tuple or set), if bytes follow it, or if any
+            value is not a valid encoded value or is over a limit.  The
+            decoder stays usable.
+        """
+        if type(data) is not bytes:
+            data = bytes(data)
+        size = len(data)
+        if size > self.limits.maxSize:
+            raise self._overSize(size)
+        start, count = self._batchHeader(data, size)
+        levels = self.limits.maxDepth + 1
+        if size > self._countAbove or levels > _PARSER_DEPTH:
+            # The objects are counted for each value, or the outer array
+            # would leave msgpack's fixed parser stack one level short.
+            return self._decodeEach(data, size, start, count)
+        counts = self._counts
+        counts[_UNCLAIMED] = 0
+        if size > self._quickSize:
+            self._check(data, size, levels)
+        maxItems = self._maxItems
+        try:
+            batch = _unpackb(
+                data,
+                list_hook=self._arrayHook,
+                object_pairs_hook=self._mapHook,
+                ext_hook=self._extHook,
+                strict_map_key=False,
+                max_array_len=size if size < maxItems else maxItems,
+                max_map_len=size // 2 if size // 2 < maxItems else maxItems,
+            )
+        except DecodeError:
+            raise
+        except _UNPACK_ERRORS as e:
+            raise self._explain(e) from e
+        if counts[_UNCLAIMED]:
+            raise _misplacedMarker()
+        if 0xFF in data:
+            _checkForeign(batch)
+        # The first item is no marker (checked above), so the hook left the
+        # outer array a list.
+        return cast("list[object]", batch)
+
+    def _batchHeader(self, data: bytes, size: int) -> tuple[int, int]:
+        """
+        Read a batch's array header, and refuse a batch whose first item
+        is a marker.
+
+        @param data: The input.
+        @param size: Its length, at most C{maxSize}.
+        @return: Where the first value starts, and how many values there are.
+        @raise DecodeError: If C{data} does not start with the header of an
+            array of at least one and at most C{maxItems} values that fit in
+            it, or its first value is a tuple, set or frozenset marker.
+        """
+        if not size:
+            raise DecodeError("input is empty; a batch is an array of at least one value")
+        first = data[0]
+        if 0x90 <= first <= 0x9F:
+            start = 1
+            count = first & 0x0F
+        else:
+            start = _BATCH_HEADER_SIZES.get(first, 0)
+            if not start:
+                raise DecodeError(
+                    f"a batch is not a msgpack array (it starts with byte {first:02x}); "
+                    "the peer is not a NetStructer peer"
+                )
+            if size < start:
+                raise DecodeError("input ends in the middle of a value (truncated)")
+            count = int.from_bytes(data[1:start], "big")
+        if not count:
+            raise DecodeError("a batch holds no values; a batch is an array of at least one value")
+        if count > self._maxItems:
+            raise DecodeError(
+                f"a batch holds {count} values, more than maxItems={self._maxItems}; "
+                "raise Limits.maxItems if you trust the peer"
+            )
+        if count > size - start:
+            raise DecodeError(
+                f"a batch claims {count} values, more than the input holds (truncated or corrupt)"
+            )
+        # An empty extension of a marker code first would make the outer
+        # array a tuple, set or frozenset; its length may take 1, 2 or 4 bytes.
+        width = _EXT_LENGTH_SIZES.get(data[start], 0)
+        codeAt = start + 1 + width
+        if (
+            width
+            and codeAt < size
+            and not any(data[start + 1 : codeAt])
+            and data[codeAt] in _MARKERS
+        ):
+            raise DecodeError(
+                "a batch starts with a tuple, set or frozenset marker; a batch "
+                "is a plain array of values, so the peer is not a NetStructer peer"
+            )
+        return start, count
+
+    def _decodeEach(self, data: bytes, size: int, start: int, count: int) -> list[object]:
+        """
+        Decode a batch one value at a time, with L{decode}: for inputs long
+        enough that C{maxObjects} may bind, which must bind for each value.
+
+        @param data: The input.
+        @param size: Its length.
+        @param start: Where its first value starts.
+        @param count: How many values its header claims.
+        @return: The values.
+        @raise DecodeError: As L{decodeMany} does.
+        """
+        # A pass that builds nothing finds where each value ends.
+        finder = msgpack.Unpacker(max_buffer_size=size)
+        finder.feed(memoryview(data)[start:])
+        decodeOne = self.decode
+        batch: list[object] = []
+        end = start
+        for _ in range(count):
+            try:
+                finder.skip()
+            except (msgpack.UnpackException, ValueError) as e:
+                raise self._explain(e) from e
+            begin, end = end, start + finder.tell()
+            batch.append(decodeOne(data[begin:end]))
+        if end != size:
+            raise self._explain(msgpack.ExtraData(None, b""))
+        return batch
+
+    def _overSize(self, size: int) -> DecodeError:
+        """
+        @param size: The length of an input over C{maxSize}.
+        @return: The error to raise for it.
+        """
+        return DecodeError(
+            f"input of {size} bytes is over maxSize={self.limits.maxSize}; "
+            "raise Limits.maxSize if you trust the peer"
+        )
 
     def _decodeFlat(self, data: bytes | bytearray | memoryview) -> object:
         """
@@ -1177,30 +1363,28 @@ class Decoder:
         """
         size = len(data)
         if size > self.limits.maxSize:
-            raise DecodeError(
-                f"input of {size} bytes is over maxSize={self.limits.maxSize}; "
-                "raise Limits.maxSize if you trust the peer"
-            )
+            raise self._overSize(size)
         try:
             return _unpackb(data, max_ext_len=0, max_array_len=0, max_map_len=0)
         except _UNPACK_ERRORS as e:
             raise self._explain(e) from e
 
-    def _check(self, data: bytes, size: int) -> None:
+    def _check(self, data: bytes, size: int, levels: int) -> None:
         """
         Check, building nothing, that an input is one complete msgpack
         object, and not too deep.
 
         @param data: The input.
         @param size: Its length.
+        @param levels: How many containers it may nest: C{maxDepth}, or one
+            more for a batch's outer array.  At most L{_PARSER_DEPTH}.
         @raise DecodeError: If it is not.
         """
         prefix = b""
-        if size > self.limits.maxDepth and (
-            size > _COUNT_HEADERS_SIZE
-            or len(data.translate(None, _NOT_HEADERS)) > self.limits.maxDepth
+        if size > levels and (
+            size > _COUNT_HEADERS_SIZE or len(data.translate(None, _NOT_HEADERS)) > levels
         ):
-            prefix = b"\x91" * (_PARSER_DEPTH - self.limits.maxDepth)
+            prefix = b"\x91" * (_PARSER_DEPTH - levels)
         if size > _REUSE_SIZE:
             skipper = msgpack.Unpacker(max_buffer_size=size + len(prefix))
             start = 0
@@ -1267,6 +1451,16 @@ class Decoder:
         if "timestamp" in message:
             return _timestampError()
         return DecodeError(f"input is not a valid encoded value ({message})")
+
+
+def _misplacedMarker() -> DecodeError:
+    """
+    @return: The error for a marker that is not the first item of an array.
+    """
+    return DecodeError(
+        "a tuple, set or frozenset marker appears other than as the "
+        "first item of an array; the peer is not a NetStructer peer"
+    )
 
 
 def _timestampError() -> DecodeError:

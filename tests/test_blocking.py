@@ -67,6 +67,7 @@ from netstructer.channel import (
     PongReceived,
     Role,
     ValueReceived,
+    ValuesReceived,
     frameOverhead,
 )
 from netstructer.errors import (
@@ -257,6 +258,8 @@ class FakeSocket:
             self.events.append(event)
             if isinstance(event, ValueReceived):
                 self.values.append(event.value)
+            elif isinstance(event, ValuesReceived):
+                self.values.extend(event.values)
             for reply in self.channel.framesToSend():
                 self.deliver(self.framed(reply))
             if isinstance(event, CloseReceived):
@@ -499,9 +502,14 @@ class LinkTransferTests(SynchronousTestCase):
             sock = FakeSocket(withSendmsg=withSendmsg, sendChunk=10_000)
             bridge = connected(sock)
             writesBefore = len(sock.writes)
+            eventsBefore = len(sock.events)
             self.assertEqual(bridge.sendBuffers(range(1000)), 1000)
             self.assertEqual(sock.values, list(range(1000)))
             self.assertLess(len(sock.writes) - writesBefore, 50)
+            # A thousand small ints fit in one batch record.
+            self.assertEqual(
+                [type(event) for event in sock.events[eventsBefore:]], [ValuesReceived]
+            )
             self.assertEqual(bridge.sendBuffers([]), 0)
 
     def test_sendBuffersEncodeError(self) -> None:
@@ -1003,8 +1011,10 @@ class ProtocolSocket:
 
     def recv_into(self, buffer: memoryview, nbytes: int = 0) -> int:
         """
-        Hand the link what the protocol wrote.
+        Hand the link what the protocol wrote, once the protocol's reactor
+        turn has ended (values it batched then leave).
         """
+        self.clock.advance(0)
         data = self.transport.value()
         if not data:
             if self.transport.disconnecting:

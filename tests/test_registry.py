@@ -169,6 +169,9 @@ class Network:
         Move bytes on every connection until nothing moves.
         """
         for _ in range(10000):
+            # Values sent outside a frame's handling leave at the end of the
+            # reactor turn.
+            self.clock.advance(0)
             moved = False
             for link in self.links:
                 moved = link.pump() or moved

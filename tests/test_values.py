@@ -287,10 +287,33 @@ class RoundTripTests(SynchronousTestCase):
             {str(i): i for i in range(30)} | {"last": [found]},
             {"big": b"z" * 100_000, "items": [0] * 17 + [found]},
             [[1] * 17, (2,) * 17, {"a": (1, 2)}, frozenset({b"m"}), found],
+            [{1, 2}, frozenset({(b"k",)}), {b"k": ({"v": [found]},)}],
+            ("s" * 300, {"k": [{"d": found}]}),
+            ["t" * 1000, bytearray(b"u" * 300)],
+            {"v": bytearray(b"w" * 70_000)},
+            bytearray(b"x" * 300),
         ]:
             self.assertRoundTrips(value)
         for value in [[1] * 20, [b"x"] * 20 + [(1, 2)], [[b"q"]] * 20, {"a": [b"b"] * 20}]:
             self.assertRoundTrips(value)
+
+    def test_bytesNotBytearray(self) -> None:
+        """
+        C{bytes} stays C{bytes} beside C{bytearray}s and in outputs long and
+        short, whether or not a bin header byte appears in the encoding
+        (as a header, or only inside some payload), and a value without a
+        bytearray is encoded without the extension.
+        """
+        for value in [
+            [b"a", bytearray(b"b"), {b"c": b"d"}, (b"e", bytearray(b"f"))],
+            ["\xc4" * 200, b"g" * 300],
+            [2**15 + 0xC5, "h" * 1000],
+            ["i" * 1000, 0xC6],
+            {b"j" * 300: [b"k"] * 40},
+        ]:
+            encoded = self.assertRoundTrips(value)
+            if "bytearray" not in repr(value):
+                self.assertEqual(encoded, msgpack.packb(value, use_bin_type=True))
 
     def test_dictOrder(self) -> None:
         """
@@ -1075,6 +1098,219 @@ class FuzzTests(SynchronousTestCase):
             for second in range(256):
                 for third in [0x00, 0x01, 0x02, 0x03, 0x06, 0x90, 0xC7, 0xFF]:
                     self.assertDecodesOrRefuses(bytes([first, second, third]))
+
+
+def batch(encodings: list[bytes], header: bytes | None = None) -> bytes:
+    """
+    Build a batch body from encoded values.
+
+    @param encodings: The encoded values.
+    @param header: The array header to use; by default the shortest.
+    @return: The body.
+    """
+    if header is None:
+        header = msgpack.packb([None] * len(encodings))[: -len(encodings) or None]
+    return header + b"".join(encodings)
+
+
+class DecodeManyTests(SynchronousTestCase):
+    """
+    L{Decoder.decodeMany} decodes an array of encoded values, checking each
+    one as L{Decoder.decode} would alone.
+    """
+
+    def assertBatchRefused(
+        self, data: bytes, fragment: str, limits: Limits = DEFAULT_LIMITS
+    ) -> None:
+        """
+        Assert that a new and a reused L{Decoder} refuse C{data} with the
+        same message, and that the reused one still works afterwards.
+
+        @param data: The input.
+        @param fragment: Text the message must hold.
+        @param limits: The limits to decode with.
+        """
+        error = self.assertRaises(DecodeError, Decoder(limits).decodeMany, data)
+        self.assertIn(fragment, str(error))
+        decoder = Decoder(limits)
+        self.assertEqual(decoder.decodeMany(b"\x92\x01\xa1x"), [1, "x"])
+        otherError = self.assertRaises(DecodeError, decoder.decodeMany, data)
+        self.assertEqual(str(otherError), str(error))
+        self.assertEqual(decoder.decodeMany(b"\x92\x01\xa1x"), [1, "x"])
+        self.assertEqual(decoder.decode(encode([1, (2,)])), [1, (2,)])
+
+    @given(st.lists(VALUES, min_size=1, max_size=20))
+    def test_anyValues(self, items: list[object]) -> None:
+        """
+        Any list of values comes back equal, with exactly the same types,
+        from a batch of their encodings, whichever array header it uses.
+        """
+        encodings = [encode(item) for item in items]
+        count = len(items)
+        headers = [b"\xdc" + struct.pack(">H", count), b"\xdd" + struct.pack(">I", count)]
+        if count < 16:
+            headers.append(bytes([0x90 + count]))
+        decoder = Decoder()
+        for header in headers:
+            for decoded in (
+                decoder.decodeMany(batch(encodings, header)),
+                Decoder().decodeMany(bytearray(batch(encodings, header))),
+                decoder.decodeMany(memoryview(b"x" + batch(encodings, header))[1:]),
+            ):
+                self.assertIs(type(decoded), list)
+                self.assertTrue(sameValue(decoded, items), f"{items!r} came back as {decoded!r}")
+
+    def test_manySmallValues(self) -> None:
+        """
+        A body of hundreds of small values, the kind the batch record
+        carries, comes back whole; so does one over the size where
+        C{maxObjects} is counted, which is decoded a value at a time.
+        """
+        items = [ORIGINAL_EXAMPLE, (1, 2), {3: frozenset({4})}, bytearray(b"b"), 2**70] * 60
+        body = batch([encode(item) for item in items])
+        self.assertLess(len(body), 16 * 1024)
+        self.assertTrue(sameValue(Decoder().decodeMany(body), items))
+        small = Limits(maxObjects=100)
+        self.assertTrue(sameValue(Decoder(small).decodeMany(body), items))
+
+    def test_eachValueAlone(self) -> None:
+        """
+        A batch of one value gives what L{Decoder.decode} gives for the
+        value, or is refused as it is.
+        """
+        for good in [None, [], ORIGINAL_EXAMPLE, (1,), {2}, frozenset(), bytearray(b"a")]:
+            self.assertTrue(sameValue(Decoder().decodeMany(batch([encode(good)])), [good]))
+        for bad, fragment in [
+            (b"\xc7\x00\x05", "complex"),
+            (b"\xd6\xff\x00\x00\x00\x01", "timestamp"),
+            (b"\x92\x01\xc7\x00\x01", "marker"),
+            (b"\x93\x01\x01" + SET_MARKER, "marker"),
+            (b"\x93" + SET_MARKER + b"\x01\x01", "twice"),
+            (b"\x82\x01\x01\x01\x02", "twice"),
+            (b"\x81\x90\x01", "hash"),
+            (b"\xa1\xff", "UTF-8"),
+            (bigIntExt(5), "valid form"),
+        ]:
+            self.assertRaises(DecodeError, decode, bad)
+            self.assertBatchRefused(batch([b"\x01", bad]), fragment)
+
+    def test_depthPerValue(self) -> None:
+        """
+        C{maxDepth} applies to each value: the outer array is not a level.
+        A value nested exactly C{maxDepth} deep is accepted, one level
+        deeper is refused, in short and long batches alike.
+        """
+        for depth, limits in [
+            (64, DEFAULT_LIMITS),
+            (3, Limits(maxDepth=3)),
+            (1024, Limits(maxDepth=1024)),
+        ]:
+            for padding in [[], [b"x" * 5000]]:
+                # Compared by encoding: == on 1024 levels would recurse too deeply.
+                fits = batch([encode(v) for v in [*padding, nested(depth - 1, []), 1]])
+                decoded = Decoder(limits).decodeMany(fits)
+                self.assertEqual(batch([encode(v) for v in decoded]), fits)
+                tooDeep = batch([encode(v) for v in [*padding, nested(depth, []), 1]])
+                self.assertBatchRefused(tooDeep, f"maxDepth={depth}", limits)
+
+    def test_maxObjectsPerValue(self) -> None:
+        """
+        On inputs long enough for C{maxObjects} to bind, it binds for each
+        value, not for the whole batch.
+        """
+        limits = Limits(maxObjects=20)
+        fits = [list(range(19))] * 3
+        self.assertEqual(Decoder(limits).decodeMany(batch([encode(v) for v in fits])), fits)
+        tooMany = batch([encode(v) for v in [list(range(19)), list(range(20))]])
+        self.assertBatchRefused(tooMany, "maxObjects=20", limits)
+
+    def test_otherLimits(self) -> None:
+        """
+        C{maxItems}, C{maxIntBytes} and C{maxHashCollisions} apply to each
+        value, C{maxItems} to the number of values too, and C{maxSize} to
+        the whole input.
+        """
+        self.assertBatchRefused(
+            batch([b"\x01", encode([1, 2, 3, 4])]), "maxItems=3", Limits(maxItems=3)
+        )
+        self.assertBatchRefused(batch([b"\x01"] * 4), "maxItems=3", Limits(maxItems=3))
+        self.assertEqual(Decoder(Limits(maxItems=3)).decodeMany(batch([b"\x01"] * 3)), [1, 1, 1])
+        self.assertBatchRefused(batch([encode(2**72)]), "maxIntBytes=9", Limits(maxIntBytes=9))
+        colliding = {-1, -2, 2**61 - 1, 2 * (2**61 - 1)}
+        self.assertBatchRefused(
+            batch([encode(colliding)]), "maxHashCollisions=1", Limits(maxHashCollisions=1)
+        )
+        body = batch([encode(b"x" * 30)] * 3)
+        self.assertEqual(Decoder(Limits(maxSize=len(body))).decodeMany(body), [b"x" * 30] * 3)
+        self.assertBatchRefused(body, f"maxSize={len(body) - 1}", Limits(maxSize=len(body) - 1))
+
+    def test_notAPlainArray(self) -> None:
+        """
+        An input that is empty, not an array, an empty array, or an array
+        whose first item is a marker (in any extension form) is refused.
+        """
+        for data, fragment in [
+            (b"", "empty"),
+            (b"\x01", "not a msgpack array"),
+            (encode({1: 2}), "not a msgpack array"),
+            (encode(b"\x91\x01"), "not a msgpack array"),
+            (b"\x90", "no values"),
+            (b"\xdc\x00\x00", "no values"),
+            (b"\xdd\x00\x00\x00\x00", "no values"),
+            (b"\x92" + TUPLE_MARKER + b"\x01", "starts with a tuple, set or frozenset marker"),
+            (b"\x92" + SET_MARKER + b"\x01", "marker"),
+            (b"\x91\xc7\x00\x03", "marker"),
+            (b"\x92\xc8\x00\x00\x01\x01", "marker"),
+            (b"\x92\xc9\x00\x00\x00\x00\x02\x01", "marker"),
+            (encode((1, 2)), "marker"),
+        ]:
+            self.assertBatchRefused(data, fragment)
+        # An empty extension of another code is a value, not a marker.
+        self.assertEqual(Decoder().decodeMany(b"\x91\xc7\x00\x04"), [bytearray()])
+
+    def test_framing(self) -> None:
+        """
+        A batch followed by more bytes, or cut short anywhere, is refused,
+        on short and long inputs and when values are decoded one at a time.
+        """
+        for limits in [DEFAULT_LIMITS, Limits(maxObjects=24)]:
+            for items in [[1, "a"], [ORIGINAL_EXAMPLE] * 20]:
+                body = batch([encode(item) for item in items])
+                self.assertEqual(Decoder(limits).decodeMany(body), items)
+                self.assertBatchRefused(body + b"\x00", "after the end", limits)
+                self.assertBatchRefused(
+                    batch([encode(item) for item in items]) + body, "after", limits
+                )
+                for cut in range(1, len(body)):
+                    self.assertRaises(DecodeError, Decoder(limits).decodeMany, body[:cut])
+                self.assertBatchRefused(body[:-1], "truncated", limits)
+        self.assertBatchRefused(b"\xdc\x00", "truncated")
+        self.assertBatchRefused(arrayHeader(1000) + b"\x01\x02", "truncated")
+        self.assertBatchRefused(b"\x92\x01", "claims 2 values")
+
+    @settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.binary(max_size=200) | mutations().map(lambda data: b"\x93\x01" + data + b"\x02"))
+    def test_garbage(self, data: bytes) -> None:
+        """
+        Random bytes, and batches holding a damaged encoding, decode to a
+        list of values of supported types, or raise L{DecodeError}; a
+        reused decoder and a new one agree, with counted objects or not.
+        """
+        outcomes = []
+        for decoder in [Decoder(), Decoder(), Decoder(Limits(maxObjects=2))]:
+            try:
+                outcomes.append(decoder.decodeMany(data))
+            except DecodeError as e:
+                outcomes.append(e)
+        first = outcomes[0]
+        if isinstance(first, DecodeError):
+            self.assertIsInstance(outcomes[1], DecodeError)
+            return
+        self.assertIs(type(first), list)
+        self.assertTrue(onlyAllowedTypes(first), repr(first))
+        self.assertTrue(sameValue(outcomes[1], first))
+        again = Decoder().decodeMany(batch([encode(item) for item in first]))
+        self.assertTrue(sameValue(again, first))
 
 
 class ModuleTests(SynchronousTestCase):
