@@ -1274,6 +1274,14 @@ class Channel:
         """
         return self._state.sendValue(value)
 
+    @property
+    def encoder(self) -> Encoder:
+        """
+        This channel's encoder, which L{encodeValue} calls: adapters on a hot
+        path may call its C{encode} directly.
+        """
+        return self._encoder
+
     def encodeValue(self, value: object) -> bytes:
         """
         Encode a value with this channel's encoder, in any state: for

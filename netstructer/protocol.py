@@ -353,6 +353,7 @@ class BridgeProtocol(Int32StringReceiver):
         self._batchSize = 0
         self._batchLimit = 0
         self._flushCall: IDelayedCall | None = None
+        self._encode: Callable[[object], bytes] = self._channel.encoder.encode
         self._producerRegistered = False
         self._awaitingPeerEnd = False
 
@@ -572,6 +573,7 @@ class BridgeProtocol(Int32StringReceiver):
         self._lastValue = now
         self._log.debug("Session {peer} established ({suite})", peer=self.key, suite=event.suite)
         self._batchLimit = self._channel.batchLimit
+        self._encode = self._channel.encoder.encode
         pending = self._pending
         try:
             while pending:
@@ -723,9 +725,18 @@ class BridgeProtocol(Int32StringReceiver):
 
     def sendBuffer(self, value: object) -> None:
         """
-        Send a value.  Before the handshake completes, the value is encoded at
-        once and waits (up to C{config.maxPendingValues} values) to be sent,
-        in order, when it does.
+        Send a value.  The value is encoded at once (so that an L{EncodeError}
+        is raised here), and small values are batched: every value sent while
+        a received frame is handled leaves, in one record, when that handling
+        ends; every value sent otherwise (from a timer, a Deferred callback,
+        application code) leaves at the end of the current reactor turn, or
+        as soon as 16 KiB of them are waiting.  A large value goes in a
+        record of its own.  Values always leave in the order they were
+        sent.  (A test driving the protocol with a L{task.Clock
+        <twisted.internet.task.Clock>} sees them written when it calls
+        C{clock.advance(0)}, or L{flush}.)  Before the handshake completes,
+        values wait (up to C{config.maxPendingValues} of them) and leave, in
+        order, when it does.
 
         This never blocks and never waits for the peer; a writer producing
         many values should wait on L{whenWritable} between them so that memory
@@ -751,8 +762,17 @@ class BridgeProtocol(Int32StringReceiver):
                 if self._batch:
                     self.flush()
                 self._writeValueFrame(self._channel.sendValue(value))
-            else:
-                self._batchEncoded(self._channel.encodeValue(value))
+                return
+            encoded = self._encode(value)
+            size = len(encoded)
+            if size > self._batchLimit - self._batchSize:
+                self._batchEncoded(encoded)
+                return
+            # The common case, inline: the value joins the batch.
+            self._batch.append(encoded)
+            self._batchSize += size
+            if self._flushCall is None and not self._processing:
+                self._flushCall = self.clock.callLater(0, self._flushLater)
             return
         encoded = self._channel.encodeValue(value)
         if len(encoded) > self.config.limits.maxSize:
