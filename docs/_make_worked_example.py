@@ -8,8 +8,10 @@ Nothing here comes from C{netstructer.channel}, C{netstructer._crypto} or
 C{netstructer.keys}: the reference uses only C{hashlib}, C{hmac}, C{struct}
 and the primitives of C{cryptography} (X25519, AES-GCM, ChaCha20-Poly1305,
 Fernet), the way a client in another language would.  The one exception is
-the example value's encoding, taken from L{netstructer.values.encode}
-(section 6 of the document is checked against it separately).
+the encoding of the example's values, taken from L{netstructer.values.encode}
+(section 6 of the document is checked against it separately).  It does not
+decode values either: it only finds where each value of a VALUES record
+begins and ends, and hands the encodings over.
 
 Print the worked example's blocks, ready to paste into the document, with::
 
@@ -69,7 +71,14 @@ PING = 0x02
 PONG = 0x03
 CLOSE = 0x04
 CONFIRM = 0x05
+VALUES = 0x06
 TAG_SIZE = 16
+
+# Section 6: the msgpack first bytes that matter to a VALUES record.
+FIXARRAY = 0x90
+ARRAY16 = 0xDC
+ARRAY32 = 0xDD
+MARKER_CODES = frozenset((1, 2, 3))
 
 U32 = struct.Struct(">I")
 FERNET_RECORD_HEAD = struct.Struct(">32sBQB")
@@ -390,6 +399,153 @@ def closeBody(code: int, reason: str = "") -> bytes:
     return struct.pack(">H", code) + encoded
 
 
+MAX_BATCH_VALUES = 16384
+"""The most values a VALUES record may hold (section 5.8)."""
+
+
+def valuesBody(encodedValues: list[bytes]) -> bytes:
+    """
+    The body of a VALUES record (section 5.8): one msgpack array, with the
+    shortest header, of encoded values.
+
+    @param encodedValues: At least two encoded values, in order.
+    @return: The body.
+    """
+    count = len(encodedValues)
+    if not 2 <= count <= MAX_BATCH_VALUES:
+        raise ValueError("a VALUES record holds 2 to 16 384 values")
+    header = bytes((FIXARRAY | count,)) if count <= 15 else struct.pack(">BH", ARRAY16, count)
+    return header + b"".join(encodedValues)
+
+
+# How the msgpack families (section 6.1) lay out what follows their first
+# byte: for the first bytes not listed, whatever is in the first byte itself.
+# Fixed: a payload of this many bytes.
+_FIXED_SIZES = dict(
+    zip(
+        range(0xCA, 0xD9),
+        # float 32, 64; uint 8 to 64; int 8 to 64; fixext 1 to 16, type included.
+        (4, 8, 1, 2, 4, 8, 1, 2, 4, 8, 2, 3, 5, 9, 17),
+        strict=True,
+    )
+)
+# Sized: a big-endian length of this many bytes, then that many bytes.
+_SIZED_WIDTHS = {0xC4: 1, 0xC5: 2, 0xC6: 4, 0xD9: 1, 0xDA: 2, 0xDB: 4}
+# Extensions: a length of this many bytes, the type byte, the payload.
+_EXT_WIDTHS = {0xC7: 1, 0xC8: 2, 0xC9: 4}
+# Containers: a count of this many bytes; per counted item, this many objects.
+_CONTAINER_WIDTHS = {0xDC: (2, 1), 0xDD: (4, 1), 0xDE: (2, 2), 0xDF: (4, 2)}
+
+
+def _readLength(data: bytes, offset: int, width: int) -> int:
+    if offset + width > len(data):
+        raise ReferenceError("a VALUES record ends in the middle of a value")
+    return int.from_bytes(data[offset : offset + width], "big")
+
+
+def _objectEnd(data: bytes, offset: int) -> int:
+    """
+    Find where the msgpack object starting at C{offset} ends, without
+    decoding it.
+
+    @param data: The bytes holding the object.
+    @param offset: Where it starts.
+    @return: The offset just after it.
+    @raise ReferenceError: C{data} ends before the object does, or holds the
+        never-used byte C{c1}.
+    """
+    pending = 1
+    while pending:
+        if offset >= len(data):
+            raise ReferenceError("a VALUES record ends in the middle of a value")
+        first = data[offset]
+        offset += 1
+        pending -= 1
+        if first <= 0x7F or first >= 0xE0 or first in (0xC0, 0xC2, 0xC3):
+            continue
+        if first <= 0x8F:
+            pending += 2 * (first & 0x0F)
+        elif first <= 0x9F:
+            pending += first & 0x0F
+        elif first <= 0xBF:
+            offset += first & 0x1F
+        elif first in _FIXED_SIZES:
+            offset += _FIXED_SIZES[first]
+        elif first in _SIZED_WIDTHS:
+            width = _SIZED_WIDTHS[first]
+            offset += width + _readLength(data, offset, width)
+        elif first in _EXT_WIDTHS:
+            width = _EXT_WIDTHS[first]
+            offset += width + 1 + _readLength(data, offset, width)
+        elif first in _CONTAINER_WIDTHS:
+            width, objects = _CONTAINER_WIDTHS[first]
+            pending += objects * _readLength(data, offset, width)
+            offset += width
+        else:
+            raise ReferenceError("the never-used msgpack byte c1")
+    if offset > len(data):
+        raise ReferenceError("a VALUES record ends in the middle of a value")
+    return offset
+
+
+def _isMarker(data: bytes, offset: int) -> bool:
+    """
+    @return: Whether the object at C{offset} is a tuple, set or frozenset
+        marker: an empty extension of code 1, 2 or 3.
+    """
+    width = _EXT_WIDTHS.get(data[offset], 0)
+    end = offset + 1 + width
+    return (
+        width != 0
+        and end < len(data)
+        and not any(data[offset + 1 : end])
+        and data[end] in MARKER_CODES
+    )
+
+
+def splitValues(body: bytes, maxValueSize: int | None = None) -> list[bytes]:
+    """
+    Split the body of a VALUES record (section 5.8) into the encodings of
+    its values, checking its structure.  Each encoding is then decoded as
+    the body of a VALUE record would be, with the same limits.
+
+    @param body: The record's body.
+    @param maxValueSize: The receiver's M, if the body is to be checked
+        against it.
+    @return: The encoded values, in order.
+    @raise ReferenceError: The body is over M, is not exactly one array,
+        holds fewer than two or more than 16 384 values, or starts with a
+        marker.
+    """
+    if maxValueSize is not None and len(body) > maxValueSize:
+        raise ReferenceError("a VALUES record over the maximum value size")
+    if not body:
+        raise ReferenceError("an empty VALUES record")
+    first = body[0]
+    if FIXARRAY <= first <= FIXARRAY | 0x0F:
+        count, offset = first & 0x0F, 1
+    elif first == ARRAY16:
+        count, offset = _readLength(body, 1, 2), 3
+    elif first == ARRAY32:
+        count, offset = _readLength(body, 1, 4), 5
+    else:
+        raise ReferenceError("a VALUES record's body is not an array")
+    if count < 2:
+        raise ReferenceError("a VALUES record holds fewer than two values")
+    if count > MAX_BATCH_VALUES:
+        raise ReferenceError("a VALUES record holds more than 16 384 values")
+    if offset < len(body) and _isMarker(body, offset):
+        raise ReferenceError("a VALUES record's array starts with a marker")
+    encodedValues = []
+    for _ in range(count):
+        end = _objectEnd(body, offset)
+        encodedValues.append(body[offset:end])
+        offset = end
+    if offset != len(body):
+        raise ReferenceError("bytes after a VALUES record's array")
+    return encodedValues
+
+
 class ReferenceClient:
     """
     A client: hello, reply, confirmation, then records.
@@ -584,6 +740,7 @@ CLIENT_EPHEMERAL = bytes([0x11] * 32)
 SERVER_EPHEMERAL = bytes([0x22] * 32)
 EXAMPLE_MAX_VALUE_SIZE = 16 * 1024 * 1024
 EXAMPLE_VALUE = ["hi im haytam", 128, {b"gg": "gg"}, {1, 2, 6, 4}, (False, True)]
+EXAMPLE_VALUES = [(1, 2), "two"]
 
 Field = tuple[bytes, str]
 
@@ -762,6 +919,36 @@ def workedExample() -> list[Block]:
     )
     valueBlock.add(tag, "AES-GCM tag")
     blocks.append(valueBlock)
+
+    encodedValues = [encode(value) for value in EXAMPLE_VALUES]
+    body = valuesBody(encodedValues)
+    if splitValues(body) != encodedValues:
+        raise AssertionError("a VALUES body does not split back into its values")
+    plaintext = bytes((VALUES,)) + body
+    parts = _split(plaintext, 1, 1, 1, 3, 2, 4)
+    valuesPlaintext = Block("example-values-plaintext")
+    for data, note in zip(
+        parts,
+        [
+            "record type 06 (VALUES)",
+            "fixarray of 2 items: the values",
+            "first value (1, 2): fixarray of 3 items",
+            "marker: ext 8, length 0, code 1 (tuple),\nfirst in the tuple's own array",
+            "items 1, 2",
+            'second value: fixstr of 3 bytes: "two"',
+        ],
+        strict=True,
+    ):
+        valuesPlaintext.add(data, note)
+    blocks.append(valuesPlaintext)
+
+    record = client.records.seal(VALUES, body)
+    ciphertext, tag = _split(record, len(plaintext), 16)
+    valuesBlock = Block("example-values")
+    valuesBlock.add(U32.pack(len(record)), f"length prefix: {len(record)}")
+    valuesBlock.add(ciphertext, f"plaintext 06 (VALUES) || the {len(body)}-byte\nbody, encrypted")
+    valuesBlock.add(tag, "AES-GCM tag")
+    blocks.append(valuesBlock)
 
     handshake = client.handshake
     if handshake is None or client.records is None:

@@ -16,21 +16,28 @@ between the socket and the channel::
     for frame in channel.framesToSend():    # handshake replies, pongs, close replies
         write(frame)
     write(channel.sendValue(value))         # requests return the frame to write
+    write(channel.sendEncodedValues([channel.encodeValue(v) for v in values]))
 
-Requests (L{Channel.sendValue}, L{Channel.ping}, L{Channel.close}) return the
-frame payload to write.  Frames the channel must send in answer to what it
-received (handshake messages, the key confirmation, pongs, the reply to a
-close) are queued and handed out by L{Channel.framesToSend}, which the adapter
-calls after constructing the channel and after every L{Channel.receiveFrame},
+Requests (L{Channel.sendValue}, L{Channel.sendEncodedValues}, L{Channel.ping},
+L{Channel.close}) return the frame payload to write.  One record costs one
+AEAD operation and one frame whatever it holds, so an adapter sending many
+small values batches them with L{Channel.sendEncodedValues} (a VALUES record,
+which the peer's channel reports as one L{ValuesReceived} event).
+
+Frames the channel must send in answer to what it received (handshake
+messages, the key confirmation, pongs, the reply to a close) are queued and
+handed out by L{Channel.framesToSend}, which the adapter calls after
+constructing the channel and after every L{Channel.receiveFrame},
 I{including} one that raised: a server that refuses a handshake queues a
 rejection for the peer before raising.
 
 Errors follow h11.  L{Channel.receiveFrame} raises only
 L{RemoteProtocolError} subclasses (L{HandshakeError}, L{AuthenticationError},
-L{IntegrityError}, L{DecodeError}, L{BufferDataError} for an oversized frame)
-and any of them leaves the channel failed for good.  Requests raise
-L{EncodeError} or L{BufferDataError} I{before} anything is produced, leaving
-the channel usable, or L{LocalProtocolError} when the channel cannot send.
+L{IntegrityError}, L{DecodeError}, or itself) and any of them leaves
+the channel failed for good; frame lengths are the adapter's to bound, with
+L{Channel.maxFrameSize}.  Requests raise L{EncodeError} or L{BufferDataError}
+I{before} anything is produced, leaving the channel usable, or
+L{LocalProtocolError} when the channel cannot send.
 
 The states are small classes, one per state, and a transition replaces
 C{Channel._state}.  Session keys and nonce counters exist only inside the
@@ -81,6 +88,7 @@ __all__ = [
     "BATCH_SIZE",
     "HANDSHAKE_MAX_FRAME",
     "MAGIC",
+    "MAX_BATCH_VALUES",
     "PROTOCOL_VERSION",
     "SUITES",
     "Channel",
@@ -153,6 +161,9 @@ _RECORD_CLOSE = 0x04
 _RECORD_CONFIRM = 0x05
 _RECORD_VALUES = 0x06
 _VALUE_TYPE_BYTE = b"\x01"
+
+MAX_BATCH_VALUES: Final = 16384
+"""The most values one VALUES record may hold, whatever the limits."""
 
 BATCH_SIZE: Final = 16 * 1024
 """
@@ -623,12 +634,13 @@ class _Established:
         count = len(encodedValues)
         if count == 1:
             return self._sealValue(_VALUE_TYPE_BYTE + encodedValues[0])
-        if count < 16:
-            header = bytes((_RECORD_VALUES, 0x90 | count))
-        elif count <= 0xFFFF:
-            header = _VALUES_HEAD16.pack(_RECORD_VALUES, 0xDC, count)
-        else:
-            header = _VALUES_HEAD32.pack(_RECORD_VALUES, 0xDD, count)
+        if count > MAX_BATCH_VALUES:
+            raise ValueError(f"a batch holds at most {MAX_BATCH_VALUES} values, not {count}")
+        header = (
+            bytes((_RECORD_VALUES, 0x90 | count))
+            if count < 16
+            else _VALUES_HEAD16.pack(_RECORD_VALUES, 0xDC, count)
+        )
         plaintext = b"".join((header, *encodedValues))
         bodySize = len(plaintext) - 1
         if count == 0 or bodySize > self._peerMaxValueSize:
@@ -712,12 +724,13 @@ class _Closing(_Refusing):
         )
 
 
+# A VALUES record's type byte and array 16 header: the longest header a
+# batch of at most MAX_BATCH_VALUES values needs.
 _VALUES_HEAD16 = struct.Struct("!BBH")
-_VALUES_HEAD32 = struct.Struct("!BBI")
 
 
 def _valuesReceived(
-    decodeMany: Callable[[memoryview], list[object]], body: memoryview
+    decodeMany: Callable[[memoryview, int], list[object]], body: memoryview
 ) -> ValuesReceived:
     """
     Decode the body of a VALUES record.
@@ -728,7 +741,7 @@ def _valuesReceived(
     @raise DecodeError: The body is not an array of valid values.
     @raise RemoteProtocolError: It holds fewer than two.
     """
-    values = decodeMany(body)
+    values = decodeMany(body, MAX_BATCH_VALUES)
     if len(values) < 2:
         raise RemoteProtocolError(
             f"the peer sent a VALUES record holding {len(values)} value; one value "
@@ -1317,7 +1330,7 @@ class Channel:
 
         @param encodedValues: The encoded values, in order (at least one).
         @return: The frame payload to write.
-        @raise BufferDataError: The values (and a 5-byte array header) are
+        @raise BufferDataError: The values (and a 3-byte array header) are
             larger together than the peer accepts in one record; nothing
             was sealed and the channel stays usable.
         @raise LocalProtocolError: As for L{sendValue}.
@@ -1335,7 +1348,7 @@ class Channel:
         peerMax = self.peerMaxValueSize
         if peerMax is None:
             return 0
-        return min(BATCH_SIZE, peerMax) - _VALUES_HEAD32.size + 1
+        return min(BATCH_SIZE, peerMax) - _VALUES_HEAD16.size + 1
 
     def ping(self, data: bytes = b"") -> bytes:
         """

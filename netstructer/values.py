@@ -1198,19 +1198,22 @@ class Decoder:
             _checkForeign(value)
         return value
 
-    def decodeMany(self, data: bytes | bytearray | memoryview) -> list[object]:
+    def decodeMany(
+        self, data: bytes | bytearray | memoryview, maxValues: int | None = None
+    ) -> list[object]:
         """
         Decode a batch of values: one msgpack array (of any array header)
         whose items are encoded values, each exactly as L{encode} writes it
         alone.
 
-        Each value is checked as L{decode} checks it alone: C{maxDepth}
-        and C{maxObjects} apply to each value (the outer array is not a
-        level of any value), C{maxItems} to each value and to the number of
-        values, and C{maxSize} to the whole input.
+        Each value is checked as L{decode} checks it alone: C{maxDepth},
+        C{maxItems} and C{maxObjects} apply to each value (the outer array
+        is not a level of any value), and C{maxSize} to the whole input.
 
         @param data: Exactly one batch.  A C{bytearray} or C{memoryview} is
             copied to C{bytes} first, as by L{decode}.
+        @param maxValues: The most values the batch may hold; C{maxItems}
+            by default.
         @return: The values, in order; at least one.
         @raise DecodeError: If C{data} is not one array of at least one
             value, if the array starts with a tuple, set or frozenset marker
@@ -1223,11 +1226,15 @@ class Decoder:
         size = len(data)
         if size > self.limits.maxSize:
             raise self._overSize(size)
-        start, count = self._batchHeader(data, size)
+        start, count = self._batchHeader(
+            data, size, self._maxItems if maxValues is None else maxValues
+        )
         levels = self.limits.maxDepth + 1
-        if size > self._countAbove or levels > _PARSER_DEPTH:
+        if size > self._countAbove or levels > _PARSER_DEPTH or count > self._maxItems:
             # The objects are counted for each value, or the outer array
-            # would leave msgpack's fixed parser stack one level short.
+            # would leave msgpack's fixed parser stack one level short, or
+            # unpackb's array length limit, which binds every array, would
+            # have to exceed maxItems for the outer one.
             return self._decodeEach(data, size, start, count)
         counts = self._counts
         counts[_UNCLAIMED] = 0
@@ -1256,17 +1263,18 @@ class Decoder:
         # outer array a list.
         return cast("list[object]", batch)
 
-    def _batchHeader(self, data: bytes, size: int) -> tuple[int, int]:
+    def _batchHeader(self, data: bytes, size: int, maxValues: int) -> tuple[int, int]:
         """
         Read a batch's array header, and refuse a batch whose first item
         is a marker.
 
         @param data: The input.
         @param size: Its length, at most C{maxSize}.
+        @param maxValues: The most values it may hold.
         @return: Where the first value starts, and how many values there are.
         @raise DecodeError: If C{data} does not start with the header of an
-            array of at least one and at most C{maxItems} values that fit in
-            it, or its first value is a tuple, set or frozenset marker.
+            array of at least one and at most C{maxValues} values that fit
+            in it, or its first value is a tuple, set or frozenset marker.
         """
         if not size:
             raise DecodeError("input is empty; a batch is an array of at least one value")
@@ -1286,10 +1294,9 @@ class Decoder:
             count = int.from_bytes(data[1:start], "big")
         if not count:
             raise DecodeError("a batch holds no values; a batch is an array of at least one value")
-        if count > self._maxItems:
+        if count > maxValues:
             raise DecodeError(
-                f"a batch holds {count} values, more than maxItems={self._maxItems}; "
-                "raise Limits.maxItems if you trust the peer"
+                f"a batch holds {count} values, more than the {maxValues} one batch may hold"
             )
         if count > size - start:
             raise DecodeError(

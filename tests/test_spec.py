@@ -10,7 +10,7 @@ which this module runs; every table marked C{.. spec-table: NAME} is
 compared with the constants of the code; every value-encoding example is
 checked against L{netstructer.values}; and the independent implementation,
 written from the document alone, completes handshakes and exchanges records
-with L{netstructer.channel.Channel} in every suite.
+(VALUES records included) with L{netstructer.channel.Channel} in every suite.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import msgpack
 from cryptography.hazmat.primitives.asymmetric.x25519 import (
     X25519PrivateKey,
     X25519PublicKey,
@@ -37,8 +38,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from netstructer import channel, errors, keys
 from netstructer._crypto import TAG_SIZE, NNpsk0Initiator, _protocolName, _SymmetricState
 from netstructer.channel import (
+    BATCH_SIZE,
     HANDSHAKE_MAX_FRAME,
     MAGIC,
+    MAX_BATCH_VALUES,
     MAX_VALUE_SIZE_LIMIT,
     PROTOCOL_VERSION,
     Channel,
@@ -48,10 +51,13 @@ from netstructer.channel import (
     PingReceived,
     Role,
     ValueReceived,
+    ValuesReceived,
     frameOverhead,
 )
 from netstructer.errors import (
     AuthenticationError,
+    BufferDataError,
+    ChannelClosedError,
     DecodeError,
     HandshakeError,
     NetStructerError,
@@ -67,6 +73,7 @@ SCRIPT = ROOT / "docs" / "_make_worked_example.py"
 
 EXAMPLE_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 EXAMPLE_VALUE = ["hi im haytam", 128, {b"gg": "gg"}, {1, 2, 6, 4}, (False, True)]
+EXAMPLE_VALUES: list[object] = [(1, 2), "two"]
 CLIENT_EPHEMERAL = bytes([0x11] * 32)
 SERVER_EPHEMERAL = bytes([0x22] * 32)
 
@@ -322,6 +329,8 @@ class ExampleRun:
     @ivar reply: The server's reply frame payload.
     @ivar confirmation: The client's CONFIRM record.
     @ivar value: The client's VALUE record carrying the example value.
+    @ivar values: The client's VALUES record carrying the example's two
+        values.
     @ivar client: The client's channel.
     @ivar server: The server's channel.
     """
@@ -330,6 +339,7 @@ class ExampleRun:
     reply: bytes
     confirmation: bytes
     value: bytes
+    values: bytes
     client: Channel
     server: Channel
 
@@ -359,7 +369,11 @@ def runExample() -> ExampleRun:
     value = client.sendValue(EXAMPLE_VALUE)
     event = server.receiveFrame(value)
     assert isinstance(event, ValueReceived)
-    return ExampleRun(hello, reply, confirmation, value, client, server)
+    values = client.sendEncodedValues([client.encodeValue(v) for v in EXAMPLE_VALUES])
+    event = server.receiveFrame(values)
+    assert isinstance(event, ValuesReceived)
+    assert event.values == EXAMPLE_VALUES
+    return ExampleRun(hello, reply, confirmation, value, values, client, server)
 
 
 class DocumentStructureTests(SynchronousTestCase):
@@ -553,8 +567,48 @@ class ConstantsTests(SynchronousTestCase):
                 "PONG": channel._RECORD_PONG,
                 "CLOSE": channel._RECORD_CLOSE,
                 "CONFIRM": channel._RECORD_CONFIRM,
+                "VALUES": channel._RECORD_VALUES,
             },
         )
+        ref = reference()
+        self.assertEqual(
+            (ref.VALUE, ref.PING, ref.PONG, ref.CLOSE, ref.CONFIRM, ref.VALUES),
+            (1, 2, 3, 4, 5, 6),
+        )
+
+    def test_valuesHeaders(self) -> None:
+        """
+        The array headers of a VALUES record's body: for each example count,
+        L{Channel.sendEncodedValues} and the reference write the header the
+        document gives, each reads the other's, and the header is the
+        shortest msgpack array header for the count.
+        """
+        ref = reference()
+        rows = specTable("values-headers")
+        self.assertEqual([row[1] for row in rows], ["fixarray", "array 16"])
+        examples = {
+            int(count.replace(" ", "")): bytes.fromhex(header)
+            for row in rows
+            for header, count in re.findall(r"``([0-9a-f ]+)`` \(([\d ]+)\)", row[2])
+        }
+        self.assertEqual(sorted(examples), [2, 15, 16, MAX_BATCH_VALUES])
+        for count, header in examples.items():
+            encodedValues = [encode(index % 100) for index in range(count)]
+            body = ref.valuesBody(encodedValues)
+            self.assertEqual(body[: len(header)], header, count)
+            self.assertEqual(body[len(header) :], b"".join(encodedValues))
+            self.assertEqual(header, msgpack.Packer().pack_array_header(count), count)
+
+            client, server = referenceServerSession(SUITE_CASES[0])
+            recordType, sent = server.records.open(client.sendEncodedValues(encodedValues))
+            self.assertEqual((recordType, sent), (ref.VALUES, body))
+            self.assertEqual(ref.splitValues(sent), encodedValues)
+
+            refClient, serverChannel = referenceClientSession(SUITE_CASES[0])
+            event = serverChannel.receiveFrame(refClient.records.seal(ref.VALUES, body))
+            assert isinstance(event, ValuesReceived)
+            self.assertEqual(event.values, [index % 100 for index in range(count)])
+            self.assertEqual(event.size, len(body))
 
     def test_closeCodes(self) -> None:
         """
@@ -630,6 +684,54 @@ def handshake(client: Channel, server: Channel) -> tuple[bytes, bytes, bytes]:
     (confirmation,) = client.framesToSend()
     assert isinstance(server.receiveFrame(confirmation), HandshakeCompleted)
     return hello, reply, confirmation
+
+
+SUITE_CASES = [
+    ("noise", "AESGCM", 1),
+    ("noise", "ChaChaPoly", 2),
+    ("fernet", "AESGCM", 3),
+]
+
+
+def referenceClientSession(
+    case: tuple[str, str, int], limits: Limits = DEFAULT_LIMITS
+) -> tuple[Any, Channel]:
+    """
+    Connect a reference client to a L{Channel} server.
+
+    @param case: One of L{SUITE_CASES}.
+    @param limits: The server's limits.
+    @return: The reference client and the server channel, both past the
+        handshake.
+    """
+    suite, _, suiteID = case
+    client = reference().ReferenceClient(EXAMPLE_KEY, suiteID)
+    server = Channel(Role.SERVER, EXAMPLE_KEY, suite=suite, limits=limits)
+    assert server.receiveFrame(client.hello()) is None
+    (reply,) = server.framesToSend()
+    assert isinstance(server.receiveFrame(client.readReply(reply)), HandshakeCompleted)
+    return client, server
+
+
+def referenceServerSession(
+    case: tuple[str, str, int], maxValueSize: int = DEFAULT_LIMITS.maxSize
+) -> tuple[Channel, Any]:
+    """
+    Connect a L{Channel} client to a reference server.
+
+    @param case: One of L{SUITE_CASES}.
+    @param maxValueSize: The reference server's maximum value size.
+    @return: The client channel and the reference server, both past the
+        handshake.
+    """
+    suite, cipher, suiteID = case
+    client = Channel(Role.CLIENT, EXAMPLE_KEY, suite=suite, cipher=cipher)
+    server = reference().ReferenceServer([EXAMPLE_KEY], (suiteID,), maxValueSize)
+    (hello,) = client.framesToSend()
+    assert isinstance(client.receiveFrame(server.readHello(hello)), HandshakeCompleted)
+    (confirmation,) = client.framesToSend()
+    server.readConfirmation(confirmation)
+    return client, server
 
 
 class FramingTests(SynchronousTestCase):
@@ -772,6 +874,26 @@ class WorkedExampleTests(SynchronousTestCase):
         """
         self.assertEqual(self.blocks["example-value"].data, prefixed(self.run_.value))
 
+    def test_valuesPlaintext(self) -> None:
+        """
+        The VALUES record's plaintext: its type byte, then the two values'
+        encodings in a fixarray, which decode back as the server received
+        them.
+        """
+        data = self.blocks["example-values-plaintext"].data
+        encodings = [encode(value) for value in EXAMPLE_VALUES]
+        self.assertEqual(data, bytes((channel._RECORD_VALUES, 0x92, *b"".join(encodings))))
+        self.assertEqual(reference().splitValues(data[1:]), encodings)
+        self.assertEqual(data[2:3], b"\x93")
+        for expected, encoded in zip(EXAMPLE_VALUES, encodings, strict=True):
+            assertExact(self, expected, decode(encoded))
+
+    def test_values(self) -> None:
+        """
+        The VALUES record's frame.
+        """
+        self.assertEqual(self.blocks["example-values"].data, prefixed(self.run_.values))
+
     def test_traceHashes(self) -> None:
         """
         Every C{h} and C{ck} of the trace is what L{netstructer._crypto}'s
@@ -820,7 +942,7 @@ class WorkedExampleTests(SynchronousTestCase):
         """
         Every key of the trace encrypts what the channels sent with it: C{k1}
         the hello's payload, C{k2} the reply's, C{kc2s} the client's records
-        and C{ks2c} the server's.
+        (the VALUES record with nonce 2) and C{ks2c} the server's.
         """
         trace = self.blocks["example-trace"]
         payload = struct.pack(">I", DEFAULT_LIMITS.maxSize)
@@ -839,15 +961,12 @@ class WorkedExampleTests(SynchronousTestCase):
             clientToServer.encrypt(nonce(1), b"\x01" + encode(EXAMPLE_VALUE), None),
             self.run_.value,
         )
+        self.assertEqual(
+            clientToServer.decrypt(nonce(2), self.run_.values, None),
+            self.blocks["example-values-plaintext"].data,
+        )
         ping = self.run_.server.ping(b"ping")
         self.assertEqual(AESGCM(trace.field("ks2c:")).decrypt(nonce(0), ping, None), b"\x02ping")
-
-
-SUITE_CASES = [
-    ("noise", "AESGCM", 1),
-    ("noise", "ChaChaPoly", 2),
-    ("fernet", "AESGCM", 3),
-]
 
 
 class ReferenceInteropTests(SynchronousTestCase):
@@ -863,7 +982,7 @@ class ReferenceInteropTests(SynchronousTestCase):
         reference side.
         """
         ref = reference()
-        values = [EXAMPLE_VALUE, b"x" * 1000, {"n": 2**70}, (1.5, None), "last"]
+        values: list[object] = [EXAMPLE_VALUE, b"x" * 1000, {"n": 2**70}, (1.5, None), "last"]
         for value in values:
             event = server.receiveFrame(client.records.seal(ref.VALUE, encode(value)))
             assert isinstance(event, ValueReceived)
@@ -871,6 +990,20 @@ class ReferenceInteropTests(SynchronousTestCase):
             recordType, body = client.records.open(server.sendValue(value))
             self.assertEqual(recordType, ref.VALUE)
             assertExact(self, value, decode(body))
+        batches: list[list[object]] = [
+            EXAMPLE_VALUES,
+            values,
+            [(), {1}, frozenset({2}), bytearray(b"b")],
+            list(range(16)),
+            [None, [[[1]]]],
+        ]
+        for batch in batches:
+            self.valuesToChannel(client, server, batch)
+            self.valuesFromChannel(server, client, batch)
+            # Each VALUES record took one nonce: a VALUE record follows.
+            event = server.receiveFrame(client.records.seal(ref.VALUE, encode(len(batch))))
+            self.assertEqual(event, ValueReceived(len(batch), 1))
+            self.assertEqual(client.records.open(server.sendValue(None)), (ref.VALUE, b"\xc0"))
         recordType, body = client.records.open(server.ping(b"data"))
         self.assertEqual((recordType, body), (ref.PING, b"data"))
         event = server.receiveFrame(client.records.seal(ref.PING, b"back"))
@@ -882,6 +1015,39 @@ class ReferenceInteropTests(SynchronousTestCase):
         (closeReply,) = server.framesToSend()
         self.assertEqual(client.records.open(closeReply), (ref.CLOSE, b"\x00\x04"))
         server.connectionLost()
+
+    def valuesToChannel(self, sender: Any, receiver: Channel, batch: list[object]) -> None:
+        """
+        A VALUES record from the reference reaches a channel as one
+        L{ValuesReceived} event holding the values, in order, with their
+        types.
+
+        @param sender: A reference client or server, past the handshake.
+        @param receiver: Its peer.
+        @param batch: At least two values.
+        """
+        ref = reference()
+        body = ref.valuesBody([encode(value) for value in batch])
+        event = receiver.receiveFrame(sender.records.seal(ref.VALUES, body))
+        assert isinstance(event, ValuesReceived)
+        assertExact(self, batch, event.values)
+        self.assertEqual(event.size, len(body))
+
+    def valuesFromChannel(self, sender: Channel, receiver: Any, batch: list[object]) -> None:
+        """
+        L{Channel.sendEncodedValues} seals a VALUES record the reference
+        splits into the values' encodings, which decode to the values.
+
+        @param sender: A channel past the handshake.
+        @param receiver: Its reference peer.
+        @param batch: At least two values.
+        """
+        ref = reference()
+        frame = sender.sendEncodedValues([sender.encodeValue(value) for value in batch])
+        recordType, body = receiver.records.open(frame)
+        self.assertEqual(recordType, ref.VALUES)
+        encodedValues = ref.splitValues(body, receiver.maxValueSize)
+        assertExact(self, batch, [decode(encoded) for encoded in encodedValues])
 
     def test_referenceClient(self) -> None:
         """
@@ -925,6 +1091,9 @@ class ReferenceInteropTests(SynchronousTestCase):
                 self.assertEqual((recordType, decode(body)), (ref.VALUE, index))
                 event = client.receiveFrame(server.records.seal(ref.VALUE, encode([index])))
                 self.assertEqual(event, ValueReceived([index], 2))
+                batch = [index, {"i": [index]}, (index,)]
+                self.valuesFromChannel(client, server, batch)
+                self.valuesToChannel(server, client, batch)
             event = client.receiveFrame(server.records.seal(ref.CLOSE, ref.closeBody(1, "bye")))
             self.assertEqual(event, CloseReceived(CloseCode.GOING_AWAY, "bye"))
             (closeReply,) = client.framesToSend()
@@ -1024,6 +1193,170 @@ class ReferenceInteropTests(SynchronousTestCase):
             self.assertRaises(AuthenticationError, replayed.receiveFrame, confirmation)
 
 
+# Bodies of VALUES records that section 5.8 refuses, and what the channel
+# raises for each (section 7.3).
+REFUSED_VALUES_BODIES: list[tuple[bytes, type[RemoteProtocolError], str]] = [
+    (b"", DecodeError, "an empty body"),
+    (b"\x90", DecodeError, "an empty array"),
+    (b"\x91\x01", RemoteProtocolError, "an array of one value"),
+    (b"\xdc\x00\x01\x01", RemoteProtocolError, "one value, with an array 16 header"),
+    (b"\x01", DecodeError, "not an array: an int"),
+    (b"\x81\x01\x02", DecodeError, "not an array: a map"),
+    (b"\xc4\x02\x01\x02", DecodeError, "not an array: bin"),
+    (b"\x92\xc7\x00\x01\x01", DecodeError, "a tuple marker first"),
+    (b"\x93\xc7\x00\x02\x01\x02", DecodeError, "a set marker first"),
+    (b"\x92\xc8\x00\x00\x03\x01", DecodeError, "a frozenset marker first, as ext 16"),
+    (b"\x92\x01\x02\x03", DecodeError, "trailing bytes"),
+    (b"\x92\x01\x02\x92\x01\x02", DecodeError, "two arrays"),
+    (b"\x92\x01", DecodeError, "fewer values than the header counts"),
+    (b"\x92\x01\xc1", DecodeError, "the never-used byte as a value"),
+    (b"\x92\x01\xc7\x00\x01", DecodeError, "a marker as a value"),
+    (b"\x92\x01\xa1\xff", DecodeError, "a value that is not UTF-8"),
+    (b"\xdc\x40\x01" + b"\x00" * 16385, DecodeError, "16 385 values"),
+]
+
+
+class ValuesRecordTests(SynchronousTestCase):
+    """
+    Section 5.8: what a VALUES record may hold, checked against L{Channel}
+    and the reference alike.
+    """
+
+    def referenceRefuses(self, body: bytes, limits: Limits = DEFAULT_LIMITS) -> bool:
+        """
+        @return: Whether the reference refuses C{body} as a VALUES record's
+            body: it does not split into values, or a value does not decode
+            as a VALUE record's body would.
+        """
+        ref = reference()
+        try:
+            encodedValues = ref.splitValues(body, limits.maxSize)
+        except ref.ReferenceError:
+            return True
+        try:
+            for encoded in encodedValues:
+                decode(encoded, limits=limits)
+        except DecodeError:
+            return True
+        return False
+
+    def test_refused(self) -> None:
+        """
+        Every malformed VALUES record fails the channel, in every suite, with
+        a L{RemoteProtocolError}; nothing can be sent afterwards.  The
+        reference refuses the same bodies.
+        """
+        ref = reference()
+        for case in SUITE_CASES:
+            for body, errorType, why in REFUSED_VALUES_BODIES:
+                client, server = referenceClientSession(case)
+                record = client.records.seal(ref.VALUES, body)
+                error = self.assertRaises(RemoteProtocolError, server.receiveFrame, record)
+                self.assertIs(type(error), errorType, (case, why))
+                self.assertEqual(server.framesToSend(), [])
+                self.assertRaises(ChannelClosedError, server.sendValue, 1)
+                self.assertTrue(self.referenceRefuses(body), why)
+
+    def test_anyHeader(self) -> None:
+        """
+        A receiver accepts an array 16 or array 32 header for a few values,
+        though a sender writes the shortest.
+        """
+        ref = reference()
+        for header in (b"\xdc\x00\x02", b"\xdd\x00\x00\x00\x02"):
+            body = header + encode((1, 2)) + encode("two")
+            self.assertEqual(ref.splitValues(body), [encode((1, 2)), encode("two")])
+            for case in SUITE_CASES:
+                client, server = referenceClientSession(case)
+                event = server.receiveFrame(client.records.seal(ref.VALUES, body))
+                self.assertEqual(event, ValuesReceived([(1, 2), "two"], len(body)))
+
+    def test_limits(self) -> None:
+        """
+        Each value of a VALUES record is checked as if it had come alone:
+        depth counts from the value, C{maxObjects} counts each value's
+        objects and C{maxItems} bounds each value's arrays, not the number
+        of values (which 16 384 bounds, whatever the limits); C{maxSize}
+        bounds the whole body.
+        """
+        ref = reference()
+        cases: list[tuple[Limits, list[object], bool]] = [
+            (Limits(maxDepth=1), [[1], [2]], True),
+            (Limits(maxDepth=1), [[[1]], 2], False),
+            (Limits(maxItems=3), [1, 2, 3], True),
+            (Limits(maxItems=3), [[1, 2, 3], [4, 5, 6]], True),
+            (Limits(maxItems=3), [1, 2, 3, 4], True),
+            (Limits(maxItems=3), [[1, 2, 3], [4, 5, 6], 7, 8], True),
+            (Limits(maxItems=3), [1, 2, [3, 4, 5, 6]], False),
+            (Limits(maxObjects=4), [[1, 2, 3], [4, 5, 6]], True),
+            (Limits(maxObjects=4), [[1, 2, 3, 4], 5], False),
+            (Limits(maxSize=11), ["aaaa", "bbbb"], True),
+            (Limits(maxSize=11), ["aaaa", "bbbbb"], False),
+        ]
+        for limits, batch, accepted in cases:
+            body = ref.valuesBody([encode(value) for value in batch])
+            self.assertEqual(self.referenceRefuses(body, limits), not accepted)
+            for case in SUITE_CASES:
+                client, server = referenceClientSession(case, limits)
+                record = client.records.seal(ref.VALUES, body)
+                if accepted:
+                    event = server.receiveFrame(record)
+                    self.assertEqual(event, ValuesReceived(batch, len(body)))
+                else:
+                    self.assertRaises(DecodeError, server.receiveFrame, record)
+
+    def test_senderBound(self) -> None:
+        """
+        A VALUES record's body, array header included, may be as large as
+        the peer's M and no larger: a larger batch is refused before
+        anything is sealed, and the channel stays usable.
+        """
+        ref = reference()
+        for case in SUITE_CASES:
+            client, server = referenceServerSession(case, maxValueSize=100)
+            tooLarge = [encode(b"x" * 47), encode(b"y" * 49)]
+            self.assertEqual(len(ref.valuesBody(tooLarge)), 101)
+            self.assertRaises(BufferDataError, client.sendEncodedValues, tooLarge)
+            largest = [encode(b"x" * 47), encode(b"y" * 48)]
+            recordType, body = server.records.open(client.sendEncodedValues(largest))
+            self.assertEqual((recordType, len(body)), (ref.VALUES, 100))
+            self.assertEqual(ref.splitValues(body, 100), largest)
+            self.assertRaises(ref.ReferenceError, ref.splitValues, body, 99)
+
+    def test_singleValue(self) -> None:
+        """
+        A single value travels in a VALUE record, even when handed over as
+        a batch.
+        """
+        ref = reference()
+        for case in SUITE_CASES:
+            client, server = referenceServerSession(case)
+            recordType, body = server.records.open(client.sendEncodedValues([encode(5)]))
+            self.assertEqual((recordType, body), (ref.VALUE, b"\x05"))
+        self.assertRaises(ValueError, ref.valuesBody, [encode(5)])
+
+    def test_batchSize(self) -> None:
+        """
+        The reference implementation's batches are as section 5.8 says: a
+        body of at most 16 KiB, or the peer's M if smaller, so fewer than
+        16 384 values.
+        """
+        text = " ".join(documentText().split())
+        self.assertIn("16 KiB (``netstructer.channel.BATCH_SIZE``)", text)
+        self.assertIn("so these batches hold fewer than 16 384 values", text)
+        self.assertIn("at most 16 384 items, whatever the receiver's limits", text)
+        ref = reference()
+        self.assertEqual(MAX_BATCH_VALUES, ref.MAX_BATCH_VALUES)
+        self.assertEqual(BATCH_SIZE, 16 * 1024)
+        for maxValueSize, bound in ((DEFAULT_LIMITS.maxSize, BATCH_SIZE), (1000, 1000)):
+            client, server = referenceServerSession(SUITE_CASES[0], maxValueSize)
+            encodedValues = [b"\x00"] * client.batchLimit
+            recordType, body = server.records.open(client.sendEncodedValues(encodedValues))
+            self.assertEqual(recordType, ref.VALUES)
+            self.assertLessEqual(len(body), bound)
+            self.assertLess(len(ref.splitValues(body, maxValueSize)), 16384)
+
+
 class CloseHandshakeTests(SynchronousTestCase):
     """
     Section 5.6, with a reference peer.
@@ -1031,7 +1364,8 @@ class CloseHandshakeTests(SynchronousTestCase):
 
     def test_closingSideStillReceives(self) -> None:
         """
-        After sending its CLOSE a side still gets values, ignores pings,
+        After sending its CLOSE a side still gets values (in VALUE and
+        VALUES records), ignores pings,
         and is closed by the peer's CLOSE without replying; a record after
         that fails it.
         """
@@ -1046,6 +1380,9 @@ class CloseHandshakeTests(SynchronousTestCase):
             self.assertEqual((recordType, body), (ref.CLOSE, b"\x00\x00bye"))
             event = server.receiveFrame(client.records.seal(ref.VALUE, encode(1)))
             self.assertEqual(event, ValueReceived(1, 1))
+            body = ref.valuesBody([encode(2), encode("3")])
+            event = server.receiveFrame(client.records.seal(ref.VALUES, body))
+            self.assertEqual(event, ValuesReceived([2, "3"], 4))
             event = server.receiveFrame(client.records.seal(ref.PING, b""))
             self.assertEqual(event, PingReceived(b""))
             self.assertEqual(server.framesToSend(), [])

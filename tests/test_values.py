@@ -1120,7 +1120,11 @@ class DecodeManyTests(SynchronousTestCase):
     """
 
     def assertBatchRefused(
-        self, data: bytes, fragment: str, limits: Limits = DEFAULT_LIMITS
+        self,
+        data: bytes,
+        fragment: str,
+        limits: Limits = DEFAULT_LIMITS,
+        maxValues: int | None = None,
     ) -> None:
         """
         Assert that a new and a reused L{Decoder} refuse C{data} with the
@@ -1129,12 +1133,13 @@ class DecodeManyTests(SynchronousTestCase):
         @param data: The input.
         @param fragment: Text the message must hold.
         @param limits: The limits to decode with.
+        @param maxValues: The most values the batch may hold.
         """
-        error = self.assertRaises(DecodeError, Decoder(limits).decodeMany, data)
+        error = self.assertRaises(DecodeError, Decoder(limits).decodeMany, data, maxValues)
         self.assertIn(fragment, str(error))
         decoder = Decoder(limits)
         self.assertEqual(decoder.decodeMany(b"\x92\x01\xa1x"), [1, "x"])
-        otherError = self.assertRaises(DecodeError, decoder.decodeMany, data)
+        otherError = self.assertRaises(DecodeError, decoder.decodeMany, data, maxValues)
         self.assertEqual(str(otherError), str(error))
         self.assertEqual(decoder.decodeMany(b"\x92\x01\xa1x"), [1, "x"])
         self.assertEqual(decoder.decode(encode([1, (2,)])), [1, (2,)])
@@ -1227,14 +1232,28 @@ class DecodeManyTests(SynchronousTestCase):
     def test_otherLimits(self) -> None:
         """
         C{maxItems}, C{maxIntBytes} and C{maxHashCollisions} apply to each
-        value, C{maxItems} to the number of values too, and C{maxSize} to
-        the whole input.
+        value, and C{maxSize} to the whole input.  The number of values is
+        bounded by C{maxValues} (C{maxItems} by default), not by
+        C{maxItems}: more values than C{maxItems} are decoded one by one,
+        each still within C{maxItems}.
         """
         self.assertBatchRefused(
             batch([b"\x01", encode([1, 2, 3, 4])]), "maxItems=3", Limits(maxItems=3)
         )
-        self.assertBatchRefused(batch([b"\x01"] * 4), "maxItems=3", Limits(maxItems=3))
+        self.assertBatchRefused(batch([b"\x01"] * 4), "more than the 3", Limits(maxItems=3))
         self.assertEqual(Decoder(Limits(maxItems=3)).decodeMany(batch([b"\x01"] * 3)), [1, 1, 1])
+        decoder = Decoder(Limits(maxItems=3))
+        values = [[1, 2, 3], (4, 5), {6}, "x", [7]]
+        self.assertEqual(
+            decoder.decodeMany(batch([encode(v) for v in values]), maxValues=5), values
+        )
+        self.assertBatchRefused(
+            batch([encode([1, 2, 3]), encode([1, 2, 3, 4]), b"\x01", b"\x02"]),
+            "maxItems=3",
+            Limits(maxItems=3),
+            maxValues=4,
+        )
+        self.assertRaises(DecodeError, decoder.decodeMany, batch([b"\x01"] * 6), maxValues=5)
         self.assertBatchRefused(batch([encode(2**72)]), "maxIntBytes=9", Limits(maxIntBytes=9))
         colliding = {-1, -2, 2**61 - 1, 2 * (2**61 - 1)}
         self.assertBatchRefused(
