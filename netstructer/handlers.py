@@ -180,6 +180,8 @@ class EchoHandler:
             self._log.warn("Cannot echo a value to {peer}: {error}", peer=session.key, error=e)
             session.close("the value is larger than you accept", CloseCode.TOO_BIG)
             return
+        if session.writable:
+            return
         writable = session.whenWritable()
         if writable.called or _closing(session):
             return

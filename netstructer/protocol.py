@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from twisted.internet import defer
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IAddress, IPushProducer, IReactorTime
 from twisted.internet.protocol import ClientFactory, Factory
@@ -66,6 +67,13 @@ __all__ = [
 ]
 
 _PREFIX = struct.Struct("!I")
+
+_IMMEDIATE_WRITE_LIMIT = 64 * 1024
+"""The most bytes L{BridgeProtocol} holds back while it handles received
+data, to send them straight to the socket afterwards instead of through the
+transport's buffer.  Beyond that, writes are limited by bandwidth, not by
+the latency of one more reactor iteration, and must reach the transport's
+buffer, whose size pauses writers (L{BridgeProtocol.whenWritable})."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +212,43 @@ def sessionKey(address: IAddress | None) -> str:
     if ":" in host:
         return f"[{host}]:{port}"
     return f"{host}:{port}"
+
+
+def _bufferingDescriptor(transport: object) -> FileDescriptor | None:
+    """
+    The transport as a L{FileDescriptor} whose write buffer
+    L{BridgeProtocol} may bypass (a TCP or UNIX connection of one of the
+    select/poll/epoll/kqueue reactors: see L{BridgeProtocol._sendNow}), or
+    L{None} for any other transport (TLS, IOCP, test transports).
+
+    Bypassing the buffer needs to know whether it is empty, which
+    L{FileDescriptor} keeps in C{dataBuffer}, C{offset} and
+    C{_tempDataLen}: a descriptor without them is not used.
+
+    @param transport: The protocol's transport.
+    @return: The descriptor, or L{None}.
+    """
+    if isinstance(transport, FileDescriptor) and all(
+        hasattr(transport, name) for name in ("_tempDataLen", "dataBuffer", "offset")
+    ):
+        return transport
+    return None
+
+
+def _writeBufferEmpty(descriptor: FileDescriptor) -> bool:
+    """
+    Whether C{descriptor} holds no unwritten data, is not closing, and sends
+    what is written to it to its socket unchanged (not through TLS, which
+    L{startTLS<twisted.internet.interfaces.ITLSTransport.startTLS>} can
+    start at any time).
+    """
+    return (
+        not descriptor._tempDataLen
+        and descriptor.offset == len(descriptor.dataBuffer)
+        and bool(descriptor.connected)
+        and not descriptor.disconnecting
+        and not getattr(descriptor, "TLS", False)
+    )
 
 
 class _Transport(Protocol):
@@ -356,6 +401,9 @@ class BridgeProtocol(Int32StringReceiver):
         self._encode: Callable[[object], bytes] = self._channel.encoder.encode
         self._producerRegistered = False
         self._awaitingPeerEnd = False
+        self._descriptor: FileDescriptor | None = None
+        self._corked: list[bytes] | None = None
+        self._corkedSize = 0
 
     @property
     def queuedValues(self) -> int:
@@ -386,6 +434,7 @@ class BridgeProtocol(Int32StringReceiver):
         self.lastActivity = now
         self.transport.registerProducer(self._writeFlow, True)
         self._producerRegistered = True
+        self._descriptor = _bufferingDescriptor(self.transport)
         self._handshakeTimer = self.clock.callLater(
             self.config.handshakeTimeout, self._handshakeTimedOut
         )
@@ -405,9 +454,35 @@ class BridgeProtocol(Int32StringReceiver):
         Split the stream into frames in linear time and hand each to
         L{stringReceived}.  A length prefix over C{MAX_LENGTH} calls
         L{lengthLimitExceeded} before the frame is buffered.
+
+        Over a TCP or UNIX transport of a select/poll/epoll reactor (see
+        L{_bufferingDescriptor}), the frames written while these frames are
+        handled (replies to values, handshake messages) are held back and
+        then sent to the socket at once, together: see L{_transmit}.
         """
         self._buffer += data
-        self._processBuffer()
+        self._sendingTogether(self._processBuffer)
+
+    def _sendingTogether(self, call: Callable[[], None]) -> None:
+        """
+        Call C{call}, holding back the frames written meanwhile, and then
+        send them to the socket at once, together (see L{_sendNow}), when
+        the transport allows it.
+
+        @param call: What writes the frames.
+        """
+        if self._descriptor is None or self._corked is not None:
+            call()
+            return
+        corked: list[bytes] = []
+        self._corked = corked
+        self._corkedSize = 0
+        try:
+            call()
+        finally:
+            self._corked = None
+            if corked:
+                self._sendNow(corked)
 
     def _processBuffer(self) -> None:
         if self._processing:
@@ -557,6 +632,7 @@ class BridgeProtocol(Int32StringReceiver):
         producer is unregistered first: TLS transports postpone their
         shutdown while a producer is registered.
         """
+        self._uncork()
         if self._producerRegistered:
             self._producerRegistered = False
             self.transport.unregisterProducer()
@@ -646,20 +722,91 @@ class BridgeProtocol(Int32StringReceiver):
 
     def sendString(self, string: bytes) -> None:
         """
-        Write one frame payload with its length prefix, without copying it.
+        Write one frame payload with its length prefix (see L{_transmit}).
 
         @param string: The payload.
         @raise BufferDataError: It is too long for the 4-byte prefix.
         """
         if len(string) >= 2**32:
             raise BufferDataError(f"a frame of {len(string)} bytes cannot be length-prefixed")
-        self.transport.writeSequence([_PREFIX.pack(len(string)), string])
+        self._transmit(_PREFIX.pack(len(string)), string)
+
+    def _transmit(self, prefix: bytes, frame: bytes) -> None:
+        """
+        Write a frame and its length prefix.
+
+        While L{dataReceived} holds writes back (see L{_sendNow}), the frame
+        joins them, up to L{_IMMEDIATE_WRITE_LIMIT} bytes in all.  Past that
+        (an application sending many values, or a large one, from a callback
+        of a received value), what was held back and every later frame go
+        through the transport's buffer, so that its size pauses writers as
+        usual.  At other times, frames go through the transport's buffer,
+        without being copied.
+
+        @param prefix: The length prefix.
+        @param frame: The frame payload.
+        """
+        corked = self._corked
+        if corked is not None:
+            size = self._corkedSize + len(prefix) + len(frame)
+            if size <= _IMMEDIATE_WRITE_LIMIT:
+                corked.append(prefix)
+                corked.append(frame)
+                self._corkedSize = size
+                return
+            self._uncork()
+            self._corked = None
+        self.transport.writeSequence([prefix, frame])
+
+    def _uncork(self) -> None:
+        """
+        Hand the frames held back so far to the transport's buffer, so that
+        what is written next, or closing the transport, comes after them.
+        """
+        corked = self._corked
+        if corked:
+            self.transport.writeSequence(corked)
+            corked.clear()
+
+    def _sendNow(self, chunks: list[bytes]) -> None:
+        """
+        Send the frames written while L{dataReceived} ran, in one C{send},
+        before returning to the reactor.
+
+        A L{FileDescriptor} buffers every write until the reactor's next
+        iteration finds the socket writable: each reply would cost an
+        C{epoll_ctl} to start watching for writability, an C{epoll_wait}
+        that returns at once, and an C{epoll_ctl} to stop watching, on top
+        of the C{send}; for a small value, that is most of the time its
+        round trip spends outside the application.  So when nothing written
+        before waits in the transport's buffer, the frames go to the socket
+        now, with the descriptor's own C{writeSomeData}.  What the socket
+        does not take goes to the transport's buffer, as do all the frames
+        on an error, which the transport then reports as usual (by losing
+        the connection).
+
+        The frames leave together, as they did through the transport's
+        buffer: sending the first at once and the others later would let
+        Nagle's algorithm hold those back until the peer acknowledges the
+        first, which it may delay.
+
+        @param chunks: The length prefixes and frames, in order.
+        """
+        data = b"".join(chunks)
+        descriptor = self._descriptor
+        if descriptor is not None and _writeBufferEmpty(descriptor):
+            sent = descriptor.writeSomeData(data)
+            if isinstance(sent, int):
+                if sent >= len(data):
+                    return
+                data = data[sent:]
+        self.transport.write(data)
 
     def _write(self, frame: bytes) -> None:
         self.sendString(frame)
 
     def _writeValueFrame(self, frame: bytes, count: int = 1) -> None:
-        self.transport.writeSequence([_PREFIX.pack(len(frame)), frame])
+        self._transmit(_PREFIX.pack(len(frame)), frame)
         self.valuesOut += count
         self.bytesOut += len(frame)
         self._lastValue = self.clock.seconds()
@@ -694,7 +841,7 @@ class BridgeProtocol(Int32StringReceiver):
 
     def _flushLater(self) -> None:
         self._flushCall = None
-        self.flush()
+        self._sendingTogether(self.flush)
 
     def flush(self) -> None:
         """
@@ -787,6 +934,15 @@ class BridgeProtocol(Int32StringReceiver):
             )
         self._pending.append(encoded)
 
+    @property
+    def writable(self) -> bool:
+        """
+        Whether the transport is accepting writes, that is, whether
+        L{whenWritable} would fire at once.  Checking it costs less than
+        calling L{whenWritable} after every value.
+        """
+        return not self._writeFlow.paused
+
     def whenWritable(self) -> defer.Deferred[None]:
         """
         Wait until the transport's write buffer has room.
@@ -838,6 +994,12 @@ class BridgeProtocol(Int32StringReceiver):
             return defer.succeed(value)
         if self.closeReason is not None:
             return defer.fail(self.closeReason)
+        if timeout is None:
+            # The usual case, once per value for a reader waiting on each:
+            # no timer and no closure to make.
+            waiter: defer.Deferred[object] = defer.Deferred(self._forgetWaiter)
+            self._waiters.append(waiter)
+            return waiter
         timer: IDelayedCall | None = None
 
         def cancel(d: defer.Deferred[object]) -> None:
@@ -847,23 +1009,30 @@ class BridgeProtocol(Int32StringReceiver):
 
         d: defer.Deferred[object] = defer.Deferred(cancel)
         self._waiters.append(d)
-        if timeout is not None:
 
-            def timedOut() -> None:
-                self._waiters.remove(d)
-                d.errback(
-                    OperationTimedOut(f"no value arrived from {self.key} within {timeout} seconds")
-                )
+        def timedOut() -> None:
+            self._waiters.remove(d)
+            d.errback(
+                OperationTimedOut(f"no value arrived from {self.key} within {timeout} seconds")
+            )
 
-            timer = self.clock.callLater(timeout, timedOut)
+        timer = self.clock.callLater(timeout, timedOut)
 
-            def stopTimer(result: object) -> object:
-                if timer is not None and timer.active():
-                    timer.cancel()
-                return result
+        def stopTimer(result: object) -> object:
+            if timer is not None and timer.active():
+                timer.cancel()
+            return result
 
-            d.addBoth(stopTimer)
+        d.addBoth(stopTimer)
         return d
+
+    def _forgetWaiter(self, waiter: defer.Deferred[object]) -> None:
+        """
+        Cancel a L{recvBuffer} call that has no timeout.
+
+        @param waiter: Its Deferred.
+        """
+        self._waiters.remove(waiter)
 
     def pauseReceiving(self) -> None:
         """
@@ -964,6 +1133,14 @@ class BridgeProtocol(Int32StringReceiver):
         """
         Drop the connection at once, discarding pending writes.
         """
+        self._abortTransport()
+
+    def _abortTransport(self) -> None:
+        # An aborted descriptor still looks connected until the reactor
+        # delivers connectionLost: nothing may be sent past it any more.
+        self._descriptor = None
+        if self._corked:
+            self._corked.clear()
         self.transport.abortConnection()
 
     def _fail(self, error: BaseException, abort: bool = True) -> None:
@@ -971,7 +1148,7 @@ class BridgeProtocol(Int32StringReceiver):
             self._failure = Failure(error)
         self._cancelTimers()
         if abort:
-            self.transport.abortConnection()
+            self._abortTransport()
         else:
             self._loseConnection()
 

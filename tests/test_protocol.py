@@ -10,17 +10,26 @@ import struct
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.logger import LogEvent, Logger
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from netstructer.channel import HANDSHAKE_MAX_FRAME, Channel, CloseCode, Role
+from netstructer.channel import (
+    HANDSHAKE_MAX_FRAME,
+    Channel,
+    CloseCode,
+    CloseReceived,
+    Role,
+    ValueReceived,
+    ValuesReceived,
+)
 from netstructer.errors import (
     AuthenticationError,
     BufferDataError,
@@ -31,7 +40,13 @@ from netstructer.errors import (
     TruncationError,
 )
 from netstructer.keys import generateKey
-from netstructer.protocol import BridgeConfig, BridgeProtocol, ISessionObserver, sessionKey
+from netstructer.protocol import (
+    _IMMEDIATE_WRITE_LIMIT,
+    BridgeConfig,
+    BridgeProtocol,
+    ISessionObserver,
+    sessionKey,
+)
 from netstructer.values import Limits
 
 KEY = generateKey()
@@ -317,6 +332,20 @@ class ValueTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(pair.server.recvBuffer()), "kept")
         self.assertEqual(pair.clock.getDelayedCalls()[0].getTime(), 60.0)
 
+    def test_recvCancelWithoutTimeout(self) -> None:
+        """
+        Cancelling recvBuffer called without a timeout consumes nothing
+        either.
+        """
+        pair = Pair()
+        pair.pump()
+        d = pair.server.recvBuffer()
+        d.cancel()
+        self.failureResultOf(d)
+        pair.client.sendBuffer("kept")
+        pair.pump()
+        self.assertEqual(self.successResultOf(pair.server.recvBuffer()), "kept")
+
     def test_recvWaits(self) -> None:
         """
         recvBuffer called before the value arrives fires when it does.
@@ -440,11 +469,14 @@ class BackpressureTests(SynchronousTestCase):
         """
         pair = Pair()
         pair.pump()
+        self.assertTrue(pair.client.writable)
         self.successResultOf(pair.client.whenWritable())
         pair.clientTransport.producer.pauseProducing()
+        self.assertFalse(pair.client.writable)
         d = pair.client.whenWritable()
         self.assertNoResult(d)
         pair.clientTransport.producer.resumeProducing()
+        self.assertTrue(pair.client.writable)
         self.successResultOf(d)
 
 
@@ -641,3 +673,276 @@ class ConfigTests(SynchronousTestCase):
             {"maxQueuedValues": 0},
         ]:
             self.assertRaises(ValueError, BridgeConfig.fromKey, KEY, **options)
+
+
+class SocketDescriptor(FileDescriptor):
+    """
+    A L{FileDescriptor}, as the TCP transports of Twisted's reactors are,
+    over an in-memory socket.
+
+    @ivar sent: What the socket took.
+    @ivar room: How many bytes the socket takes per write; L{None} for all.
+    @ivar lost: Whether writing fails as on a lost connection.
+    @ivar aborted: Whether the connection was aborted.
+    """
+
+    def __init__(self, reactor: MemoryReactor) -> None:
+        super().__init__(reactor)
+        self.connected = 1
+        self.sent = bytearray()
+        self.room: int | None = None
+        self.lost = False
+        self.aborted = False
+
+    def writeSomeData(self, data: bytes) -> int | BaseException:
+        if self.lost:
+            return ConnectionLost()
+        taken = len(data) if self.room is None else min(self.room, len(data))
+        self.sent += data[:taken]
+        return taken
+
+    def getPeer(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", 40000)
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", 5000)
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+
+    @property
+    def waiting(self) -> bool:
+        """
+        Whether data waits in the transport's buffer for the reactor to find
+        the socket writable.
+        """
+        return self in self.reactor.getWriters()
+
+    def flush(self) -> None:
+        """
+        Write the buffer as the reactor does while the socket is writable.
+        """
+        while self.waiting:
+            self.doWrite()
+
+
+class Echo(BridgeProtocol):
+    """
+    Sends every value back, and ends the connection after echoing
+    C{"last"}.
+    """
+
+    def bufferReceived(self, value: object) -> None:
+        self.sendBuffer(value)
+        if value == "last":
+            self.transport.loseConnection()
+
+
+class ImmediateWriteTests(SynchronousTestCase):
+    """
+    Over a L{FileDescriptor} transport, the frames written while
+    L{BridgeProtocol.dataReceived} runs go to the socket together before it
+    returns, when nothing waits in the transport's buffer, instead of
+    waiting for the reactor to find the socket writable.
+    """
+
+    def setUp(self) -> None:
+        """
+        Connect an echoing server to a L{SocketDescriptor}, and complete the
+        handshake with a client L{Channel}.
+        """
+        self.descriptor = SocketDescriptor(MemoryReactor())
+        self.clock = Clock()
+        self.server = Echo(Role.SERVER, BridgeConfig.fromKey(KEY), self.clock)
+        self.server.makeConnection(self.descriptor)
+        self.client = Channel(Role.CLIENT, KEY)
+        self.deliver(*self.client.framesToSend())
+        self.assertFalse(self.descriptor.waiting)
+        for frame in self.frames():
+            self.client.receiveFrame(frame)
+        self.deliver(*self.client.framesToSend())
+        self.assertTrue(self.server.established)
+
+    def deliver(self, *frames: bytes) -> None:
+        """
+        Give the server frames, in one read.
+        """
+        self.server.dataReceived(b"".join(struct.pack("!I", len(f)) + f for f in frames))
+
+    def frames(self) -> list[bytes]:
+        """
+        Take the frames the socket took.
+        """
+        data = bytes(self.descriptor.sent)
+        self.descriptor.sent.clear()
+        frames = []
+        while data:
+            (length,) = struct.unpack_from("!I", data)
+            frames.append(data[4 : 4 + length])
+            data = data[4 + length :]
+        return frames
+
+    def values(self) -> list[object]:
+        """
+        Take the values the socket took.
+        """
+        values = []
+        for frame in self.frames():
+            event = self.client.receiveFrame(frame)
+            if isinstance(event, ValuesReceived):
+                values.extend(event.values)
+            else:
+                assert isinstance(event, ValueReceived)
+                values.append(event.value)
+        return values
+
+    def test_replyAtOnce(self) -> None:
+        """
+        The reply to a value is on the socket when C{dataReceived} returns,
+        with nothing left for the reactor to write.
+        """
+        self.deliver(self.client.sendValue(EXAMPLE))
+        self.assertFalse(self.descriptor.waiting)
+        self.assertEqual(self.values(), [EXAMPLE])
+
+    def test_repliesTogether(self) -> None:
+        """
+        The replies to values received in one read leave together, in
+        order.
+        """
+        self.deliver(*(self.client.sendValue(i) for i in range(3)))
+        self.assertFalse(self.descriptor.waiting)
+        self.assertEqual(self.values(), [0, 1, 2])
+
+    def test_closeReplyAtOnce(self) -> None:
+        """
+        The reply to the peer's close record leaves at once too.
+        """
+        self.deliver(self.client.close())
+        self.assertFalse(self.descriptor.waiting)
+        [reply] = self.frames()
+        self.assertIsInstance(self.client.receiveFrame(reply), CloseReceived)
+
+    def test_endAfterReply(self) -> None:
+        """
+        A reply written before the transport was asked to end the
+        connection leaves before it ends.
+        """
+        self.deliver(self.client.sendValue("last"))
+        self.assertEqual(self.descriptor.sent, b"")
+        self.descriptor.flush()
+        self.assertEqual(self.values(), ["last"])
+        self.assertFalse(self.descriptor.waiting)
+
+    def test_outsideDataReceived(self) -> None:
+        """
+        Values sent outside C{dataReceived} leave together at the end of the
+        reactor turn, in one record, straight to the socket.
+        """
+        self.server.sendBuffer("unprompted")
+        self.server.sendBuffer("too")
+        self.assertEqual(self.descriptor.sent, b"")
+        self.clock.advance(0)
+        self.assertFalse(self.descriptor.waiting)
+        self.assertEqual(self.values(), ["unprompted", "too"])
+
+    def test_bufferedFirst(self) -> None:
+        """
+        A reply does not overtake data waiting in the transport's buffer.
+        """
+        self.descriptor.room = 3
+        self.server.sendBuffer("first")
+        self.clock.advance(0)
+        self.assertTrue(self.descriptor.waiting)
+        self.descriptor.room = None
+        taken = bytes(self.descriptor.sent)
+        self.deliver(self.client.sendValue("second"))
+        self.assertEqual(self.descriptor.sent, taken)
+        self.descriptor.flush()
+        self.assertEqual(self.values(), ["first", "second"])
+
+    def test_afterDrain(self) -> None:
+        """
+        Once the buffer has drained, replies go to the socket at once again.
+        """
+        self.server.sendBuffer("first")
+        self.descriptor.flush()
+        self.deliver(self.client.sendValue("second"))
+        self.assertFalse(self.descriptor.waiting)
+        self.assertEqual(self.values(), ["first", "second"])
+
+    def test_partial(self) -> None:
+        """
+        What the socket does not take waits in the transport's buffer.
+        """
+        self.descriptor.room = 3
+        self.deliver(self.client.sendValue(EXAMPLE))
+        self.assertEqual(len(self.descriptor.sent), 3)
+        self.assertTrue(self.descriptor.waiting)
+        self.descriptor.room = None
+        self.descriptor.flush()
+        self.assertEqual(self.values(), [EXAMPLE])
+
+    def test_lost(self) -> None:
+        """
+        When the socket fails, the reply waits in the transport's buffer, and
+        the transport reports the failure when it next writes.
+        """
+        self.descriptor.lost = True
+        self.deliver(self.client.sendValue("x"))
+        self.assertTrue(self.descriptor.waiting)
+        self.assertIsInstance(self.descriptor.doWrite(), ConnectionLost)
+
+    def test_large(self) -> None:
+        """
+        A frame over L{_IMMEDIATE_WRITE_LIMIT} goes through the transport's
+        buffer, after the frames written before it.
+        """
+        value = b"x" * _IMMEDIATE_WRITE_LIMIT
+        self.deliver(self.client.sendValue("small"), self.client.sendValue(value))
+        self.assertEqual(self.descriptor.sent, b"")
+        self.descriptor.flush()
+        self.assertEqual(self.values(), ["small", value])
+
+    def test_limit(self) -> None:
+        """
+        Once the frames written while C{dataReceived} runs exceed
+        L{_IMMEDIATE_WRITE_LIMIT} bytes in all, they and the frames written
+        after them go through the transport's buffer, so that its size
+        pauses writers.
+        """
+        values = [bytes([i]) * (_IMMEDIATE_WRITE_LIMIT // 3) for i in range(4)]
+        self.deliver(*(self.client.sendValue(v) for v in values))
+        self.assertEqual(self.descriptor.sent, b"")
+        self.assertFalse(self.server.writable)
+        self.descriptor.flush()
+        self.assertTrue(self.server.writable)
+        self.assertEqual(self.values(), values)
+
+    def test_tls(self) -> None:
+        """
+        Once the transport runs TLS, frames go through it.
+        """
+        self.descriptor.TLS = True  # type: ignore[attr-defined]
+        self.deliver(self.client.sendValue("x"))
+        self.assertEqual(self.descriptor.sent, b"")
+        self.assertTrue(self.descriptor.waiting)
+
+    def test_closing(self) -> None:
+        """
+        Nothing goes to the socket at once after the transport was asked to
+        close.
+        """
+        self.descriptor.loseConnection()
+        self.deliver(self.client.sendValue("x"))
+        self.assertEqual(self.descriptor.sent, b"")
+
+    def test_aborted(self) -> None:
+        """
+        Nothing goes to the socket after the connection was aborted (an
+        aborting transport discards its buffer).
+        """
+        self.server.abort()
+        self.assertTrue(self.descriptor.aborted)
+        self.deliver(self.client.sendValue("x"))
+        self.assertEqual(self.descriptor.sent, b"")

@@ -783,6 +783,43 @@ class HandlerTests(ServerTestCase):
         self.assertTrue(good.client.established)
         self.closeAll()
 
+    def test_bufferReceivedDeferredFails(self) -> None:
+        """
+        A handler whose C{bufferReceived} returns a L{Deferred} that fails has
+        that session closed with C{INTERNAL_ERROR}, as if it had raised.
+        """
+        later: defer.Deferred[None] = defer.Deferred()
+
+        class Deferring:
+            def bufferReceived(self, session: BridgeProtocol, value: object) -> object:
+                return later
+
+        self.makeServer(Deferring())
+        link = self.connect()
+        link.client.sendBuffer("x")
+        self.network.pump()
+        self.assertTrue(link.client.established)
+        later.errback(RuntimeError("handler bug with a secret in its traceback"))
+        self.network.pump()
+        self.assertClosedByHandlerFailure(link)
+
+    def test_handlerReplaced(self) -> None:
+        """
+        Values arriving after the handler was replaced go to the new one,
+        on sessions opened before.
+        """
+        first, second = Recording(), Recording()
+        server = self.makeServer(first)
+        link = self.connect()
+        link.client.sendBuffer(1)
+        self.network.pump()
+        server.setHandler(second)
+        link.client.sendBuffer(2)
+        self.network.pump()
+        self.assertEqual([c[2] for c in first.calls if c[0] == "value"], [1])
+        self.assertEqual([c[2] for c in second.calls if c[0] == "value"], [2])
+        self.closeAll()
+
     def test_sessionClosedFails(self) -> None:
         """
         A handler raising in C{sessionClosed} is logged.
