@@ -92,10 +92,18 @@ real use leave C{ephemeral} out and a fresh key is generated)::
 
 A responder holding several candidate PSKs (key rotation) builds one
 L{NNpsk0Responder} per PSK and calls L{NNpsk0Responder.readMessage1} on each
-until one does not raise C{InvalidTag}.  Construction costs one SHA-256 and
-reading message 1 costs no Diffie-Hellman and generates no key (a responder
-generates its ephemeral key only in L{NNpsk0Responder.writeMessage2}), so each
-failed attempt is cheap and leaves nothing behind.
+until one does not raise C{InvalidTag}.  Construction costs two SHA-256 and an
+HKDF (nothing at all from an L{NNpsk0Template}) and reading message 1 costs no
+Diffie-Hellman and generates no key (a responder given no ephemeral key
+generates it only in L{NNpsk0Responder.writeMessage2}), so each failed attempt
+is cheap and leaves nothing behind.
+
+Everything before the C{e} token depends only on the cipher, the PSK and the
+prologue; an L{NNpsk0Template} computes it once for any number of handshakes,
+each of which still generates its own ephemeral key.  A responder may also be
+given an ephemeral key made by L{generateEphemeral} before message 1 arrives,
+so that generating it does not delay message 2; such a key, like any ephemeral
+key, must serve one handshake only.
 
 Python cannot reliably erase C{bytes} from memory; this module drops its
 references to secrets as soon as it no longer needs them and never shows them
@@ -107,7 +115,6 @@ This module imports only the standard library and C{cryptography}.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import struct
 from collections.abc import Callable
 from typing import Final, TypeAlias
@@ -117,6 +124,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import (
     X25519PublicKey,
 )
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 __all__ = [
     "CIPHER_NAMES",
@@ -124,6 +133,8 @@ __all__ = [
     "CipherState",
     "NNpsk0Initiator",
     "NNpsk0Responder",
+    "NNpsk0Template",
+    "generateEphemeral",
 ]
 
 _BytesLike: TypeAlias = "bytes | bytearray | memoryview"
@@ -150,6 +161,7 @@ _PSK_SIZE: Final = 32
 _MAX_HANDSHAKE_MESSAGE: Final = 65535
 _MIN_HANDSHAKE_MESSAGE: Final = _DH_LEN + TAG_SIZE
 _MAX_HANDSHAKE_PAYLOAD: Final = _MAX_HANDSHAKE_MESSAGE - _MIN_HANDSHAKE_MESSAGE
+_SHA256: Final = SHA256()
 _LAST_NONCE: Final = 2**64 - 2
 """
 The last counter value that may be used: C{2 ** 64 - 1} is reserved by Noise.
@@ -226,6 +238,22 @@ def _checkCipherName(cipherName: str) -> None:
         )
 
 
+def _hkdf(chainingKey: bytes, ikm: _BytesLike, outputs: int) -> bytes:
+    """
+    The Noise C{HKDF} function: C{tempKey = HMAC(ck, ikm)}, C{output1 =
+    HMAC(tempKey, 0x01)}, C{output2 = HMAC(tempKey, output1 || 0x02)}, and
+    so on, over HMAC-SHA256.  That is exactly RFC 5869 HKDF-SHA256 with the
+    chaining key as the salt and empty info, which C{cryptography} computes
+    in one call, faster than the separate HMACs.
+
+    @param chainingKey: The 32-byte chaining key, used as the HMAC key.
+    @param ikm: The input key material.
+    @param outputs: How many 32-byte outputs to make.
+    @return: The outputs, concatenated.
+    """
+    return HKDF(_SHA256, outputs * _HASH_LEN, chainingKey, b"").derive(ikm)
+
+
 def _hkdf2(chainingKey: bytes, ikm: _BytesLike) -> tuple[bytes, bytes]:
     """
     The Noise C{HKDF} function with two outputs, over HMAC-SHA256.
@@ -234,10 +262,8 @@ def _hkdf2(chainingKey: bytes, ikm: _BytesLike) -> tuple[bytes, bytes]:
     @param ikm: The input key material (zero bytes, 32 bytes or a DH output).
     @return: C{(output1, output2)}, 32 bytes each.
     """
-    tempKey = hmac.digest(chainingKey, ikm, "sha256")
-    output1 = hmac.digest(tempKey, b"\x01", "sha256")
-    output2 = hmac.digest(tempKey, output1 + b"\x02", "sha256")
-    return output1, output2
+    output = _hkdf(chainingKey, ikm, 2)
+    return output[:_HASH_LEN], output[_HASH_LEN:]
 
 
 def _hkdf3(chainingKey: bytes, ikm: _BytesLike) -> tuple[bytes, bytes, bytes]:
@@ -248,11 +274,20 @@ def _hkdf3(chainingKey: bytes, ikm: _BytesLike) -> tuple[bytes, bytes, bytes]:
     @param ikm: The input key material (here: the PSK).
     @return: C{(output1, output2, output3)}, 32 bytes each.
     """
-    tempKey = hmac.digest(chainingKey, ikm, "sha256")
-    output1 = hmac.digest(tempKey, b"\x01", "sha256")
-    output2 = hmac.digest(tempKey, output1 + b"\x02", "sha256")
-    output3 = hmac.digest(tempKey, output2 + b"\x03", "sha256")
-    return output1, output2, output3
+    output = _hkdf(chainingKey, ikm, 3)
+    return output[:_HASH_LEN], output[_HASH_LEN : 2 * _HASH_LEN], output[2 * _HASH_LEN :]
+
+
+def generateEphemeral() -> X25519PrivateKey:
+    """
+    Generate a fresh ephemeral key, for a responder that wants its key ready
+    before message 1 arrives (see the C{ephemeral} parameter of
+    L{NNpsk0Responder}).  Use each key for one handshake only.
+
+    @return: A new X25519 private key from the operating system's random
+        number generator.
+    """
+    return X25519PrivateKey.generate()
 
 
 class CipherState:
@@ -353,15 +388,21 @@ class CipherState:
 class _SymmetricState:
     """
     The Noise C{SymmetricState}: the chaining key C{ck}, the handshake hash
-    C{h} and the handshake's current L{CipherState} (if a key is set).
+    C{h} and the handshake's current key C{k} (if one is set).
+
+    The L{CipherState} of a key is built when the key first encrypts or
+    decrypts, not when it is set: in C{NNpsk0} the keys set by the C{psk}
+    token and by the responder's C{e} token are replaced before they are ever
+    used, and building their AEADs would be wasted work on every handshake.
 
     @ivar cipherName: The Noise name of the cipher.
     """
 
-    __slots__ = ("_chainingKey", "_cipher", "_h", "cipherName")
+    __slots__ = ("_chainingKey", "_cipher", "_h", "_key", "cipherName")
 
     _chainingKey: bytes
     _h: bytes
+    _key: bytes
     _cipher: CipherState | None
     cipherName: str
 
@@ -375,14 +416,45 @@ class _SymmetricState:
         self.cipherName = cipherName
         self._h = _INITIAL_HASHES[cipherName]
         self._chainingKey = self._h
+        self._key = b""
         self._cipher = None
         self.mixHash(prologue)
+
+    @classmethod
+    def _resume(cls, cipherName: str, chainingKey: bytes, h: bytes, key: bytes) -> _SymmetricState:
+        """
+        Make a symmetric state holding values saved from another one (see
+        L{NNpsk0Template}).
+
+        @param cipherName: One of L{CIPHER_NAMES}.
+        @param chainingKey: C{ck}.
+        @param h: C{h}.
+        @param key: C{k}, or C{b""} if no key is set.
+        @return: The state; its key, if any, has not been used yet.
+        """
+        state = cls.__new__(cls)
+        state.cipherName = cipherName
+        state._chainingKey = chainingKey
+        state._h = h
+        state._key = key
+        state._cipher = None
+        return state
 
     def __repr__(self) -> str:
         """
         @return: The cipher name and whether a key is set, never a secret.
         """
-        return f"<_SymmetricState {self.cipherName} hasKey={self._cipher is not None}>"
+        return f"<_SymmetricState {self.cipherName} hasKey={bool(self._key)}>"
+
+    def _currentCipher(self) -> CipherState | None:
+        """
+        @return: The L{CipherState} of the current key, built on its first
+            use, or L{None} if no key is set.
+        """
+        cipher = self._cipher
+        if cipher is None and self._key:
+            cipher = self._cipher = CipherState(self.cipherName, self._key)
+        return cipher
 
     @property
     def handshakeHash(self) -> bytes:
@@ -407,8 +479,8 @@ class _SymmetricState:
 
         @param ikm: The input key material.
         """
-        self._chainingKey, tempKey = _hkdf2(self._chainingKey, ikm)
-        self._cipher = CipherState(self.cipherName, tempKey)
+        self._chainingKey, self._key = _hkdf2(self._chainingKey, ikm)
+        self._cipher = None
 
     def mixKeyAndHash(self, ikm: bytes) -> None:
         """
@@ -417,9 +489,9 @@ class _SymmetricState:
 
         @param ikm: The input key material (the PSK).
         """
-        self._chainingKey, tempHash, tempKey = _hkdf3(self._chainingKey, ikm)
+        self._chainingKey, tempHash, self._key = _hkdf3(self._chainingKey, ikm)
         self.mixHash(tempHash)
-        self._cipher = CipherState(self.cipherName, tempKey)
+        self._cipher = None
 
     def encryptAndHash(self, plaintext: _BytesLike) -> bytes:
         """
@@ -429,10 +501,8 @@ class _SymmetricState:
         @param plaintext: The payload.
         @return: The ciphertext (or plaintext, if no key is set).
         """
-        if self._cipher is None:
-            ciphertext = bytes(plaintext)
-        else:
-            ciphertext = self._cipher.encrypt(plaintext, self._h)
+        cipher = self._currentCipher()
+        ciphertext = bytes(plaintext) if cipher is None else cipher.encrypt(plaintext, self._h)
         self.mixHash(ciphertext)
         return ciphertext
 
@@ -445,10 +515,8 @@ class _SymmetricState:
         @return: The plaintext.
         @raise cryptography.exceptions.InvalidTag: If authentication fails.
         """
-        if self._cipher is None:
-            plaintext = bytes(ciphertext)
-        else:
-            plaintext = self._cipher.decrypt(ciphertext, self._h)
+        cipher = self._currentCipher()
+        plaintext = bytes(ciphertext) if cipher is None else cipher.decrypt(ciphertext, self._h)
         self.mixHash(ciphertext)
         return plaintext
 
@@ -463,10 +531,11 @@ class _SymmetricState:
 
     def discardSecrets(self) -> None:
         """
-        Drop the chaining key and the handshake cipher.  C{h} is kept: it is
+        Drop the chaining key and the handshake key.  C{h} is kept: it is
         public to both parties and serves as the handshake hash.
         """
         self._chainingKey = b""
+        self._key = b""
         self._cipher = None
 
 
@@ -518,6 +587,86 @@ def _checkHandshakePayload(payload: _BytesLike) -> None:
         )
 
 
+class NNpsk0Template:
+    """
+    What every C{NNpsk0} handshake with a given cipher, PSK and prologue
+    starts from: C{Initialize()} and the C{psk} token (C{MixHash(prologue)},
+    then C{MixKeyAndHash(psk)}), whose results depend on nothing else.
+
+    A program making many handshakes with the same PSK computes them once
+    here and starts each handshake from them with L{initiator} or
+    L{responder}.  Every handshake still generates its own ephemeral key, so
+    nothing secret is shared between handshakes beyond the PSK itself (the
+    key set by the C{psk} token is replaced by the C{e} token before it
+    encrypts anything).
+
+    A template holds a chaining key derived from the PSK, which is as good as
+    the PSK for making handshakes: keep it as secret as the PSK.
+
+    @ivar cipherName: The Noise name of the cipher.
+    """
+
+    __slots__ = ("_chainingKey", "_h", "_key", "cipherName")
+
+    _chainingKey: bytes
+    _h: bytes
+    _key: bytes
+    cipherName: str
+
+    def __init__(self, cipherName: str, psk: bytes, prologue: bytes) -> None:
+        """
+        @param cipherName: One of L{CIPHER_NAMES}.
+        @param psk: The 32-byte pre-shared key.
+        @param prologue: Bytes both sides must agree on (they are
+            authenticated, not sent).
+        @raise ValueError: If the cipher is unknown or the PSK is not 32 bytes.
+        """
+        _checkCipherName(cipherName)
+        if len(psk) != _PSK_SIZE:
+            raise ValueError(f"a Noise PSK is {_PSK_SIZE} bytes, not {len(psk)}")
+        symmetric = _SymmetricState(cipherName, bytes(prologue))
+        symmetric.mixKeyAndHash(bytes(psk))
+        self.cipherName = cipherName
+        self._chainingKey = symmetric._chainingKey
+        self._h = symmetric._h
+        self._key = symmetric._key
+
+    def __repr__(self) -> str:
+        """
+        @return: The class and cipher, never a key.
+        """
+        return f"<NNpsk0Template {self.cipherName}>"
+
+    def _symmetricState(self) -> _SymmetricState:
+        """
+        @return: A new symmetric state in the state this template saved.
+        """
+        return _SymmetricState._resume(self.cipherName, self._chainingKey, self._h, self._key)
+
+    def initiator(self, ephemeral: X25519PrivateKey | None = None) -> NNpsk0Initiator:
+        """
+        Start an initiator's handshake.
+
+        @param ephemeral: As for L{NNpsk0Initiator}: leave it out outside
+            tests.
+        @return: A new initiator, ready for L{NNpsk0Initiator.writeMessage1}.
+        """
+        initiator = NNpsk0Initiator.__new__(NNpsk0Initiator)
+        initiator._setUp(self, ephemeral)
+        return initiator
+
+    def responder(self, ephemeral: X25519PrivateKey | None = None) -> NNpsk0Responder:
+        """
+        Start a responder's handshake.
+
+        @param ephemeral: As for L{NNpsk0Responder}.
+        @return: A new responder, ready for L{NNpsk0Responder.readMessage1}.
+        """
+        responder = NNpsk0Responder.__new__(NNpsk0Responder)
+        responder._setUp(self, ephemeral)
+        return responder
+
+
 class _NNpsk0Handshake:
     """
     What the two sides of an C{NNpsk0} handshake share: construction, step
@@ -529,7 +678,6 @@ class _NNpsk0Handshake:
     __slots__ = (
         "_ephemeral",
         "_handshakeHash",
-        "_psk",
         "_remoteEphemeral",
         "_step",
         "_symmetric",
@@ -539,7 +687,6 @@ class _NNpsk0Handshake:
     _ephemeral: X25519PrivateKey | None
     _remoteEphemeral: bytes
     _handshakeHash: bytes
-    _psk: bytes
     _step: str
     _symmetric: _SymmetricState
     cipherName: str
@@ -552,27 +699,35 @@ class _NNpsk0Handshake:
         ephemeral: X25519PrivateKey | None = None,
     ) -> None:
         """
-        C{Initialize()} for C{NNpsk0}: no pre-message keys, one PSK.
+        C{Initialize()} for C{NNpsk0} (no pre-message keys, one PSK), and the
+        first token of message 1, C{psk}, which depends on nothing else: see
+        L{NNpsk0Template}, which does this once for many handshakes.
 
         @param cipherName: One of L{CIPHER_NAMES}.
         @param psk: The 32-byte pre-shared key.
         @param prologue: Bytes both sides must agree on (they are
             authenticated, not sent).
-        @param ephemeral: This side's ephemeral key; L{None} (the default, and
-            the only safe choice outside tests) generates a fresh one when the
-            first message that needs it is written.
+        @param ephemeral: This side's ephemeral key; L{None} (the default)
+            generates a fresh one when the first message that needs it is
+            written.  Outside tests, give one only if it was made by
+            L{generateEphemeral} for this handshake alone.
         @raise ValueError: If the cipher is unknown or the PSK is not 32 bytes.
         """
-        _checkCipherName(cipherName)
-        if len(psk) != _PSK_SIZE:
-            raise ValueError(f"a Noise PSK is {_PSK_SIZE} bytes, not {len(psk)}")
-        self.cipherName = cipherName
-        self._psk = bytes(psk)
+        self._setUp(NNpsk0Template(cipherName, psk, prologue), ephemeral)
+
+    def _setUp(self, template: NNpsk0Template, ephemeral: X25519PrivateKey | None) -> None:
+        """
+        Start the handshake from a template.
+
+        @param template: The cipher, and the state after the C{psk} token.
+        @param ephemeral: This side's ephemeral key, or L{None}.
+        """
+        self.cipherName = template.cipherName
         self._ephemeral = ephemeral
         self._remoteEphemeral = b""
         self._handshakeHash = b""
         self._step = _START
-        self._symmetric = _SymmetricState(cipherName, bytes(prologue))
+        self._symmetric = template._symmetricState()
 
     def __repr__(self) -> str:
         """
@@ -600,7 +755,6 @@ class _NNpsk0Handshake:
         """
         Drop every secret the handshake still holds.
         """
-        self._psk = b""
         self._ephemeral = None
         self._remoteEphemeral = b""
         self._symmetric.discardSecrets()
@@ -615,13 +769,6 @@ class _NNpsk0Handshake:
         """
         if self._step != nextStep:
             self._discardSecrets()
-
-    def _mixPsk(self) -> None:
-        """
-        Process the C{psk} token: C{MixKeyAndHash(psk)}, then forget the PSK.
-        """
-        self._symmetric.mixKeyAndHash(self._psk)
-        self._psk = b""
 
     def _mixEphemeral(self, ephemeralPublic: _BytesLike) -> None:
         """
@@ -713,7 +860,8 @@ class NNpsk0Initiator(_NNpsk0Handshake):
 
     def writeMessage1(self, payload: _BytesLike) -> bytes:
         """
-        Write message 1: tokens C{psk, e}, then the encrypted payload.
+        Write message 1: tokens C{psk} (already processed when the handshake
+        was made), C{e}, then the encrypted payload.
 
         @param payload: The payload, authenticated with the PSK (though not
             forward secret, and replayable to the responder).
@@ -725,7 +873,6 @@ class NNpsk0Initiator(_NNpsk0Handshake):
         self._begin(_START, "writeMessage1")
         try:
             _checkHandshakePayload(payload)
-            self._mixPsk()
             ephemeralPublic = self._ourEphemeralPublic()
             self._mixEphemeral(ephemeralPublic)
             message = ephemeralPublic + self._symmetric.encryptAndHash(payload)
@@ -778,16 +925,17 @@ class NNpsk0Responder(_NNpsk0Handshake):
     The responder (accepting side) of an C{NNpsk0} handshake.
 
     Call L{readMessage1}, then L{writeMessage2}, then L{split}, once each and
-    in that order.  Construction and L{readMessage1} are cheap (no
-    Diffie-Hellman, no key generation), so a responder may try one instance
-    per candidate PSK.
+    in that order.  Construction (especially from an L{NNpsk0Template}) and
+    L{readMessage1} are cheap (no Diffie-Hellman, no key generation), so a
+    responder may try one instance per candidate PSK.
     """
 
     __slots__ = ()
 
     def readMessage1(self, message: _BytesLike) -> bytes:
         """
-        Read message 1: tokens C{psk, e}, then decrypt the payload.
+        Read message 1: tokens C{psk} (already processed when the handshake
+        was made), C{e}, then decrypt the payload.
 
         @param message: Message 1 as received.
         @return: The initiator's payload.
@@ -800,7 +948,6 @@ class NNpsk0Responder(_NNpsk0Handshake):
         self._begin(_START, "readMessage1")
         try:
             view = _checkHandshakeMessage(message)
-            self._mixPsk()
             remotePublic = bytes(view[:_DH_LEN])
             self._mixEphemeral(remotePublic)
             payload = self._symmetric.decryptAndHash(view[_DH_LEN:])

@@ -67,9 +67,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from netstructer._crypto import (
     TAG_SIZE,
     CipherState,
-    NNpsk0Initiator,
-    NNpsk0Responder,
+    NNpsk0Template,
     _NonceExhaustedError,
+    generateEphemeral,
 )
 from netstructer.errors import (
     AuthenticationError,
@@ -491,10 +491,31 @@ class _ClientAwaitingReply(_Refusing):
 class _ServerAwaitingHello(_Refusing):
     """
     The server waits for the client's hello.
+
+    @ivar _ephemeral: The ephemeral key this connection's Noise reply will
+        use, once L{prepare} has made it; it belongs to this connection
+        alone and is handed over (and forgotten here) when the hello arrives.
     """
+
+    def __init__(self, channel: Channel) -> None:
+        super().__init__(channel)
+        self._ephemeral: X25519PrivateKey | None = None
+
+    def prepare(self) -> None:
+        """
+        Make the ephemeral key now, if the reply may be a Noise one, rather
+        than once the hello has arrived: key generation is the costliest step
+        that does not depend on the client, and done here it overlaps with the
+        client's own key generation instead of delaying the reply.
+        """
+        channel = self._channel
+        if self._ephemeral is None and not channel._acceptedSuiteIDs <= {_SUITE_FERNET}:
+            self._ephemeral = channel._newEphemeral()
 
     def receiveFrame(self, frame: bytes | memoryview) -> Event | None:
         channel = self._channel
+        # Whatever the hello holds, this key serves no other handshake.
+        ephemeral, self._ephemeral = self._ephemeral, None
         frame = bytes(frame)
         if len(frame) < 6 or frame[:4] != MAGIC:
             channel._reject(_REJECT_MALFORMED)
@@ -520,7 +541,9 @@ class _ServerAwaitingHello(_Refusing):
                 remoteValue=_SUITE_NAMES.get(suiteID, suiteID),
             )
         try:
-            sender, receiver, peerMaxValueSize, reply = _serverHandshake(channel, suiteID, frame)
+            sender, receiver, peerMaxValueSize, reply = _serverHandshake(
+                channel, suiteID, frame, ephemeral
+            )
         except AuthenticationError:
             channel._reject(_REJECT_AUTHENTICATION)
             raise
@@ -950,6 +973,34 @@ def _prologue(header: bytes) -> bytes:
     return _PROLOGUE_LABEL + header
 
 
+def _helloHeader(suiteID: int) -> bytes:
+    """
+    @param suiteID: A suite identifier.
+    @return: The first six bytes of a client hello asking for that suite.
+    """
+    return MAGIC + bytes((PROTOCOL_VERSION, suiteID))
+
+
+def _noiseTemplates(keyring: Keyring, suiteID: int) -> tuple[NNpsk0Template, ...]:
+    """
+    The Noise handshake templates of a keyring for a suite: what every
+    handshake with that key and suite computes before its ephemeral keys come
+    in, computed once for the keyring rather than once per connection.  They
+    are as secret as the keys, and live as long as the keyring does.
+
+    @param keyring: The keys.
+    @param suiteID: A Noise suite.
+    @return: One template per key, in the keyring's order.
+    """
+
+    def derive(keyring: Keyring) -> tuple[NNpsk0Template, ...]:
+        cipherName = _NOISE_CIPHER_OF_SUITE[suiteID]
+        prologue = _prologue(_helloHeader(suiteID))
+        return tuple(NNpsk0Template(cipherName, psk, prologue) for psk in keyring.noisePSKs())
+
+    return keyring._derived(("noise handshake templates", suiteID), derive)
+
+
 def _readMaxValueSize(payload: bytes, who: str) -> int:
     if len(payload) != _U32.size:
         raise HandshakeError(f"the {who}'s handshake payload has {len(payload)} bytes, not 4")
@@ -967,12 +1018,9 @@ class _NoiseClientHandshake:
     def __init__(self, channel: Channel, cipherName: str) -> None:
         self._channel = channel
         self.suiteID = _SUITE_OF_NOISE_CIPHER[cipherName]
-        header = MAGIC + bytes((PROTOCOL_VERSION, self.suiteID))
         ephemeral = channel._ephemeralFactory() if channel._ephemeralFactory else None
-        self._header = header
-        self._initiator = NNpsk0Initiator(
-            cipherName, channel._keyring.noisePSKs()[0], _prologue(header), ephemeral
-        )
+        self._header = _helloHeader(self.suiteID)
+        self._initiator = _noiseTemplates(channel._keyring, self.suiteID)[0].initiator(ephemeral)
 
     def hello(self) -> bytes:
         return self._header + self._initiator.writeMessage1(
@@ -1010,7 +1058,7 @@ class _FernetClientHandshake:
 
     def hello(self) -> bytes:
         channel = self._channel
-        header = MAGIC + bytes((PROTOCOL_VERSION, _SUITE_FERNET))
+        header = _helloHeader(_SUITE_FERNET)
         token = self._fernet.encrypt_at_time(
             self._nonce + _U32.pack(channel._limits.maxSize), int(channel._currentTime())
         )
@@ -1053,24 +1101,27 @@ def _fernetSessionID(hello: bytes, reply: bytes) -> bytes:
 
 
 def _serverHandshake(
-    channel: Channel, suiteID: int, hello: bytes
+    channel: Channel, suiteID: int, hello: bytes, ephemeral: X25519PrivateKey | None
 ) -> tuple[_RecordSealer, _RecordOpener, int, bytes]:
     """
     Answer a client hello whose header was already checked.
 
+    @param ephemeral: The Noise ephemeral key made for this connection by
+        L{Channel.prepareHandshake}, or L{None} to make one only once the hello
+        has authenticated.
     @return: The sealer and opener for the session, the client's maximum value
         size, and the reply body (without its status byte).
     @raise AuthenticationError: No key in the keyring authenticates the hello.
     @raise HandshakeError: The hello is malformed.
     """
-    header, body = hello[:6], hello[6:]
+    body = hello[6:]
     if suiteID == _SUITE_FERNET:
         return _serverFernetHandshake(channel, hello, body)
-    cipherName = _NOISE_CIPHER_OF_SUITE[suiteID]
-    prologue = _prologue(header)
-    ephemeral = channel._ephemeralFactory() if channel._ephemeralFactory else None
-    for psk in channel._keyring.noisePSKs():
-        responder = NNpsk0Responder(cipherName, psk, prologue, ephemeral)
+    if ephemeral is None and channel._ephemeralFactory is not None:
+        ephemeral = channel._ephemeralFactory()
+    # The header was checked, so the prologue is the one of the templates.
+    for template in _noiseTemplates(channel._keyring, suiteID):
+        responder = template.responder(ephemeral)
         try:
             payload = responder.readMessage1(body)
         except InvalidTag:
@@ -1230,6 +1281,31 @@ class Channel:
         """
         state = self._state
         return state._peerMaxValueSize if isinstance(state, _Established) else None
+
+    def _newEphemeral(self) -> X25519PrivateKey:
+        """
+        @return: A new Noise ephemeral key (from C{ephemeralFactory} if one
+            was given).
+        """
+        if self._ephemeralFactory is not None:
+            return self._ephemeralFactory()
+        return generateEphemeral()
+
+    def prepareHandshake(self) -> None:
+        """
+        Do, before the peer's first frame arrives, the handshake work that does
+        not depend on it, so that it overlaps with the peer's own work instead
+        of delaying the reply: a server generates the ephemeral key of its
+        Noise reply.  Call it once the connection is accepted (never for one
+        that is refused, which would waste the work); calling it again, on a
+        client, or after the hello arrived does nothing.  Without it the key is
+        generated once the hello has authenticated.  Each key serves one
+        connection only: it is generated for this channel, and forgotten by it
+        when the hello arrives.
+        """
+        state = self._state
+        if isinstance(state, _ServerAwaitingHello):
+            state.prepare()
 
     def _acceptedSuiteNames(self) -> list[str]:
         return [_SUITE_NAMES[s] for s in sorted(self._acceptedSuiteIDs)]

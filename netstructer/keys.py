@@ -46,9 +46,9 @@ import re
 import secrets
 import shlex
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeAlias, Union
+from typing import TypeAlias, TypeVar, Union, cast
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -69,6 +69,8 @@ __all__ = [
 ]
 
 StrPath: TypeAlias = Union[str, "os.PathLike[str]"]
+
+_T = TypeVar("_T")
 
 KEY_LENGTH = 32
 """
@@ -236,14 +238,17 @@ class Keyring:
     @ivar _noisePSKs: One Noise pre-shared key per key.
     @ivar _fernetKeys: One derived Fernet-format key per key.
     @ivar _keyIDs: One key ID per key.
+    @ivar _memo: What other modules derived from the keys through
+        L{_derived}.
     """
 
-    __slots__ = ("_fernetKeys", "_keyIDs", "_keys", "_noisePSKs")
+    __slots__ = ("_fernetKeys", "_keyIDs", "_keys", "_memo", "_noisePSKs")
 
     _keys: tuple[bytes, ...]
     _noisePSKs: tuple[bytes, ...]
     _fernetKeys: tuple[bytes, ...]
     _keyIDs: tuple[str, ...]
+    _memo: dict[Hashable, object]
 
     def __init__(self, keys: Sequence[bytes | str]) -> None:
         """
@@ -280,6 +285,26 @@ class Keyring:
             tuple(base64.urlsafe_b64encode(_derive(raw, _INFO_FERNET, 32)) for raw in raws),
         )
         self._set("_keyIDs", tuple(_derive(raw, _INFO_KEY_ID, 16)[:4].hex() for raw in raws))
+        self._set("_memo", {})
+
+    def _derived(self, purpose: Hashable, derive: Callable[[Keyring], _T]) -> _T:
+        """
+        Material another module derives from these keys (the Noise handshake
+        templates of L{netstructer.channel}), computed on first use rather
+        than for every connection, and kept as long as the keyring: it is as
+        secret as the keys, and goes with them.
+
+        @param purpose: Names the material; the same purpose must always be
+            derived the same way.
+        @param derive: Computes it from this keyring.
+        @return: The material, computed now or earlier.
+        """
+        memo = self._memo
+        try:
+            return cast(_T, memo[purpose])
+        except KeyError:
+            # Two threads may both compute it; either result is right.
+            return cast(_T, memo.setdefault(purpose, derive(self)))
 
     def _set(self, name: str, value: object) -> None:
         """

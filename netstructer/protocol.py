@@ -438,6 +438,10 @@ class BridgeProtocol(Int32StringReceiver):
         self._handshakeTimer = self.clock.callLater(
             self.config.handshakeTimeout, self._handshakeTimedOut
         )
+        # A server makes its ephemeral key now, while the client makes its own
+        # and sends its hello, rather than once the hello has arrived.  (Not
+        # in __init__: a refused connection never gets here.)
+        self._channel.prepareHandshake()
         self._flushChannel()
 
     def _handshakeTimedOut(self) -> None:
@@ -647,7 +651,14 @@ class BridgeProtocol(Int32StringReceiver):
         now = self.clock.seconds()
         self.openedAt = now
         self._lastValue = now
-        self._log.debug("Session {peer} established ({suite})", peer=self.key, suite=event.suite)
+        if self.role is Role.SERVER:
+            # Not on clients: whoever connects learns of the session from what
+            # it waits on (connect()'s Deferred), and emitting a line costs
+            # about as much as the rest of this method, just before the first
+            # values go out.
+            self._log.debug(
+                "Session {peer} established ({suite})", peer=self.key, suite=event.suite
+            )
         self._batchLimit = self._channel.batchLimit
         self._encode = self._channel.encoder.encode
         pending = self._pending
@@ -1332,6 +1343,10 @@ class BridgeClientFactory(ClientFactory):
 
     protocol: type[BridgeProtocol] = BridgeProtocol
     _log = Logger()
+    # connect() makes a factory per connection: Factory's "Starting factory"
+    # and "Stopping factory" lines would be logged for every one, on the
+    # connection's critical path.
+    noisy = False
 
     def __init__(
         self,

@@ -9,10 +9,13 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from netstructer import channel as _channel
+from netstructer._crypto import generateEphemeral
 from netstructer.channel import (
     HANDSHAKE_MAX_FRAME,
     MAGIC,
@@ -350,6 +353,133 @@ class HandshakeTests(SynchronousTestCase):
         self.assertRaises(ValueError, Channel, Role.CLIENT, KEY, suite="tls")
         self.assertRaises(ValueError, Channel, Role.CLIENT, KEY, cipher="DES")
         self.assertRaises(ValueError, Channel, Role.CLIENT, KEY, limits=Limits(maxSize=2**31 + 1))
+
+
+class PreparedHandshakeTests(SynchronousTestCase):
+    """
+    L{Channel.prepareHandshake}: a server makes the ephemeral key of its
+    Noise reply once the connection is accepted, before the hello arrives.
+    """
+
+    def recordKeys(self) -> list[X25519PrivateKey]:
+        """
+        Record every ephemeral key the channel module generates.
+
+        @return: The list the keys are appended to.
+        """
+        made: list[X25519PrivateKey] = []
+
+        def generate() -> X25519PrivateKey:
+            key = generateEphemeral()
+            made.append(key)
+            return key
+
+        self.patch(_channel, "generateEphemeral", generate)
+        return made
+
+    def test_keyMadeBeforeHello(self) -> None:
+        """
+        A server makes its key when asked, before any frame, once however
+        often it is asked; its reply carries that key, and the handshake
+        completes.
+        """
+        made = self.recordKeys()
+        for cipher in ("AESGCM", "ChaChaPoly"):
+            del made[:]
+            client = Channel(Role.CLIENT, KEY, cipher=cipher)
+            server = Channel(Role.SERVER, KEY)
+            self.assertEqual(made, [])
+            server.prepareHandshake()
+            server.prepareHandshake()
+            self.assertEqual(len(made), 1)
+            (hello,) = client.framesToSend()
+            self.assertIsNone(server.receiveFrame(hello))
+            (reply,) = server.framesToSend()
+            self.assertEqual(reply[1:33], made[0].public_key().public_bytes_raw())
+            self.assertIsInstance(client.receiveFrame(reply), HandshakeCompleted)
+            (confirmation,) = client.framesToSend()
+            self.assertIsInstance(server.receiveFrame(confirmation), HandshakeCompleted)
+            self.assertEqual(len(made), 1)
+
+    def test_freshKeyPerConnection(self) -> None:
+        """
+        Every connection gets its own key: prepared servers never send the
+        same ephemeral key twice.
+        """
+        seen = set()
+        for _ in range(5):
+            client = Channel(Role.CLIENT, KEY)
+            server = Channel(Role.SERVER, KEY)
+            server.prepareHandshake()
+            (hello,) = client.framesToSend()
+            server.receiveFrame(hello)
+            (reply,) = server.framesToSend()
+            seen.add(reply[1:33])
+            seen.add(hello[6:38])
+        self.assertEqual(len(seen), 10)
+
+    def test_keyUsedOnce(self) -> None:
+        """
+        Once the hello has arrived, whether or not it authenticated, the
+        server holds no prepared key and makes none any more.
+        """
+        made = self.recordKeys()
+        for clientKey in (KEY, OTHER_KEY):
+            del made[:]
+            server = Channel(Role.SERVER, KEY)
+            server.prepareHandshake()
+            (hello,) = Channel(Role.CLIENT, clientKey).framesToSend()
+            try:
+                server.receiveFrame(hello)
+            except AuthenticationError:
+                pass
+            server.prepareHandshake()
+            self.assertEqual(len(made), 1)
+            self.assertNotIsInstance(server._state, _channel._ServerAwaitingHello)
+
+    def test_keyRotation(self) -> None:
+        """
+        A server with several keys answers with its prepared key whichever
+        key the client holds.
+        """
+        made = self.recordKeys()
+        old, new = generateKey(), generateKey()
+        for clientKey in (old, new):
+            del made[:]
+            client = Channel(Role.CLIENT, clientKey)
+            server = Channel(Role.SERVER, Keyring([old, new]))
+            server.prepareHandshake()
+            handshake(client, server)
+            self.assertEqual(len(made), 1)
+
+    def test_nothingToPrepare(self) -> None:
+        """
+        A client, and a server that accepts only the Fernet suite, make no
+        key when asked to prepare; a server that accepts both suites does.
+        """
+        made = self.recordKeys()
+        client = Channel(Role.CLIENT, KEY)
+        client.prepareHandshake()
+        Channel(Role.SERVER, KEY, suite="fernet").prepareHandshake()
+        self.assertEqual(made, [])
+        self.assertEqual(len(client.framesToSend()), 1)
+        both = Channel(Role.SERVER, KEY, suite="fernet", acceptSuites=["fernet", "noise"])
+        both.prepareHandshake()
+        self.assertEqual(len(made), 1)
+        fernetClient = Channel(Role.CLIENT, KEY, suite="fernet")
+        handshake(fernetClient, both)
+
+    def test_ephemeralFactory(self) -> None:
+        """
+        A server given an C{ephemeralFactory} prepares its key with it.
+        """
+        key = X25519PrivateKey.from_private_bytes(bytes(range(32)))
+        server = Channel(Role.SERVER, KEY, ephemeralFactory=lambda: key)
+        server.prepareHandshake()
+        (hello,) = Channel(Role.CLIENT, KEY).framesToSend()
+        server.receiveFrame(hello)
+        (reply,) = server.framesToSend()
+        self.assertEqual(reply[1:33], key.public_key().public_bytes_raw())
 
 
 class RecordTests(SynchronousTestCase):

@@ -8,6 +8,7 @@ L{CipherState}.
 from __future__ import annotations
 
 import doctest
+import hmac
 import io
 import json
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from netstructer._crypto import (
     CipherState,
     NNpsk0Initiator,
     NNpsk0Responder,
+    NNpsk0Template,
     _HandshakeOrderError,
     _hkdf2,
     _hkdf3,
@@ -37,6 +39,7 @@ from netstructer._crypto import (
     _NonceExhaustedError,
     _protocolName,
     _SymmetricState,
+    generateEphemeral,
 )
 
 _VECTORS_PATH = Path(__file__).parent / "NNpsk0_25519_SHA256.json"
@@ -151,26 +154,61 @@ class CacophonyVectorTests(SynchronousTestCase):
             with self.subTest(protocol=vector["protocol_name"]):
                 self._checkVector(vector)
 
-    def _checkVector(self, vector: dict[str, Any]) -> None:
+    def test_vectorsFromTemplates(self) -> None:
+        """
+        Handshakes started from L{NNpsk0Template}s match the vectors too, the
+        second pair from the same templates as well as the first.
+        """
+        for vector in _loadVectors():
+            cipherName = vector["protocol_name"].split("_")[3]
+            initiatorTemplate = NNpsk0Template(
+                cipherName,
+                bytes.fromhex(vector["init_psks"][0]),
+                bytes.fromhex(vector["init_prologue"]),
+            )
+            responderTemplate = NNpsk0Template(
+                cipherName,
+                bytes.fromhex(vector["resp_psks"][0]),
+                bytes.fromhex(vector["resp_prologue"]),
+            )
+            for _ in range(2):
+                with self.subTest(protocol=vector["protocol_name"]):
+                    self._checkVector(
+                        vector,
+                        initiatorTemplate.initiator(_key(vector["init_ephemeral"])),
+                        responderTemplate.responder(_key(vector["resp_ephemeral"])),
+                    )
+
+    def _checkVector(
+        self,
+        vector: dict[str, Any],
+        initiator: NNpsk0Initiator | None = None,
+        responder: NNpsk0Responder | None = None,
+    ) -> None:
         """
         Check one vector.
 
         @param vector: The vector, as loaded from JSON.
+        @param initiator: The initiator to check, made with the vector's
+            PSK, prologue and ephemeral key; by default one is made here.
+        @param responder: The responder to check, likewise.
         """
         cipherName = vector["protocol_name"].split("_")[3]
         self.assertEqual(_protocolName(cipherName).decode("ascii"), vector["protocol_name"])
-        initiator = NNpsk0Initiator(
-            cipherName,
-            bytes.fromhex(vector["init_psks"][0]),
-            bytes.fromhex(vector["init_prologue"]),
-            ephemeral=_key(vector["init_ephemeral"]),
-        )
-        responder = NNpsk0Responder(
-            cipherName,
-            bytes.fromhex(vector["resp_psks"][0]),
-            bytes.fromhex(vector["resp_prologue"]),
-            ephemeral=_key(vector["resp_ephemeral"]),
-        )
+        if initiator is None:
+            initiator = NNpsk0Initiator(
+                cipherName,
+                bytes.fromhex(vector["init_psks"][0]),
+                bytes.fromhex(vector["init_prologue"]),
+                ephemeral=_key(vector["init_ephemeral"]),
+            )
+        if responder is None:
+            responder = NNpsk0Responder(
+                cipherName,
+                bytes.fromhex(vector["resp_psks"][0]),
+                bytes.fromhex(vector["resp_prologue"]),
+                ephemeral=_key(vector["resp_ephemeral"]),
+            )
         messages = [
             (bytes.fromhex(message["payload"]), bytes.fromhex(message["ciphertext"]))
             for message in vector["messages"]
@@ -201,6 +239,91 @@ class CacophonyVectorTests(SynchronousTestCase):
             self.assertEqual(receiver.decrypt(ciphertext), payload)
 
 
+class TemplateTests(SynchronousTestCase):
+    """
+    L{NNpsk0Template}: the part of a handshake fixed by its cipher, PSK and
+    prologue, computed once for many handshakes.
+    """
+
+    def test_manyHandshakes(self) -> None:
+        """
+        One pair of templates starts any number of handshakes; each generates
+        its own ephemeral keys, so no two share a message or a handshake
+        hash.
+        """
+        for cipherName in CIPHER_NAMES:
+            initiatorTemplate = NNpsk0Template(cipherName, PSK, PROLOGUE)
+            responderTemplate = NNpsk0Template(cipherName, PSK, PROLOGUE)
+            seen: set[bytes] = set()
+            for _ in range(3):
+                initiator = initiatorTemplate.initiator()
+                responder = responderTemplate.responder()
+                message1 = initiator.writeMessage1(b"same")
+                self.assertEqual(responder.readMessage1(message1), b"same")
+                message2 = responder.writeMessage2(b"")
+                initiator.readMessage2(message2)
+                self.assertEqual(initiator.handshakeHash, responder.handshakeHash)
+                seen.update((message1[:32], message2[:32], initiator.handshakeHash))
+                initiatorSend, _ = initiator.split()
+                _, responderReceive = responder.split()
+                self.assertEqual(responderReceive.decrypt(initiatorSend.encrypt(b"x")), b"x")
+            self.assertEqual(len(seen), 9)
+
+    def test_sameAsConstructor(self) -> None:
+        """
+        A handshake from a template is the handshake the constructor makes
+        with the same arguments.
+        """
+        template = NNpsk0Template("AESGCM", PSK, PROLOGUE)
+        fromTemplate = template.initiator(_key(INITIATOR_EPHEMERAL))
+        direct = NNpsk0Initiator("AESGCM", PSK, PROLOGUE, _key(INITIATOR_EPHEMERAL))
+        self.assertEqual(fromTemplate.writeMessage1(b"p"), direct.writeMessage1(b"p"))
+
+    def test_wrongPskOrPrologue(self) -> None:
+        """
+        A responder from a template with another PSK or prologue refuses the
+        initiator's message 1.
+        """
+        message1 = NNpsk0Template("AESGCM", PSK, PROLOGUE).initiator().writeMessage1(b"")
+        for psk, prologue in ((OTHER_PSK, PROLOGUE), (PSK, PROLOGUE + b"!")):
+            responder = NNpsk0Template("AESGCM", psk, prologue).responder()
+            self.assertRaises(InvalidTag, responder.readMessage1, message1)
+
+    def test_invalidArguments(self) -> None:
+        """
+        An unknown cipher or a PSK that is not 32 bytes is refused.
+        """
+        self.assertRaises(ValueError, NNpsk0Template, "AES256GCM", PSK, PROLOGUE)
+        self.assertRaises(ValueError, NNpsk0Template, "AESGCM", PSK[:16], PROLOGUE)
+
+    def test_reprHidesSecrets(self) -> None:
+        """
+        A template's repr names its cipher and nothing secret.
+        """
+        self.assertEqual(
+            repr(NNpsk0Template("ChaChaPoly", PSK, PROLOGUE)), "<NNpsk0Template ChaChaPoly>"
+        )
+
+    def test_unusedKeysMakeNoCipher(self) -> None:
+        """
+        The key set by the C{psk} token is replaced before it encrypts
+        anything, so no AEAD is built for it.
+        """
+        for handshake in (
+            NNpsk0Template("AESGCM", PSK, PROLOGUE).responder(),
+            NNpsk0Initiator("AESGCM", PSK, PROLOGUE),
+        ):
+            self.assertEqual(len(handshake._symmetric._key), 32)
+            self.assertIsNone(handshake._symmetric._cipher)
+
+    def test_generateEphemeral(self) -> None:
+        """
+        L{generateEphemeral} makes a new key every time.
+        """
+        publics = {generateEphemeral().public_key().public_bytes_raw() for _ in range(5)}
+        self.assertEqual(len(publics), 5)
+
+
 class PrimitiveTests(SynchronousTestCase):
     """
     The HKDF and C{InitializeSymmetric} building blocks follow the
@@ -220,6 +343,22 @@ class PrimitiveTests(SynchronousTestCase):
                 _hkdf3(chainingKey, ikm), (expected[:32], expected[32:64], expected[64:])
             )
             self.assertEqual(_hkdf2(chainingKey, ikm), (expected[:32], expected[32:64]))
+
+    def test_hkdfIsNoiseHKDF(self) -> None:
+        """
+        L{_hkdf2} and L{_hkdf3} compute Noise's C{HKDF} as the specification
+        writes it with HMAC-SHA256, for input key material given as bytes or
+        as a memoryview.
+        """
+        chainingKey = bytes(range(100, 132))
+        for ikm in (b"", bytes(32), b"\xff" * 45):
+            tempKey = hmac.digest(chainingKey, ikm, "sha256")
+            output1 = hmac.digest(tempKey, b"\x01", "sha256")
+            output2 = hmac.digest(tempKey, output1 + b"\x02", "sha256")
+            output3 = hmac.digest(tempKey, output2 + b"\x03", "sha256")
+            for material in (ikm, memoryview(ikm)):
+                self.assertEqual(_hkdf2(chainingKey, material), (output1, output2))
+                self.assertEqual(_hkdf3(chainingKey, material), (output1, output2, output3))
 
     def test_initialHashShortName(self) -> None:
         """
@@ -625,15 +764,19 @@ class HandshakeStateTests(SynchronousTestCase):
     def test_failedReadLeavesNothing(self) -> None:
         """
         After a failed C{readMessage1} the responder holds no PSK, chaining
-        key, handshake cipher or ephemeral key, and refuses further calls.
+        key (which stands in for the PSK once the C{psk} token is processed),
+        handshake key or ephemeral key, and refuses further calls.
         """
         message1 = NNpsk0Initiator("AESGCM", PSK, PROLOGUE).writeMessage1(b"")
-        responder = NNpsk0Responder("AESGCM", OTHER_PSK, PROLOGUE)
+        responder = NNpsk0Responder(
+            "AESGCM", OTHER_PSK, PROLOGUE, ephemeral=_key(RESPONDER_EPHEMERAL)
+        )
         self.assertRaises(InvalidTag, responder.readMessage1, message1)
-        self.assertEqual(responder._psk, b"")
+        self.assertFalse(hasattr(responder, "_psk"))
         self.assertIsNone(responder._ephemeral)
         self.assertEqual(responder._remoteEphemeral, b"")
         self.assertEqual(responder._symmetric._chainingKey, b"")
+        self.assertEqual(responder._symmetric._key, b"")
         self.assertIsNone(responder._symmetric._cipher)
         self.assertRaises(_HandshakeOrderError, responder.readMessage1, message1)
         self.assertRaises(_HandshakeOrderError, responder.writeMessage2, b"")

@@ -408,6 +408,29 @@ class KeyringTests(_LeakAssertions):
         self.assertRaises(AttributeError, setattr, keyring, "other", 1)
         self.assertEqual(keyring._primary, RAW_ONE)
 
+    def test_derivedOnce(self) -> None:
+        """
+        Material derived through C{_derived} is computed on first use only,
+        once per purpose, and kept by that keyring alone; it changes neither
+        equality nor the repr.
+        """
+        keyring = Keyring([KEY_ONE])
+        calls: list[Keyring] = []
+
+        def derive(ring: Keyring) -> tuple[bytes, ...]:
+            calls.append(ring)
+            return ring.noisePSKs()
+
+        before = repr(keyring)
+        first = keyring._derived("test", derive)
+        self.assertIs(keyring._derived("test", derive), first)
+        self.assertEqual(calls, [keyring])
+        keyring._derived("other test", derive)
+        Keyring([KEY_ONE])._derived("test", derive)
+        self.assertEqual(len(calls), 3)
+        self.assertEqual(keyring, Keyring([KEY_ONE]))
+        self.assertEqual(repr(keyring), before)
+
     def test_copy(self) -> None:
         """
         Copying a keyring gives the keyring itself, since it is immutable.

@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import struct
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IAddress
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactor, StringTransport
-from twisted.logger import LogEvent, Logger
+from twisted.logger import LogEvent, Logger, capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from netstructer import channel as _channel
+from netstructer._crypto import generateEphemeral
 from netstructer.channel import (
     HANDSHAKE_MAX_FRAME,
     Channel,
@@ -42,8 +46,11 @@ from netstructer.errors import (
 from netstructer.keys import generateKey
 from netstructer.protocol import (
     _IMMEDIATE_WRITE_LIMIT,
+    BridgeClientFactory,
     BridgeConfig,
     BridgeProtocol,
+    BridgeServerFactory,
+    IConnectionGate,
     ISessionObserver,
     sessionKey,
 )
@@ -181,6 +188,18 @@ class HandshakeTests(SynchronousTestCase):
         self.assertGreater(pair.server.MAX_LENGTH, 16 * 1024 * 1024)
         self.assertEqual(pair.server.key, "127.0.0.1:40000")
 
+    def test_establishedLogLine(self) -> None:
+        """
+        The server logs the new session at debug level; the client, whose
+        caller learns of it otherwise, logs nothing when its handshake
+        completes.
+        """
+        pair = Pair()
+        pair.pump()
+        lines = [e for e in pair.events if "established" in e.get("log_format", "")]
+        self.assertEqual([e["peer"] for e in lines], ["127.0.0.1:40000"])
+        self.assertEqual(lines[0]["suite"], "noise (AESGCM)")
+
     def test_handshakeByteByByte(self) -> None:
         """
         The handshake and values survive arbitrary fragmentation.
@@ -238,6 +257,100 @@ class HandshakeTests(SynchronousTestCase):
         pair = Pair()
         pair.server.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertTrue(pair.serverTransport.disconnecting or pair.serverTransport.disconnected)
+
+
+@implementer(IConnectionGate)
+class Gate(Recorder):
+    """
+    A connection gate that admits connections while C{open} is true, and
+    records what it was asked.
+    """
+
+    def __init__(self, open: bool) -> None:
+        super().__init__()
+        self.open = open
+        self.asked: list[BridgeProtocol] = []
+
+    def admit(self, connection: BridgeProtocol, address: IAddress) -> bool:
+        self.asked.append(connection)
+        return self.open
+
+
+class EphemeralKeyTests(SynchronousTestCase):
+    """
+    A server makes its ephemeral key when its connection is made, not when
+    the hello arrives, and never for a connection it refuses.
+    """
+
+    def setUp(self) -> None:
+        self.made: list[X25519PrivateKey] = []
+
+        def generate() -> X25519PrivateKey:
+            key = generateEphemeral()
+            self.made.append(key)
+            return key
+
+        self.patch(_channel, "generateEphemeral", generate)
+
+    def test_serverKeyBeforeHello(self) -> None:
+        """
+        Once both sides are connected and before anything was delivered, the
+        server has made its key (and the client none through this path); the
+        server's reply carries it and the handshake completes.
+        """
+        pair = Pair()
+        self.assertEqual(len(self.made), 1)
+        self.assertEqual(pair.serverTransport.value(), b"")
+        d = pair.client.whenEstablished()
+        pair.pump()
+        self.successResultOf(d)
+        self.assertEqual(len(self.made), 1)
+
+    def test_keyPerConnection(self) -> None:
+        """
+        Every accepted connection makes its own key.
+        """
+        for _ in range(3):
+            Pair().pump()
+        publics = {key.public_key().public_bytes_raw() for key in self.made}
+        self.assertEqual(len(self.made), 3)
+        self.assertEqual(len(publics), 3)
+
+    def test_refusedConnection(self) -> None:
+        """
+        A connection the gate refuses gets no protocol and makes no key; an
+        admitted one makes its key only when it is connected.
+        """
+        address = IPv4Address("TCP", "127.0.0.1", 40000)
+        config = BridgeConfig.fromKey(KEY)
+        refusing = Gate(open=False)
+        factory = BridgeServerFactory(config, refusing, Clock())
+        self.assertIsNone(factory.buildProtocol(address))
+        self.assertEqual(len(refusing.asked), 1)
+        self.assertEqual(self.made, [])
+        admitting = BridgeServerFactory(config, Gate(open=True), Clock())
+        proto = admitting.buildProtocol(address)
+        assert proto is not None
+        self.assertEqual(self.made, [])
+        proto.makeConnection(StringTransport(peerAddress=address))
+        self.assertEqual(len(self.made), 1)
+
+
+class QuietFactoryTests(SynchronousTestCase):
+    """
+    A client factory serves one connection made by L{netstructer.client.connect},
+    so starting and stopping it is not worth a log line each time.
+    """
+
+    def test_noFactoryLines(self) -> None:
+        """
+        Starting and stopping a L{BridgeClientFactory} logs nothing.
+        """
+        factory = BridgeClientFactory(BridgeConfig.fromKey(KEY), Clock())
+        with capturedLogs() as events:
+            factory.doStart()
+            factory.doStop()
+        self.assertEqual(events, [])
 
 
 class ValueTests(SynchronousTestCase):
