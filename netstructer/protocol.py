@@ -377,6 +377,9 @@ class BridgeProtocol(Int32StringReceiver):
         self._buffer = bytearray()
         self._processing = False
         self._receivePaused = False
+        # Whether values must stop being delivered: receiving is paused, or
+        # the connection failed or ended.
+        self._halted = False
         self._established = False
         self._closeRequested: tuple[CloseCode, str] | None = None
         self._failure: Failure | None = None
@@ -464,8 +467,46 @@ class BridgeProtocol(Int32StringReceiver):
         handled (replies to values, handshake messages) are held back and
         then sent to the socket at once, together: see L{_transmit}.
         """
+        if self._descriptor is None or self._corked is not None:
+            self._receive(data)
+            return
+        corked: list[bytes] = []
+        self._corked = corked
+        self._corkedSize = 0
+        try:
+            self._receive(data)
+        finally:
+            self._corked = None
+            if corked:
+                self._sendNow(corked)
+
+    def _receive(self, data: bytes) -> None:
+        """
+        Handle received bytes: at once when they are exactly one frame and
+        nothing else waits (a request, or its answer, in one read), through
+        the buffer otherwise.
+        """
+        if (
+            not self._buffer
+            and not self._processing
+            and not self._receivePaused
+            and not self._held
+            and len(data) >= 4
+        ):
+            (length,) = _PREFIX.unpack_from(data)
+            if len(data) == 4 + length and length <= self.MAX_LENGTH:
+                # The frame is read in place: C{data} is immutable, so a
+                # view of it that outlives this call harms nothing.
+                self._processing = True
+                try:
+                    self.stringReceived(memoryview(data)[4:])  # type: ignore[arg-type]
+                finally:
+                    self._processing = False
+                    if self._batch:
+                        self.flush()
+                return
         self._buffer += data
-        self._sendingTogether(self._processBuffer)
+        self._processBuffer()
 
     def _sendingTogether(self, call: Callable[[], None]) -> None:
         """
@@ -592,11 +633,12 @@ class BridgeProtocol(Int32StringReceiver):
         """
         self._receivedSize = size
         received = self.bufferReceived
+        self.valuesIn += len(values)
         for index, value in enumerate(values):
-            if self._receivePaused or self.closeReason is not None or self._failure is not None:
+            if self._halted:
                 self._held = values[index:]
+                self.valuesIn -= len(values) - index
                 return
-            self.valuesIn += 1
             received(value)
 
     def _controlEvent(self, event: Event) -> None:
@@ -1051,7 +1093,7 @@ class BridgeProtocol(Int32StringReceiver):
         cannot keep up); frames already buffered wait too.
         """
         if not self._receivePaused:
-            self._receivePaused = True
+            self._receivePaused = self._halted = True
             self.transport.pauseProducing()
 
     def resumeReceiving(self) -> None:
@@ -1061,6 +1103,7 @@ class BridgeProtocol(Int32StringReceiver):
         """
         if self._receivePaused:
             self._receivePaused = False
+            self._halted = self.closeReason is not None or self._failure is not None
             if self.closeReason is None:
                 self.transport.resumeProducing()
                 self._processBuffer()
@@ -1131,6 +1174,7 @@ class BridgeProtocol(Int32StringReceiver):
         self._log.info(
             "{peer} did not end the connection after the close; ending it", peer=self.key
         )
+        self._halted = True
         self._failure = Failure(
             TruncationError(
                 f"{self.key} did not confirm the end of the session within "
@@ -1157,6 +1201,7 @@ class BridgeProtocol(Int32StringReceiver):
     def _fail(self, error: BaseException, abort: bool = True) -> None:
         if self._failure is None:
             self._failure = Failure(error)
+        self._halted = True
         self._cancelTimers()
         if abort:
             self._abortTransport()
@@ -1210,6 +1255,7 @@ class BridgeProtocol(Int32StringReceiver):
                 "Lost session {peer}: {reason}", peer=self.key, reason=failure.getErrorMessage()
             )
         self.closeReason = failure
+        self._halted = True
         waiters, self._waiters = self._waiters, deque()
         for d in waiters:
             d.errback(failure)

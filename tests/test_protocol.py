@@ -559,6 +559,101 @@ class BackpressureTests(SynchronousTestCase):
         server.dataReceived(b"".join(struct.pack("!I", len(f)) + f for f in frames))
         self.assertEqual(got, list(range(20)))
 
+    def test_pauseWithinBatch(self) -> None:
+        """
+        A handler that pauses receiving in the middle of a batch of values
+        (one VALUES record) gets no more of them until it resumes; then the
+        rest come, in order, before anything received later.  C{valuesIn}
+        counts only the values delivered.
+        """
+        got: list[object] = []
+
+        class Pausing(BridgeProtocol):
+            def bufferReceived(self, value: object) -> None:
+                got.append(value)
+                if value == 3:
+                    self.pauseReceiving()
+
+        pair = Pair()
+        server = Pausing(Role.SERVER, BridgeConfig.fromKey(KEY), pair.clock)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 1))
+        server.makeConnection(transport)
+        client = Channel(Role.CLIENT, KEY)
+        for frame in client.framesToSend():
+            server.dataReceived(struct.pack("!I", len(frame)) + frame)
+        client.receiveFrame(transport.value()[4:])
+        batch = client.sendEncodedValues([client.encodeValue(i) for i in range(8)])
+        frames = [*client.framesToSend(), batch, client.sendValue("later")]
+        server.dataReceived(b"".join(struct.pack("!I", len(f)) + f for f in frames))
+        self.assertEqual(got, [0, 1, 2, 3])
+        self.assertEqual(server.valuesIn, 4)
+        self.assertEqual(transport.producerState, "paused")
+        server.resumeReceiving()
+        self.assertEqual(got, [*range(8), "later"])
+        self.assertEqual(server.valuesIn, 9)
+
+    def test_failureWithinBatch(self) -> None:
+        """
+        Once the connection fails while a batch is delivered, its remaining
+        values are not delivered.
+        """
+        got: list[object] = []
+
+        class Failing(BridgeProtocol):
+            def bufferReceived(self, value: object) -> None:
+                got.append(value)
+                if value == 2:
+                    self.lengthLimitExceeded(2**31)
+
+        pair = Pair()
+        server = Failing(Role.SERVER, BridgeConfig.fromKey(KEY), pair.clock)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 1))
+        server.makeConnection(transport)
+        client = Channel(Role.CLIENT, KEY)
+        for frame in client.framesToSend():
+            server.dataReceived(struct.pack("!I", len(frame)) + frame)
+        client.receiveFrame(transport.value()[4:])
+        batch = client.sendEncodedValues([client.encodeValue(i) for i in range(5)])
+        frames = [*client.framesToSend(), batch]
+        server.dataReceived(b"".join(struct.pack("!I", len(f)) + f for f in frames))
+        self.assertEqual(got, [0, 1, 2])
+        self.assertTrue(transport.disconnecting)
+
+    def test_frameViewKept(self) -> None:
+        """
+        A C{stringReceived} override may keep the frame it was given: a frame
+        that arrived alone in one read is a view of immutable bytes, and one
+        of several is released when the call returns, so neither stops the
+        buffer from being reused.
+        """
+        kept: list[memoryview] = []
+
+        class Keeping(BridgeProtocol):
+            def stringReceived(self, string: bytes) -> None:
+                kept.append(string)  # type: ignore[arg-type]
+                super().stringReceived(string)
+
+        pair = Pair()
+        server = Keeping(Role.SERVER, BridgeConfig.fromKey(KEY), pair.clock)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 1))
+        server.makeConnection(transport)
+        client = Channel(Role.CLIENT, KEY)
+        for frame in client.framesToSend():
+            server.dataReceived(struct.pack("!I", len(frame)) + frame)
+        client.receiveFrame(transport.value()[4:])
+        for frame in client.framesToSend():
+            server.dataReceived(struct.pack("!I", len(frame)) + frame)
+        alone = client.sendValue("alone")
+        server.dataReceived(struct.pack("!I", len(alone)) + alone)
+        self.assertEqual(bytes(kept[-1]), alone)
+        together = [client.sendValue(1), client.sendValue(2)]
+        data = b"".join(struct.pack("!I", len(f)) + f for f in together)
+        server.dataReceived(data[:-3])
+        server.dataReceived(data[-3:])
+        self.assertEqual(
+            [self.successResultOf(server.recvBuffer()) for _ in range(3)], ["alone", 1, 2]
+        )
+
     def test_receivePauses(self) -> None:
         """
         Reading pauses when the receive queue is over its bound and resumes
