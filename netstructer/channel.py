@@ -630,7 +630,7 @@ class _Established:
             return _valuesReceived(self._decodeMany, body)
         return self._control(recordType, body)
 
-    def _control(self, recordType: int, body: memoryview) -> Event:
+    def _control(self, recordType: int, body: bytes | memoryview) -> Event:
         channel = self._channel
         if recordType == _RECORD_PING:
             data = bytes(body)
@@ -753,7 +753,7 @@ _VALUES_HEAD16 = struct.Struct("!BBH")
 
 
 def _valuesReceived(
-    decodeMany: Callable[[memoryview, int], list[object]], body: memoryview
+    decodeMany: Callable[[bytes | memoryview, int], list[object]], body: bytes | memoryview
 ) -> ValuesReceived:
     """
     Decode the body of a VALUES record.
@@ -780,7 +780,7 @@ def _closeBody(code: CloseCode, reason: str) -> bytes:
     return struct.pack("!H", code) + encoded
 
 
-def _parseClose(body: memoryview) -> tuple[CloseCode, str]:
+def _parseClose(body: bytes | memoryview) -> tuple[CloseCode, str]:
     if len(body) < 2 or len(body) > 2 + _MAX_CLOSE_REASON:
         raise RemoteProtocolError(f"the peer sent a malformed close record ({len(body)} bytes)")
     (code,) = struct.unpack_from("!H", body)
@@ -834,7 +834,7 @@ class _RecordSealer(Protocol):
 
 
 class _RecordOpener(Protocol):
-    def open(self, frame: bytes | memoryview) -> tuple[int, memoryview]: ...
+    def open(self, frame: bytes | memoryview) -> tuple[int, bytes | memoryview]: ...
 
 
 class _NoiseSealer:
@@ -860,6 +860,10 @@ class _NoiseSealer:
             raise ChannelClosedError(str(e)) from None
 
 
+_COPY_BODY_SIZE: Final = 4096
+"""Up to this size a record's body is handed out as a copy, not a view."""
+
+
 class _NoiseOpener:
     """
     Opens records with the other direction's Noise transport cipher.
@@ -870,7 +874,7 @@ class _NoiseOpener:
     def __init__(self, cipher: CipherState) -> None:
         self._decrypt = cipher.decrypt
 
-    def open(self, frame: bytes | memoryview) -> tuple[int, memoryview]:
+    def open(self, frame: bytes | memoryview) -> tuple[int, bytes | memoryview]:
         try:
             plaintext = self._decrypt(frame)
         except _NonceExhaustedError as e:
@@ -882,6 +886,10 @@ class _NoiseOpener:
             ) from None
         if not plaintext:
             raise RemoteProtocolError("the peer sent an empty record")
+        if len(plaintext) <= _COPY_BODY_SIZE:
+            # A small body is copied: cheaper than a view, and the decoder
+            # works on bytes.
+            return plaintext[0], plaintext[1:]
         return plaintext[0], memoryview(plaintext)[1:]
 
 
