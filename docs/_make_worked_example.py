@@ -402,6 +402,9 @@ def closeBody(code: int, reason: str = "") -> bytes:
 MAX_BATCH_VALUES = 16384
 """The most values a VALUES record may hold (section 5.8)."""
 
+MAX_BATCH_BODY = 65536
+"""The longest body of a VALUES record (section 5.8)."""
+
 
 def valuesBody(encodedValues: list[bytes]) -> bytes:
     """
@@ -519,6 +522,8 @@ def splitValues(body: bytes, maxValueSize: int | None = None) -> list[bytes]:
     """
     if maxValueSize is not None and len(body) > maxValueSize:
         raise ReferenceError("a VALUES record over the maximum value size")
+    if len(body) > MAX_BATCH_BODY:
+        raise ReferenceError("a VALUES record over 65 536 bytes")
     if not body:
         raise ReferenceError("an empty VALUES record")
     first = body[0]

@@ -88,6 +88,7 @@ __all__ = [
     "BATCH_SIZE",
     "HANDSHAKE_MAX_FRAME",
     "MAGIC",
+    "MAX_BATCH_BODY",
     "MAX_BATCH_VALUES",
     "PROTOCOL_VERSION",
     "SUITES",
@@ -164,6 +165,14 @@ _VALUE_TYPE_BYTE = b"\x01"
 
 MAX_BATCH_VALUES: Final = 16384
 """The most values one VALUES record may hold, whatever the limits."""
+
+MAX_BATCH_BODY: Final = 65536
+"""
+The longest body of a VALUES record, whatever the limits.  All of a record's
+values are decoded before the first is delivered, so this bounds the memory
+one record can make a receiver spend beyond what its values alone may:
+a long batch could otherwise hold many values each just under C{maxObjects}.
+"""
 
 BATCH_SIZE: Final = 16 * 1024
 """
@@ -666,15 +675,15 @@ class _Established:
         )
         plaintext = b"".join((header, *encodedValues))
         bodySize = len(plaintext) - 1
-        if count == 0 or bodySize > self._peerMaxValueSize:
+        if count == 0 or bodySize > min(self._peerMaxValueSize, MAX_BATCH_BODY):
             # One value alone may be as large as the peer accepts; the
             # values of a batch must fit in that together.
             if count == 0:
                 raise ValueError("a batch holds at least one value")
             raise BufferDataError(
                 f"{count} values encode to {bodySize} bytes together but the peer "
-                f"accepts at most {self._peerMaxValueSize} in one record; send "
-                "fewer at once"
+                f"accepts at most {min(self._peerMaxValueSize, MAX_BATCH_BODY)} in one "
+                "record; send fewer at once"
             )
         return self._sender.sealPlaintext(plaintext)
 
@@ -762,8 +771,14 @@ def _valuesReceived(
     @param body: The record's body.
     @return: The event.
     @raise DecodeError: The body is not an array of valid values.
-    @raise RemoteProtocolError: It holds fewer than two.
+    @raise RemoteProtocolError: It holds fewer than two, or is longer than
+        L{MAX_BATCH_BODY}.
     """
+    if len(body) > MAX_BATCH_BODY:
+        raise RemoteProtocolError(
+            f"the peer sent a VALUES record of {len(body)} bytes; one may hold at most "
+            f"{MAX_BATCH_BODY}"
+        )
     values = decodeMany(body, MAX_BATCH_VALUES)
     if len(values) < 2:
         raise RemoteProtocolError(

@@ -41,6 +41,7 @@ from netstructer.channel import (
     BATCH_SIZE,
     HANDSHAKE_MAX_FRAME,
     MAGIC,
+    MAX_BATCH_BODY,
     MAX_BATCH_VALUES,
     MAX_VALUE_SIZE_LIMIT,
     PROTOCOL_VERSION,
@@ -1213,6 +1214,11 @@ REFUSED_VALUES_BODIES: list[tuple[bytes, type[RemoteProtocolError], str]] = [
     (b"\x92\x01\xc7\x00\x01", DecodeError, "a marker as a value"),
     (b"\x92\x01\xa1\xff", DecodeError, "a value that is not UTF-8"),
     (b"\xdc\x40\x01" + b"\x00" * 16385, DecodeError, "16 385 values"),
+    (
+        b"\x92\xc6\x00\x01\x00\x00" + bytes(65536) + b"\x01",
+        RemoteProtocolError,
+        "a body over 65 536 bytes",
+    ),
 ]
 
 
@@ -1335,6 +1341,19 @@ class ValuesRecordTests(SynchronousTestCase):
             self.assertEqual((recordType, body), (ref.VALUE, b"\x05"))
         self.assertRaises(ValueError, ref.valuesBody, [encode(5)])
 
+    def test_bodyBound(self) -> None:
+        """
+        A sender refuses, before sealing anything, a VALUES record over
+        65 536 bytes even when the peer's M is larger, and stays usable.
+        """
+        ref = reference()
+        client, server = referenceServerSession(SUITE_CASES[0])
+        big = [encode(bytes(40000)), encode(bytes(40000))]
+        self.assertRaises(BufferDataError, client.sendEncodedValues, big)
+        recordType, body = server.records.open(client.sendEncodedValues([big[0], encode(1)]))
+        self.assertEqual(recordType, ref.VALUES)
+        self.assertEqual(len(ref.splitValues(body)), 2)
+
     def test_batchSize(self) -> None:
         """
         The reference implementation's batches are as section 5.8 says: a
@@ -1347,6 +1366,8 @@ class ValuesRecordTests(SynchronousTestCase):
         self.assertIn("at most 16 384 items, whatever the receiver's limits", text)
         ref = reference()
         self.assertEqual(MAX_BATCH_VALUES, ref.MAX_BATCH_VALUES)
+        self.assertEqual(MAX_BATCH_BODY, ref.MAX_BATCH_BODY, 65536)
+        self.assertIn("and at most 65 536 bytes whatever M", text)
         self.assertEqual(BATCH_SIZE, 16 * 1024)
         for maxValueSize, bound in ((DEFAULT_LIMITS.maxSize, BATCH_SIZE), (1000, 1000)):
             client, server = referenceServerSession(SUITE_CASES[0], maxValueSize)
