@@ -167,6 +167,24 @@ class Pair:
                     peer.connectionLost(Failure(ConnectionDone()))
 
 
+def handshake(server: BridgeProtocol) -> tuple[StringTransport, Channel]:
+    """
+    Connect a server-side protocol to a L{StringTransport} and run the
+    handshake up to the client's key confirmation, which the client still
+    holds (in C{framesToSend}) for the caller to send, alone or with values.
+
+    @param server: The protocol.
+    @return: Its transport, and the client's channel.
+    """
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 1))
+    server.makeConnection(transport)
+    client = Channel(Role.CLIENT, KEY)
+    for frame in client.framesToSend():
+        server.dataReceived(struct.pack("!I", len(frame)) + frame)
+    client.receiveFrame(transport.value()[4:])
+    return transport, client
+
+
 class HandshakeTests(SynchronousTestCase):
     """
     The handshake over the protocol, and its timer.
@@ -547,14 +565,8 @@ class BackpressureTests(SynchronousTestCase):
                 self.pauseReceiving()
                 self.resumeReceiving()
 
-        pair = Pair()
-        server = Pausing(Role.SERVER, BridgeConfig.fromKey(KEY), pair.clock)
-        transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 1))
-        server.makeConnection(transport)
-        client = Channel(Role.CLIENT, KEY)
-        for frame in client.framesToSend():
-            server.dataReceived(struct.pack("!I", len(frame)) + frame)
-        client.receiveFrame(transport.value()[4:])
+        server = Pausing(Role.SERVER, BridgeConfig.fromKey(KEY), Clock())
+        _, client = handshake(server)
         frames = [*client.framesToSend(), *(client.sendValue(i) for i in range(20))]
         server.dataReceived(b"".join(struct.pack("!I", len(f)) + f for f in frames))
         self.assertEqual(got, list(range(20)))
@@ -574,14 +586,8 @@ class BackpressureTests(SynchronousTestCase):
                 if value == 3:
                     self.pauseReceiving()
 
-        pair = Pair()
-        server = Pausing(Role.SERVER, BridgeConfig.fromKey(KEY), pair.clock)
-        transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 1))
-        server.makeConnection(transport)
-        client = Channel(Role.CLIENT, KEY)
-        for frame in client.framesToSend():
-            server.dataReceived(struct.pack("!I", len(frame)) + frame)
-        client.receiveFrame(transport.value()[4:])
+        server = Pausing(Role.SERVER, BridgeConfig.fromKey(KEY), Clock())
+        transport, client = handshake(server)
         batch = client.sendEncodedValues([client.encodeValue(i) for i in range(8)])
         frames = [*client.framesToSend(), batch, client.sendValue("later")]
         server.dataReceived(b"".join(struct.pack("!I", len(f)) + f for f in frames))
@@ -605,14 +611,8 @@ class BackpressureTests(SynchronousTestCase):
                 if value == 2:
                     self.lengthLimitExceeded(2**31)
 
-        pair = Pair()
-        server = Failing(Role.SERVER, BridgeConfig.fromKey(KEY), pair.clock)
-        transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 1))
-        server.makeConnection(transport)
-        client = Channel(Role.CLIENT, KEY)
-        for frame in client.framesToSend():
-            server.dataReceived(struct.pack("!I", len(frame)) + frame)
-        client.receiveFrame(transport.value()[4:])
+        server = Failing(Role.SERVER, BridgeConfig.fromKey(KEY), Clock())
+        transport, client = handshake(server)
         batch = client.sendEncodedValues([client.encodeValue(i) for i in range(5)])
         frames = [*client.framesToSend(), batch]
         server.dataReceived(b"".join(struct.pack("!I", len(f)) + f for f in frames))
@@ -633,14 +633,8 @@ class BackpressureTests(SynchronousTestCase):
                 kept.append(string)  # type: ignore[arg-type]
                 super().stringReceived(string)
 
-        pair = Pair()
-        server = Keeping(Role.SERVER, BridgeConfig.fromKey(KEY), pair.clock)
-        transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 1))
-        server.makeConnection(transport)
-        client = Channel(Role.CLIENT, KEY)
-        for frame in client.framesToSend():
-            server.dataReceived(struct.pack("!I", len(frame)) + frame)
-        client.receiveFrame(transport.value()[4:])
+        server = Keeping(Role.SERVER, BridgeConfig.fromKey(KEY), Clock())
+        _, client = handshake(server)
         for frame in client.framesToSend():
             server.dataReceived(struct.pack("!I", len(frame)) + frame)
         alone = client.sendValue("alone")
