@@ -29,7 +29,6 @@ and for the per-IP limit.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 from collections.abc import Iterator
 
@@ -111,20 +110,6 @@ def canonicalHost(host: str) -> str:
     return str(ip)
 
 
-@functools.lru_cache(maxsize=1024)
-def _peerHost(host: str) -> str:
-    """
-    L{canonicalHost} for peer addresses, remembered: every connection needs it
-    (when admitted, and again when it authenticates), parsing an address takes
-    longer than the rest of the bookkeeping together, and a server's peers
-    mostly come back from a few addresses.
-
-    @param host: The host of a peer address.
-    @return: Its canonical form.
-    """
-    return canonicalHost(host)
-
-
 def _keyOf(host: str, port: int) -> str:
     """
     Format a canonical host and a port as a session key.
@@ -146,7 +131,7 @@ def _tokensOf(address: IAddress | None, fallback: str) -> tuple[str, str]:
     if not isinstance(host, str) or not isinstance(port, int):
         text = fallback or str(address)
         return text, text
-    canonical = _peerHost(host)
+    canonical = canonicalHost(host)
     return _keyOf(canonical, port), canonical
 
 
