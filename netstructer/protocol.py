@@ -322,12 +322,20 @@ class BridgeProtocol(Int32StringReceiver):
     Applications send with L{sendBuffer} and receive either by overriding
     L{bufferReceived} or by calling L{recvBuffer}.
 
+    Small values are batched: those sent during one reactor turn (or while
+    one received frame is handled) leave in one VALUES record, one AEAD
+    operation and one frame for all of them; a received batch is delivered
+    one value at a time.  Over a TCP or UNIX transport, what is written
+    while received data is handled goes to the socket in one C{send} before
+    control returns to the reactor (see L{_sendNow}).
+
     @ivar key: The session's registry key, C{"ip:port"}.
     @ivar peer: The peer's address.
     @ivar openedAt: When the handshake completed (L{None} before).
     @ivar lastActivity: When a frame was last received.
-    @ivar valuesIn: Values received.
-    @ivar valuesOut: Values sent.
+    @ivar valuesIn: Values delivered to the application.
+    @ivar valuesOut: Values written (batched values count once their batch
+        is).
     @ivar bytesIn: Frame bytes received (after the length prefix).
     @ivar bytesOut: Frame bytes of values sent.
     @ivar closeReason: Why the connection ended, once it has: a L{Failure}
