@@ -619,7 +619,7 @@ class BridgeProtocol(Int32StringReceiver):
             self.valuesIn += 1
             self._lastValue = now
             self._receivedSize = event.size
-            self.bufferReceived(event.value)
+            self._valueSink()(event.value)
             return
         if type(event) is ValuesReceived:
             self._lastValue = now
@@ -640,7 +640,7 @@ class BridgeProtocol(Int32StringReceiver):
             receive queue's byte bound.
         """
         self._receivedSize = size
-        received = self.bufferReceived
+        received = self._valueSink()
         self.valuesIn += len(values)
         for index, value in enumerate(values):
             if self._halted:
@@ -648,6 +648,14 @@ class BridgeProtocol(Int32StringReceiver):
                 self.valuesIn -= len(values) - index
                 return
             received(value)
+
+    def _valueSink(self) -> Callable[[object], object]:
+        """
+        What received values go to, looked up once per record: here,
+        L{bufferReceived}; a subclass may hand them straight to whatever its
+        C{bufferReceived} would call, saving a call per value.
+        """
+        return self.bufferReceived
 
     def _controlEvent(self, event: Event) -> None:
         if isinstance(event, HandshakeCompleted):

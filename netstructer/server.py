@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -201,28 +202,28 @@ class _HandlerDispatcher:
         if callable(opened):
             self._call(session, opened, session)
 
-    def valueReceived(self, session: BridgeProtocol, value: object) -> bool:
+    def valueReceived(self, session: BridgeProtocol, value: object) -> None:
         """
-        Give C{value} to the handler, if it takes values.
-
-        @return: Whether it did (or dropped the value because it already
-            failed on this session); C{False} means queue it.
+        Give C{value} to the handler if it takes values (has
+        C{bufferReceived}); otherwise queue it for the session's
+        L{recvBuffer<BridgeProtocol.recvBuffer>}.  A value arriving after the
+        handler failed on this session is dropped.
         """
         # Called for every value: the handler's method is called here
         # rather than through _call, one Python frame fewer.
         received = self._received
         if received is None:
-            return False
+            BridgeProtocol.bufferReceived(session, value)
+            return
         if self._failed and session in self._failed:
-            return True
+            return
         try:
             result = received(session, value)
         except Exception:  # noqa: BLE001 (logged, and that session closed)
             self._handlerFailed(session, Failure())
-            return True
+            return
         if result is not None and isinstance(result, defer.Deferred):
             result.addErrback(lambda failure: self._handlerFailed(session, failure))
-        return True
 
     def sessionClosed(self, session: BridgeProtocol, reason: Failure) -> None:
         """
@@ -268,6 +269,16 @@ class _HandlerProtocol(BridgeProtocol):
 
     dispatcher: _HandlerDispatcher | None = None
 
+    def _valueSink(self) -> Callable[[object], object]:
+        """
+        Straight to the dispatcher, one call fewer per value than through
+        L{bufferReceived}.
+        """
+        dispatcher = self.dispatcher
+        if dispatcher is None:
+            return self.bufferReceived
+        return functools.partial(dispatcher.valueReceived, self)
+
     def bufferReceived(self, value: object) -> None:
         """
         Give C{value} to the server's handler if it has C{bufferReceived};
@@ -276,8 +287,10 @@ class _HandlerProtocol(BridgeProtocol):
         @param value: The decoded value.
         """
         dispatcher = self.dispatcher
-        if dispatcher is None or not dispatcher.valueReceived(self, value):
+        if dispatcher is None:
             super().bufferReceived(value)
+        else:
+            dispatcher.valueReceived(self, value)
 
 
 class _ServerFactory(BridgeServerFactory):

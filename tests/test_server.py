@@ -820,6 +820,34 @@ class HandlerTests(ServerTestCase):
         self.assertEqual([c[2] for c in second.calls if c[0] == "value"], [2])
         self.closeAll()
 
+    def test_handlerReplacedWithinBatch(self) -> None:
+        """
+        A handler replaced, while it handles a value of a batch, by one
+        without C{bufferReceived} leaves the batch's remaining values in the
+        session's queue, in order: none is lost.
+        """
+        server: Server
+
+        class Switching:
+            def __init__(self) -> None:
+                self.values: list[object] = []
+
+            def bufferReceived(self, session: BridgeProtocol, value: object) -> None:
+                self.values.append(value)
+                if value == 1:
+                    server.setHandler(lambda session: None)
+
+        switching = Switching()
+        server = self.makeServer(switching)
+        link = self.connect()
+        for value in range(4):
+            link.client.sendBuffer(value)
+        self.network.pump()
+        self.assertEqual(link.client.valuesOut, 4)
+        self.assertEqual(switching.values, [0, 1])
+        self.assertEqual([self.successResultOf(link.server.recvBuffer()) for _ in range(2)], [2, 3])
+        self.closeAll()
+
     def test_sessionClosedFails(self) -> None:
         """
         A handler raising in C{sessionClosed} is logged.
