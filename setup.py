@@ -15,7 +15,11 @@ setup(
     ext_modules=[
         Extension(
             "netstructer._speedups",
-            sources=["netstructer/_speedups.c", "netstructer/_speedups_encode.c"],
+            sources=[
+                "netstructer/_speedups.c",
+                "netstructer/_speedups_decode.c",
+                "netstructer/_speedups_encode.c",
+            ],
             depends=["netstructer/_speedups.h"],
             optional=True,
         )

@@ -24,6 +24,7 @@ speedups_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     Py_ssize_t maxIntBytes;
 
+    (void)module;
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "encode(value, maxIntBytes)");
         return NULL;
@@ -35,10 +36,32 @@ speedups_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return ns_encode(args[0], maxIntBytes);
 }
 
+static PyObject *
+speedups_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    return ns_decode(args, nargs);
+}
+
+static PyObject *
+speedups_decodeMany(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    return ns_decodeMany(args, nargs);
+}
+
 static PyMethodDef speedups_methods[] = {
     {"encode", (PyCFunction)(void (*)(void))speedups_encode, METH_FASTCALL,
      "encode(value, maxIntBytes) -> bytes | None\n\n"
      "The value's encoding, or None to leave it to the reference encoder."},
+    {"decode", (PyCFunction)(void (*)(void))speedups_decode, METH_FASTCALL,
+     "decode(data, maxSize, maxDepth, maxItems, maxIntBytes, maxObjects,\n"
+     "       maxHashCollisions) -> object\n\n"
+     "The value data encodes; ValueError if the reference decoder would refuse it."},
+    {"decodeMany", (PyCFunction)(void (*)(void))speedups_decodeMany, METH_FASTCALL,
+     "decodeMany(data, maxSize, maxDepth, maxItems, maxIntBytes, maxObjects,\n"
+     "           maxHashCollisions, maxValues) -> list\n\n"
+     "The values of a batch; ValueError if the reference decoder would refuse it."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -48,6 +71,10 @@ static struct PyModuleDef speedups_module = {
     "The value codec's hot paths in C; see netstructer.values.",
     0,
     speedups_methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
 };
 
 PyMODINIT_FUNC

@@ -28,6 +28,22 @@
  */
 PyObject *ns_encode(PyObject *value, Py_ssize_t maxIntBytes);
 
+/*
+ * decode(data, maxSize, maxDepth, maxItems, maxIntBytes, maxObjects,
+ * maxHashCollisions): the value data encodes, exactly as netstructer.values'
+ * reference decoder returns it for those Limits; a ValueError for every input
+ * the reference decoder refuses (and MemoryError).  data is any object with
+ * a C-contiguous byte buffer.
+ */
+PyObject *ns_decode(PyObject *const *args, Py_ssize_t nargs);
+
+/*
+ * decodeMany(data, maxSize, maxDepth, maxItems, maxIntBytes, maxObjects,
+ * maxHashCollisions, maxValues): the list of values of a batch, as
+ * Decoder.decodeMany returns it; a ValueError where it refuses.
+ */
+PyObject *ns_decodeMany(PyObject *const *args, Py_ssize_t nargs);
+
 /* The deepest nesting ns_encode encodes itself. */
 #define NS_ENCODE_DEPTH 512
 

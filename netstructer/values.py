@@ -168,7 +168,9 @@ value ends, and each is decoded as L{Decoder.decode} decodes it.
 
 from __future__ import annotations
 
+import importlib
 import marshal
+import os
 import re
 import struct
 from collections import Counter
@@ -176,13 +178,34 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import compress
 from operator import itemgetter
+from types import ModuleType
 from typing import Any, Final, cast
 
 import msgpack
 
 from netstructer.errors import DecodeError, EncodeError
 
+
+def _loadAccelerator() -> ModuleType | None:
+    """
+    Import the C accelerator, C{netstructer._speedups}.
+
+    @return: The module; or C{None} where it was not built (no C compiler
+        at install time), or when C{NETSTRUCTER_PURE_PYTHON} is set in the
+        environment.
+    """
+    if os.environ.get("NETSTRUCTER_PURE_PYTHON"):
+        return None
+    try:
+        return importlib.import_module("netstructer._speedups")
+    except ImportError:  # pragma: no cover (built wherever a C compiler is)
+        return None
+
+
+_speedups: Final = _loadAccelerator()
+
 __all__ = [
+    "ACCELERATED",
     "DEFAULT_LIMITS",
     "EXT_BIGINT",
     "EXT_BYTEARRAY",
@@ -196,6 +219,13 @@ __all__ = [
     "decode",
     "encode",
 ]
+
+ACCELERATED: Final = _speedups is not None
+"""
+Whether the C accelerator (C{netstructer._speedups}) is in use: it was
+built when NetStructer was installed, and C{NETSTRUCTER_PURE_PYTHON} was not
+set in the environment when this module was imported.
+"""
 
 EXT_TUPLE: Final = 1
 """Marker extension code: the array it starts is a C{tuple}."""
@@ -773,7 +803,7 @@ def _encodeSlowly(
     return encoded
 
 
-def encode(value: object, *, limits: Limits = DEFAULT_LIMITS) -> bytes:
+def encode(value: object, *, limits: Limits = DEFAULT_LIMITS, accelerated: bool = True) -> bytes:
     """
     Encode a value.
 
@@ -784,11 +814,17 @@ def encode(value: object, *, limits: Limits = DEFAULT_LIMITS) -> bytes:
         docstring), nested freely.
     @param limits: The limits the peer uses, to refuse here big integers it
         would refuse.
+    @param accelerated: Whether to use the C accelerator, if there is one
+        (see L{ACCELERATED}); C{False} runs the reference implementation.
     @return: The value's encoding.
     @raise EncodeError: If the value holds an unsupported type (subclasses
         included), a cycle, or is over a limit; the message names the
         offending part's path.
     """
+    if accelerated and _speedups is not None:
+        fast: bytes | None = _speedups.encode(value, limits.maxIntBytes)
+        if fast is not None:
+            return fast
     hooks = _DEFAULT_ENCODE_HOOKS if limits is DEFAULT_LIMITS else _EncodeHooks(limits.maxIntBytes)
     try:
         encoded: bytes = msgpack.packb(
@@ -810,12 +846,19 @@ class Encoder:
     @ivar limits: The limits the peer is assumed to use.
     """
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, *, accelerated: bool = True) -> None:
         """
         @param limits: The limits the peer uses, to refuse here big integers
             it would refuse.
+        @param accelerated: Whether to use the C accelerator, if there is
+            one (see L{ACCELERATED}); C{False} runs the reference
+            implementation.
         """
         self.limits = limits
+        self._fastEncode: Callable[[object, int], bytes | None] | None = (
+            _speedups.encode if accelerated and _speedups is not None else None
+        )
+        self._maxIntBytes = limits.maxIntBytes
         self._hooks = (
             _DEFAULT_ENCODE_HOOKS if limits is DEFAULT_LIMITS else _EncodeHooks(limits.maxIntBytes)
         )
@@ -845,6 +888,13 @@ class Encoder:
         @return: The value's encoding.
         @raise EncodeError: As L{encode} does.
         """
+        fast = self._fastEncode
+        if fast is not None:
+            # The accelerator encodes exactly as the code below does, or
+            # leaves the value to it (an unsupported type, a cycle...).
+            encoded = fast(value, self._maxIntBytes)
+            if encoded is not None:
+                return encoded
         try:
             encoded = self._pack(value)
         except _PACKER_ERRORS as e:
@@ -1122,11 +1172,23 @@ class Decoder:
     @ivar limits: The limits to enforce.
     """
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, *, accelerated: bool = True) -> None:
         """
         @param limits: The limits to enforce.
+        @param accelerated: Whether to use the C accelerator, if there is
+            one (see L{ACCELERATED}); C{False} runs the reference
+            implementation.
         """
         self.limits = limits
+        self._fast = _speedups if accelerated else None
+        self._fastLimits = (
+            limits.maxSize,
+            limits.maxDepth,
+            limits.maxItems,
+            limits.maxIntBytes,
+            limits.maxObjects,
+            limits.maxHashCollisions,
+        )
         self._arrayHook, self._mapHook, self._extHook, self._counts = _makeHooks(limits)
         self._countedHooks: tuple[_ArrayHook, _MapHook] | None = None
         self._maxItems = limits.maxItems
@@ -1149,6 +1211,13 @@ class Decoder:
         @raise DecodeError: If C{data} is not exactly one valid encoded
             value, or is over a limit.  The decoder stays usable.
         """
+        fast = self._fast
+        if fast is not None:
+            try:
+                return fast.decode(data, *self._fastLimits)
+            except ValueError:
+                # Refused: the reference implementation below says why.
+                pass
         if type(data) is not bytes:
             if len(data) > _COUNT_HEADERS_SIZE and data[0] in _FLAT_HEADERS:
                 # A large str or bin: nothing in it can nest, hold an
@@ -1221,6 +1290,19 @@ class Decoder:
             value is not a valid encoded value or is over a limit.  The
             decoder stays usable.
         """
+        fast = self._fast
+        if fast is not None:
+            try:
+                return cast(
+                    "list[object]",
+                    fast.decodeMany(
+                        data,
+                        *self._fastLimits,
+                        self._maxItems if maxValues is None else maxValues,
+                    ),
+                )
+            except ValueError:
+                pass
         if type(data) is not bytes:
             data = bytes(data)
         size = len(data)
@@ -1497,7 +1579,12 @@ def _checkForeign(value: object) -> None:
         raise _timestampError() from e
 
 
-def decode(data: bytes | bytearray | memoryview, *, limits: Limits = DEFAULT_LIMITS) -> object:
+def decode(
+    data: bytes | bytearray | memoryview,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    accelerated: bool = True,
+) -> object:
     """
     Decode one value.
 
@@ -1506,8 +1593,10 @@ def decode(data: bytes | bytearray | memoryview, *, limits: Limits = DEFAULT_LIM
 
     @param data: Exactly one encoded value.
     @param limits: The limits to enforce.
+    @param accelerated: Whether to use the C accelerator, if there is one
+        (see L{ACCELERATED}); C{False} runs the reference implementation.
     @return: The value.
     @raise DecodeError: If C{data} is not exactly one valid encoded value,
         or is over a limit.
     """
-    return Decoder(limits).decode(data)
+    return Decoder(limits, accelerated=accelerated).decode(data)

@@ -1345,6 +1345,7 @@ class ModuleTests(SynchronousTestCase):
             sorted(values.__all__),
             sorted(
                 [
+                    "ACCELERATED",
                     "DEFAULT_LIMITS",
                     "EXT_BIGINT",
                     "EXT_BYTEARRAY",
