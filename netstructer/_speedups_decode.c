@@ -607,9 +607,88 @@ readValue(Reader *r, Py_ssize_t depth)
 }
 
 /*
+ * The deepest nesting the decoder recurses to: the depth of msgpack's C
+ * parser stack, which Limits.maxDepth may not exceed.  A caller asking for
+ * more is refused, and so left to the reference decoder.
+ */
+#define NS_DECODE_DEPTH 1024
+
+/*
+ * Read a limit (or maxValues) into *limit.  Limits allows any positive
+ * int, so one beyond the range of Py_ssize_t is clamped to it: no input
+ * can reach such a limit.  Returns -1 with an exception set if it is not
+ * an int.
+ */
+static int
+readLimit(PyObject *number, Py_ssize_t *limit)
+{
+    int overflow;
+    long long value = PyLong_AsLongLongAndOverflow(number, &overflow);
+
+    if (value == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow != 0) {
+        *limit = overflow > 0 ? PY_SSIZE_T_MAX : PY_SSIZE_T_MIN;
+        return 0;
+    }
+#if SIZEOF_SIZE_T < SIZEOF_LONG_LONG
+    if (value > PY_SSIZE_T_MAX || value < PY_SSIZE_T_MIN) {
+        *limit = value > 0 ? PY_SSIZE_T_MAX : PY_SSIZE_T_MIN;
+        return 0;
+    }
+#endif
+    *limit = (Py_ssize_t)value;
+    return 0;
+}
+
+/*
+ * Get the bytes of the input into view, for release by finish.  A buffer
+ * of bytes that is not C-contiguous (a memoryview with a step) is read
+ * from a copy, as the reference decoder copies every input that is not
+ * bytes.  Anything else, a buffer of items longer than a byte or an object
+ * that is not a buffer at all, is refused, and so left to the reference
+ * decoder, which decides what to make of it.
+ */
+static int
+getInput(PyObject *data, Py_buffer *view)
+{
+    PyObject *copy;
+    Py_ssize_t itemsize;
+    int status;
+
+    if (PyObject_GetBuffer(data, view, PyBUF_SIMPLE) == 0) {
+        if (view->itemsize == 1) {
+            return 0;
+        }
+        PyBuffer_Release(view);
+        return refuseStatus("input is a buffer of items longer than a byte");
+    }
+    PyErr_Clear();
+    if (PyObject_GetBuffer(data, view, PyBUF_FULL_RO) < 0) {
+        PyErr_Clear();
+        return refuseStatus("input is not a buffer of bytes");
+    }
+    itemsize = view->itemsize;
+    PyBuffer_Release(view);
+    if (itemsize != 1) {
+        return refuseStatus("input is a buffer of items longer than a byte");
+    }
+    copy = PyBytes_FromObject(data);
+    if (copy == NULL) {
+        return -1;
+    }
+    /* The view keeps the copy alive until finish releases it. */
+    status = PyObject_GetBuffer(copy, view, PyBUF_SIMPLE);
+    Py_DECREF(copy);
+    return status;
+}
+
+/*
  * Set up a reader from the arguments (data, maxSize, maxDepth, maxItems,
  * maxIntBytes, maxObjects, maxHashCollisions), starting at args[first].
- * The buffer is released by releaseInput.
+ * On success the input's buffer is in view, for release by finish; on
+ * failure nothing is held.
  */
 static int
 openInput(Reader *r, Py_buffer *view, PyObject *const *args, Py_ssize_t first)
@@ -618,12 +697,14 @@ openInput(Reader *r, Py_buffer *view, PyObject *const *args, Py_ssize_t first)
     int i;
 
     for (i = 0; i < 6; i++) {
-        limits[i] = PyLong_AsSsize_t(args[first + i]);
-        if (limits[i] == -1 && PyErr_Occurred()) {
+        if (readLimit(args[first + i], &limits[i]) < 0) {
             return -1;
         }
     }
-    if (PyObject_GetBuffer(args[0], view, PyBUF_SIMPLE) < 0) {
+    if (limits[1] > NS_DECODE_DEPTH) {
+        return refuseStatus("maxDepth is deeper than the decoder recurses");
+    }
+    if (getInput(args[0], view) < 0) {
         return -1;
     }
     r->data = view->buf;
@@ -698,9 +779,10 @@ ns_decodeMany(PyObject *const *args, Py_ssize_t nargs)
                         "maxObjects, maxHashCollisions, maxValues)");
         return NULL;
     }
-    maxValues = PyLong_AsSsize_t(args[7]);
-    if (maxValues == -1 && PyErr_Occurred()) {
-        return NULL;
+    if (readLimit(args[7], &maxValues) < 0) {
+        /* Not an int: the reference decoder compares it as it is. */
+        PyErr_Clear();
+        return refuse("maxValues is not an int");
     }
     if (openInput(&r, &view, args, 1) < 0) {
         return NULL;

@@ -648,9 +648,10 @@ class _Frame:
 
     def rebuild(self) -> object:
         """
-        Build the container's copy from its items' copies.
+        Build the container's copy from its items' copies; a set or
+        frozenset is its own copy.
 
-        @return: A copy of the same type.
+        @return: A copy of the same type, or the set or frozenset itself.
         """
         built = self.built
         kind = type(self.container)
@@ -658,10 +659,11 @@ class _Frame:
             return dict(zip(built[::2], built[1::2], strict=True))
         if kind is tuple:
             return tuple(built)
-        if kind is set:
-            return set(built)
-        if kind is frozenset:
-            return frozenset(built)
+        if kind is set or kind is frozenset:
+            # Members are hashable, so they neither are nor hold bytearrays:
+            # the packer takes the set as it is, in its own iteration order,
+            # which a rebuilt set need not keep.
+            return self.container
         return built
 
 
