@@ -10,17 +10,20 @@ encode+decode round trips of:
   2. a 1 MiB C{bytes} value;
   3. a list of 100 000 small ints (C{range(100000)}).
 
-Each is measured three ways: with an L{Encoder} and a L{Decoder} kept
+Each is measured four ways: with an L{Encoder} and a L{Decoder} kept
 between calls (what a connection does), with the module-level L{encode} and
-L{decode} functions (which build their state on every call), and with
-C{pickle.dumps} and C{pickle.loads}; then the ratio of each codec rate to
-pickle's.  The target is at least 0.5.  The three ways alternate within
-each repeat so that frequency scaling affects them alike.
+L{decode} functions (which build their state on every call), with a kept
+L{Encoder} and L{Decoder} without the C accelerator (C{accelerated=False}:
+the pure-Python reference implementation), and with C{pickle.dumps} and
+C{pickle.loads}; then the ratio of each codec rate to pickle's.  The target
+is at least 0.5.  The ways alternate within each repeat so that frequency
+scaling affects them alike.
 
 Then, for the example value alone, the rate of L{Encoder.encode} and of
 L{Decoder.decode}, and the rate of values decoded from a batch body of 300
 example values (about 12 KiB) by L{Decoder.decodeMany}, against decoding
-the same 300 encodings one L{Decoder.decode} call each.
+the same 300 encodings one L{Decoder.decode} call each; and the first three
+again without the accelerator.
 
 Run from the repository root::
 
@@ -70,6 +73,8 @@ def _roundTrips(value: object) -> dict[str, Callable[[], object]]:
     decoder = Decoder()
     objectEncode = encoder.encode
     objectDecode = decoder.decode
+    referenceEncode = Encoder(accelerated=False).encode
+    referenceDecode = Decoder(accelerated=False).decode
     dumps = pickle.dumps
     loads = pickle.loads
 
@@ -78,6 +83,13 @@ def _roundTrips(value: object) -> dict[str, Callable[[], object]]:
         @return: The value, through a kept L{Encoder} and L{Decoder}.
         """
         return objectDecode(objectEncode(value))
+
+    def reference() -> object:
+        """
+        @return: The value, through a kept L{Encoder} and L{Decoder} without
+            the C accelerator.
+        """
+        return referenceDecode(referenceEncode(value))
 
     def functions() -> object:
         """
@@ -91,7 +103,12 @@ def _roundTrips(value: object) -> dict[str, Callable[[], object]]:
         """
         return loads(dumps(value))
 
-    return {"Encoder+Decoder": objects, "encode+decode": functions, "pickle": pickled}
+    return {
+        "Encoder+Decoder": objects,
+        "encode+decode": functions,
+        "reference Encoder+Decoder": reference,
+        "pickle": pickled,
+    }
 
 
 BATCH = 300
@@ -113,6 +130,10 @@ def _oneWay() -> dict[str, tuple[Callable[[], object], int]]:
     objectEncode = encoder.encode
     objectDecode = decoder.decode
     decodeMany = decoder.decodeMany
+    referenceEncode = Encoder(accelerated=False).encode
+    referenceDecoder = Decoder(accelerated=False)
+    referenceDecode = referenceDecoder.decode
+    referenceDecodeMany = referenceDecoder.decodeMany
 
     def encodeOne() -> object:
         """
@@ -143,6 +164,9 @@ def _oneWay() -> dict[str, tuple[Callable[[], object], int]]:
         "example: Decoder.decode": (decodeOne, 1),
         f"batch of {BATCH}: decodeMany": (decodeBatch, BATCH),
         f"batch of {BATCH}: decode each": (decodeEach, BATCH),
+        "example: reference Encoder.encode": (lambda: referenceEncode(EXAMPLE), 1),
+        "example: reference Decoder.decode": (lambda: referenceDecode(encoded), 1),
+        f"batch of {BATCH}: reference decodeMany": (lambda: referenceDecodeMany(body), BATCH),
     }
 
 
@@ -168,7 +192,7 @@ def run(quick: bool = False) -> list[Row]:
             rows.append(
                 {"name": f"{caseName}: {name}", "value": 1 / seconds, "unit": "round trips/s"}
             )
-        for name in ("Encoder+Decoder", "encode+decode"):
+        for name in ("Encoder+Decoder", "encode+decode", "reference Encoder+Decoder"):
             rows.append(
                 {
                     "name": f"{caseName}: ratio {name}/pickle",
@@ -199,7 +223,7 @@ def main() -> None:
     for row in run(quick=options.quick):
         value = row["value"]
         assert isinstance(value, float)
-        print(f"{row['name']:<45} {value:>14.2f} {row['unit']}")
+        print(f"{row['name']:<52} {value:>14.2f} {row['unit']}")
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ from twisted.python.usage import UsageError as OptionsError
 from zope.interface import implementer
 
 import netstructer
+from netstructer import values
 from netstructer.client import clientEndpoint, connect
 from netstructer.errors import NetStructerError, OperationTimedOut
 from netstructer.handlers import EchoHandler, IHandler
@@ -1029,6 +1030,7 @@ class _BenchCommand(Command):
         origin = "a server started by this command" if self.spawned else where
         print(
             f"NetStructer {netstructer.__version__} benchmark, {self.args.suite} suite,"
+            f" value codec {'in C' if values.ACCELERATED else 'in pure Python'},"
             f" against {origin}",
             file=out,
         )

@@ -120,6 +120,26 @@ goes (1025 levels).
 How it works
 ============
 
+There are two implementations of this codec, which give the same results.
+
+The C accelerator, C{netstructer._speedups}, is built when NetStructer is
+installed on a machine with a C compiler, and used by default (see
+L{ACCELERATED}).  Its encoder writes exactly the bytes described above, and
+leaves every value it does not handle itself (a C{memoryview}, an
+unsupported type, a str that is not valid Unicode, a big integer over
+C{maxIntBytes}, nesting deeper than 512 levels, a cycle) to the reference
+encoder below, which encodes it or names the offending part.  Its decoder
+parses the input itself, checking every length against the bytes that
+remain and every limit before it builds anything, and accepts exactly the
+inputs the reference decoder accepts; whatever it refuses is decoded again
+by the reference decoder, which raises the L{DecodeError} that explains it.
+The tests compare the two on generated, mutated and hostile inputs, and run
+the accelerator under AddressSanitizer and UndefinedBehaviorSanitizer.
+
+The reference implementation, in this module, is pure Python over msgpack.
+C{accelerated=False} (on L{Encoder}, L{Decoder}, L{encode} and L{decode}),
+or C{NETSTRUCTER_PURE_PYTHON=1} in the environment, uses it alone.
+
 Encoding calls msgpack's C packer (C{strict_types=True}, so that subclasses
 and tuples reach the C{default} hook) with a C{default} hook that turns
 tuples, sets and frozensets into marked arrays and complex numbers and big
@@ -1601,4 +1621,18 @@ def decode(
     @raise DecodeError: If C{data} is not exactly one valid encoded value,
         or is over a limit.
     """
-    return Decoder(limits, accelerated=accelerated).decode(data)
+    if accelerated and _speedups is not None:
+        try:
+            return _speedups.decode(
+                data,
+                limits.maxSize,
+                limits.maxDepth,
+                limits.maxItems,
+                limits.maxIntBytes,
+                limits.maxObjects,
+                limits.maxHashCollisions,
+            )
+        except ValueError:
+            # Refused: the reference decoder says why.
+            pass
+    return Decoder(limits, accelerated=False).decode(data)
