@@ -1,6 +1,8 @@
 # -*- test-case-name: tests.test_fuzz_short -*-
 """
-Fuzz the value decoder, L{netstructer.values.decode}.
+Fuzz the value decoder, L{netstructer.values.decode}: the C accelerator
+against the reference implementation, a reused decoder against a fresh one,
+and each decoded value against its re-encoding.
 
 Run it with atheris (coverage-guided, libFuzzer underneath; see
 C{fuzz/README.rst})::
@@ -13,14 +15,24 @@ or, without atheris, as a long hypothesis run::
     PYTHONPATH=. python fuzz/fuzz_values.py --hypothesis 100000
 
 An input's first byte chooses the limits (bit 0: the defaults, or small
-ones); the rest is the encoded value.  The oracle:
+ones); the rest is the encoded value.  "The same value" below means the
+same types at every level, the same floats bit for bit, lists, tuples and
+dicts in the same order (sets in any order).  The oracle:
 
     - decoding raises only L{DecodeError};
     - a reused L{Decoder} (which keeps state between calls) and a fresh
       L{decode} agree: both refuse, or both return the same value;
+    - the accelerated decoder (L{Decoder}, using the C accelerator
+      C{netstructer._speedups} where it is built) and the reference one
+      (C{Decoder(limits, accelerated=False)}) agree, in L{Decoder.decode}
+      and in L{Decoder.decodeMany} (of the input, and of the input as the
+      one value of a batch): both refuse, or both return the same value;
+    - so do the accelerator's own C{decode} and C{decodeMany}, called
+      directly (a refusal is then a C{ValueError}, which L{Decoder} would
+      hide by running the reference): they refuse exactly the inputs the
+      reference refuses, and return the same values;
     - a decoded value re-encodes (L{encode} with the same limits), and
-      decoding that gives back the same value: same types at every level,
-      the same floats bit for bit, dicts in the same order;
+      decoding that gives back the same value;
     - L{Decoder.decodeMany} raises only L{DecodeError} on the input, and
       on the input as the one value of a batch it gives the value
       L{decode} gives, or refuses as it does (when the batch is within
@@ -33,9 +45,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import struct
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 try:
@@ -51,6 +65,12 @@ with _instrument:
     from netstructer.errors import DecodeError, EncodeError
     from netstructer.values import DEFAULT_LIMITS, Decoder, Limits, decode, encode
 
+_speedups: ModuleType | None
+try:
+    _speedups = importlib.import_module("netstructer._speedups")
+except ImportError:  # Not built: only the reference runs, and is compared with itself.
+    _speedups = None
+
 __all__ = ["SMALL_LIMITS", "canonical", "seeds", "testOneInput"]
 
 SMALL_LIMITS = Limits(
@@ -59,6 +79,10 @@ SMALL_LIMITS = Limits(
 """The small limits bit 0 of the first byte chooses."""
 
 _DECODERS = {DEFAULT_LIMITS: Decoder(DEFAULT_LIMITS), SMALL_LIMITS: Decoder(SMALL_LIMITS)}
+_REFERENCES = {
+    DEFAULT_LIMITS: Decoder(DEFAULT_LIMITS, accelerated=False),
+    SMALL_LIMITS: Decoder(SMALL_LIMITS, accelerated=False),
+}
 
 
 class FuzzFailure(AssertionError):
@@ -107,6 +131,91 @@ def _outcome(decodeOnce: Any, data: bytes) -> tuple[str, object]:
         raise FuzzFailure(f"decoding raised {type(e).__name__}: {e}") from e
 
 
+def _fastOutcome(call: Any, data: bytes) -> tuple[str, object]:
+    """
+    @param call: A function of the C accelerator, with its limits bound.
+    @param data: The input.
+    @return: C{("value", value)} or C{("refused", error)}.
+    @raise FuzzFailure: It raised anything but C{ValueError}.
+    """
+    try:
+        return "value", call(data)
+    except ValueError as e:
+        return "refused", e
+    except Exception as e:
+        raise FuzzFailure(f"the accelerator raised {type(e).__name__}: {e}") from e
+
+
+def _agree(what: str, one: tuple[str, object], other: tuple[str, object], data: bytes) -> None:
+    """
+    Check that two outcomes agree: both refusals, or the same value.
+
+    @param what: Which two decoders, for the message.
+    @param one: The first outcome.
+    @param other: The second outcome.
+    @param data: The input, for the message.
+    @raise FuzzFailure: They disagree.
+    """
+    if one[0] != other[0]:
+        raise FuzzFailure(f"{what} disagree on {data.hex()}: {one!r} and {other!r}")
+    if one[0] == "value" and canonical(one[1]) != canonical(other[1]):
+        raise FuzzFailure(f"{what} decode {data.hex()} differently: {one[1]!r} and {other[1]!r}")
+
+
+def _compareImplementations(limits: Limits, body: bytes) -> None:
+    """
+    Decode an input as a value and as batches, with the accelerated and
+    the reference decoders and with the C functions directly, and check
+    that they all agree.
+
+    @param limits: The limits.
+    @param body: The input.
+    @raise FuzzFailure: Two of them disagree, or one raised anything but
+        its refusal.
+    """
+    reference = _REFERENCES[limits]
+    fastArgs = (
+        limits.maxSize,
+        limits.maxDepth,
+        limits.maxItems,
+        limits.maxIntBytes,
+        limits.maxObjects,
+        limits.maxHashCollisions,
+    )
+    expected = _outcome(reference.decode, body)
+    _agree(
+        "the accelerated and reference decoders",
+        _outcome(_DECODERS[limits].decode, body),
+        expected,
+        body,
+    )
+    batches = [body]
+    if len(body) < limits.maxSize:
+        batches.append(b"\x91" + body)
+    for batch in batches:
+        _agree(
+            "the accelerated and reference decodeMany",
+            _outcome(_DECODERS[limits].decodeMany, batch),
+            _outcome(reference.decodeMany, batch),
+            batch,
+        )
+    if _speedups is not None:
+        fast = _speedups
+        _agree(
+            "_speedups.decode and the reference decoder",
+            _fastOutcome(lambda b: fast.decode(b, *fastArgs), body),
+            expected,
+            body,
+        )
+        for batch in batches:
+            _agree(
+                "_speedups.decodeMany and the reference decodeMany",
+                _fastOutcome(lambda b: fast.decodeMany(b, *fastArgs, limits.maxItems), batch),
+                _outcome(reference.decodeMany, batch),
+                batch,
+            )
+
+
 def testOneInput(data: bytes) -> None:
     """
     Run one input (see the module docstring for its format).
@@ -118,6 +227,7 @@ def testOneInput(data: bytes) -> None:
         return
     limits = SMALL_LIMITS if data[0] & 1 else DEFAULT_LIMITS
     body = data[1:]
+    _compareImplementations(limits, body)
     reused, value = _outcome(_DECODERS[limits].decode, body)
     fresh, freshValue = _outcome(lambda b: decode(b, limits=limits), body)
     if reused != fresh:
