@@ -13,8 +13,10 @@
  *     refuse every other input by raising ValueError, after which the
  *     reference decoder runs to produce the DecodeError that explains it.
  *
- * tests/test_speedups.py checks both promises on generated and mutated
- * inputs, and fuzz/fuzz_values.py compares the two implementations.
+ * tests/test_speedups_encode.py and tests/test_speedups_decode.py check both
+ * promises on generated, mutated and hand-built inputs, fuzz/fuzz_values.py
+ * compares the two implementations, and .ci/sanitize runs those tests with
+ * this module built under AddressSanitizer and UndefinedBehaviorSanitizer.
  */
 
 #include "_speedups.h"

@@ -32,8 +32,9 @@ PyObject *ns_encode(PyObject *value, Py_ssize_t maxIntBytes);
  * decode(data, maxSize, maxDepth, maxItems, maxIntBytes, maxObjects,
  * maxHashCollisions): the value data encodes, exactly as netstructer.values'
  * reference decoder returns it for those Limits; a ValueError for every input
- * the reference decoder refuses (and MemoryError).  data is any object with
- * a C-contiguous byte buffer.
+ * the reference decoder refuses (and MemoryError).  data is any buffer of
+ * bytes (one that is not C-contiguous is read from a copy); anything else is
+ * refused, and so left to the reference decoder.
  */
 PyObject *ns_decode(PyObject *const *args, Py_ssize_t nargs);
 

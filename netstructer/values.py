@@ -174,8 +174,9 @@ refused before anything is built.  Markers are counted as they are made
 and as they are consumed, so one left anywhere but first in an array is
 found.  msgpack decodes extension code -1 (its timestamp) by itself,
 without calling C{ext_hook}; such a value needs an C{ff} byte in the
-input, and only for such inputs is a decoded container checked (by
-C{marshal}, in C) for objects of foreign types.
+input, and only for such inputs do the hooks check the types of the items
+they are given (each object once, as an item of its container), and the
+decoder the type of the value.
 
 L{Decoder.decodeMany} decodes a batch, one msgpack array whose items are
 encoded values, in the same single C{unpackb} call (after the same checking
@@ -189,14 +190,13 @@ value ends, and each is decoded as L{Decoder.decode} decodes it.
 from __future__ import annotations
 
 import importlib
-import marshal
 import os
 import re
 import struct
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from itertools import compress
+from itertools import chain, compress
 from operator import itemgetter
 from types import ModuleType
 from typing import Any, Final, cast
@@ -1172,6 +1172,54 @@ def _makeCountedHooks(
     return arrayCounted, mapCounted
 
 
+_DECODED_TYPES: Final = frozenset(
+    {type(None), bool, int, float, complex, str, bytes, bytearray}
+    | {list, tuple, set, frozenset, dict, _Marker}
+)
+"""Every type msgpack and the hooks make: any other is a foreign object."""
+
+
+def _makeForeignHooks(
+    arrayReceived: _ArrayHook, mapReceived: _MapHook
+) -> tuple[_ArrayHook, _MapHook]:
+    """
+    Make hooks that refuse objects of foreign types among the items they are
+    given: msgpack's timestamps, which it decodes by itself.  Each decoded
+    object is an item of one container, so they look at each once.
+
+    @param arrayReceived: The C{list_hook} to check for.
+    @param mapReceived: The C{object_pairs_hook} to check for.
+    @return: The checking C{list_hook} and C{object_pairs_hook}.
+    """
+    known = _DECODED_TYPES.issuperset
+
+    def arrayChecked(items: list[object]) -> object:
+        """
+        L{arrayReceived}, once no item is foreign.
+
+        @param items: The array's items.
+        @return: The array's value.
+        @raise DecodeError: If an item is foreign.
+        """
+        if not known(map(type, items)):
+            raise _timestampError()
+        return arrayReceived(items)
+
+    def mapChecked(pairs: list[tuple[object, object]]) -> dict[object, object]:
+        """
+        L{mapReceived}, once no key or value is foreign.
+
+        @param pairs: The map's (key, value) pairs.
+        @return: The dict.
+        @raise DecodeError: If a key or value is foreign.
+        """
+        if not known(map(type, chain.from_iterable(pairs))):
+            raise _timestampError()
+        return mapReceived(pairs)
+
+    return arrayChecked, mapChecked
+
+
 _first: Final = itemgetter(0)
 _unpackb: Final = msgpack.unpackb
 
@@ -1266,6 +1314,9 @@ class Decoder:
                     arrayHook, mapHook, counts, self.limits.maxObjects
                 )
             arrayHook, mapHook = self._countedHooks
+        foreign = 0xFF in data
+        if foreign:
+            arrayHook, mapHook = _makeForeignHooks(arrayHook, mapHook)
         maxItems = self._maxItems
         try:
             value = _unpackb(
@@ -1283,10 +1334,12 @@ class Decoder:
             if not size:
                 raise DecodeError("input is empty; a value takes at least one byte") from e
             raise self._explain(e) from e
+        except RecursionError as e:
+            raise _tooDeepForPython() from e
         if counts[_UNCLAIMED]:
             raise _misplacedMarker()
-        if 0xFF in data:
-            _checkForeign(value)
+        if foreign and type(value) not in _DECODED_TYPES:
+            raise _timestampError()
         return value
 
     def decodeMany(
@@ -1344,12 +1397,16 @@ class Decoder:
         counts[_UNCLAIMED] = 0
         if size > self._quickSize:
             self._check(data, size, levels)
+        arrayHook = self._arrayHook
+        mapHook = self._mapHook
+        if 0xFF in data:
+            arrayHook, mapHook = _makeForeignHooks(arrayHook, mapHook)
         maxItems = self._maxItems
         try:
             batch = _unpackb(
                 data,
-                list_hook=self._arrayHook,
-                object_pairs_hook=self._mapHook,
+                list_hook=arrayHook,
+                object_pairs_hook=mapHook,
                 ext_hook=self._extHook,
                 strict_map_key=False,
                 max_array_len=size if size < maxItems else maxItems,
@@ -1359,10 +1416,10 @@ class Decoder:
             raise
         except _UNPACK_ERRORS as e:
             raise self._explain(e) from e
+        except RecursionError as e:
+            raise _tooDeepForPython() from e
         if counts[_UNCLAIMED]:
             raise _misplacedMarker()
-        if 0xFF in data:
-            _checkForeign(batch)
         # The first item is no marker (checked above), so the hook left the
         # outer array a list.
         return cast("list[object]", batch)
@@ -1584,21 +1641,16 @@ def _timestampError() -> DecodeError:
     )
 
 
-def _checkForeign(value: object) -> None:
+def _tooDeepForPython() -> DecodeError:
     """
-    Refuse a decoded value holding an object of a type outside the
-    protocol: a timestamp msgpack decoded by itself.  C{marshal} walks the
-    value in C and refuses every type but the supported ones.
-
-    @param value: A decoded value.
-    @raise DecodeError: If it holds a foreign object.
+    @return: The error for a value within C{maxDepth} that Python cannot
+        build: a dict key or set member nested so deeply (near 1000 levels)
+        that hashing or comparing it exhausts Python's recursion limit.
     """
-    if type(value) in _SCALARS or type(value) is bytearray:
-        return
-    try:
-        marshal.dumps(cast("list[object]", value), 2)
-    except ValueError as e:
-        raise _timestampError() from e
+    return DecodeError(
+        "a dict key or set member is nested too deeply for Python to hash or "
+        "compare it; keep Limits.maxDepth well below Python's recursion limit"
+    )
 
 
 def decode(

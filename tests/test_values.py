@@ -939,6 +939,36 @@ class AttackTests(SynchronousTestCase):
     Inputs crafted to exhaust time or memory are refused cheaply.
     """
 
+    def test_timestampInNestedSets(self) -> None:
+        """
+        A timestamp beside frozensets nested deeply is refused in linear
+        time, by both implementations (checking for foreign objects once
+        visited every set member twice per level: 40 levels took a day).
+        """
+        nested: object = -1
+        for _ in range(40):
+            nested = frozenset([nested])
+        bomb = b"\x92" + encode(nested) + b"\xd6\xff\x00\x00\x00\x00"
+        for decoder in (Decoder(), Decoder(accelerated=False)):
+            error = self.assertRaises(DecodeError, decoder.decode, bomb)
+            self.assertIn("timestamp", str(error))
+            many = self.assertRaises(DecodeError, decoder.decodeMany, b"\x91" + bomb)
+            self.assertIn("timestamp", str(many))
+
+    def test_keyTooDeepForPython(self) -> None:
+        """
+        Set members nested within C{maxDepth} but too deeply for Python to
+        compare them are refused with L{DecodeError}, not C{RecursionError}.
+        """
+        deep: object = 1
+        for _ in range(1015):
+            deep = (deep,)
+        member = encode(deep)
+        data = arrayHeader(3) + SET_MARKER + member + member
+        limits = Limits(maxDepth=1024)
+        error = self.assertRaises(DecodeError, Decoder(limits, accelerated=False).decode, data)
+        self.assertIn("too deeply for Python", str(error))
+
     def test_hashFloodingSet(self) -> None:
         """
         A ~1 MB set whose members all share one hash value is refused by the
