@@ -50,7 +50,7 @@ import struct
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 try:
     import atheris
@@ -273,7 +273,23 @@ def seeds() -> dict[str, bytes]:
         "frozenset-keys": b"\x00" + encode({frozenset({1, 2}): {(1, "a"): None}}),
         "nested-small-limits": b"\x01" + encode([[[(1,)]], {2: {3}}]),
         "timestamp-ext": b"\x00" + b"\xd6\xff\x00\x00\x00\x01",
+        # Checking for timestamps once took time exponential in the nesting
+        # of sets: this took about a day.
+        "timestamp-nested-sets": b"\x00\x92"
+        + encode(_nestedFrozensets(40))
+        + b"\xd6\xff\x00\x00\x00\x00",
     }
+
+
+def _nestedFrozensets(depth: int) -> frozenset[object]:
+    """
+    @param depth: How many frozensets to nest.
+    @return: C{-1} in that many nested frozensets.
+    """
+    nested: object = -1
+    for _ in range(depth):
+        nested = frozenset([nested])
+    return cast("frozenset[object]", nested)
 
 
 def writeSeeds(directory: Path) -> None:
