@@ -1172,10 +1172,7 @@ def _makeCountedHooks(
     return arrayCounted, mapCounted
 
 
-_DECODED_TYPES: Final = frozenset(
-    {type(None), bool, int, float, complex, str, bytes, bytearray}
-    | {list, tuple, set, frozenset, dict, _Marker}
-)
+_DECODED_TYPES: Final = _SCALARS | _CONTAINERS | {bytearray, _Marker}
 """Every type msgpack and the hooks make: any other is a foreign object."""
 
 
@@ -1233,6 +1230,22 @@ _CLAIM: Final = re.compile(r"(\d+) exceeds max_(array|map)_len")
 _UNPACK_ERRORS: Final = (msgpack.UnpackException, ValueError, TypeError)
 
 
+def _acceleratorLimits(limits: Limits) -> tuple[int, int, int, int, int, int]:
+    """
+    @param limits: Limits to decode with.
+    @return: Them as the accelerator's C{decode} and C{decodeMany} take
+        them, after the input.
+    """
+    return (
+        limits.maxSize,
+        limits.maxDepth,
+        limits.maxItems,
+        limits.maxIntBytes,
+        limits.maxObjects,
+        limits.maxHashCollisions,
+    )
+
+
 class Decoder:
     """
     A reusable decoder, for one connection: keeps its hooks, and the
@@ -1251,14 +1264,7 @@ class Decoder:
         """
         self.limits = limits
         self._fast = _speedups if accelerated else None
-        self._fastLimits = (
-            limits.maxSize,
-            limits.maxDepth,
-            limits.maxItems,
-            limits.maxIntBytes,
-            limits.maxObjects,
-            limits.maxHashCollisions,
-        )
+        self._fastLimits = _acceleratorLimits(limits)
         self._arrayHook, self._mapHook, self._extHook, self._counts = _makeHooks(limits)
         self._countedHooks: tuple[_ArrayHook, _MapHook] | None = None
         self._maxItems = limits.maxItems
@@ -1675,15 +1681,7 @@ def decode(
     """
     if accelerated and _speedups is not None:
         try:
-            return _speedups.decode(
-                data,
-                limits.maxSize,
-                limits.maxDepth,
-                limits.maxItems,
-                limits.maxIntBytes,
-                limits.maxObjects,
-                limits.maxHashCollisions,
-            )
+            return _speedups.decode(data, *_acceleratorLimits(limits))
         except ValueError:
             # Refused: the reference decoder says why.
             pass
