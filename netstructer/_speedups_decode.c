@@ -207,12 +207,31 @@ readMarker(Reader *r)
     return code[0];
 }
 
+/*
+ * Read count values, depth + 1 deep, into the item slots of a new tuple or
+ * list.  On failure the slots not yet read stay NULL, which the tuple's or
+ * list's deallocation skips.
+ */
+static int
+readItems(Reader *r, PyObject **slots, Py_ssize_t count, Py_ssize_t depth)
+{
+    Py_ssize_t i;
+
+    for (i = 0; i < count; i++) {
+        slots[i] = readValue(r, depth + 1);
+        if (slots[i] == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* The items of an array of n items (its marker, if any, included). */
 static PyObject *
 readArray(Reader *r, Py_ssize_t n, Py_ssize_t depth)
 {
-    PyObject *items, *item, *result;
-    Py_ssize_t i, count;
+    PyObject *items, *result;
+    Py_ssize_t count;
     int marker;
 
     if (depth >= r->maxDepth) {
@@ -233,32 +252,18 @@ readArray(Reader *r, Py_ssize_t n, Py_ssize_t depth)
         return NULL;
     }
     count = marker ? n - 1 : n;
-    if (marker == NS_EXT_TUPLE) {
-        items = PyTuple_New(count);
-        if (items == NULL) {
-            return NULL;
-        }
-        for (i = 0; i < count; i++) {
-            item = readValue(r, depth + 1);
-            if (item == NULL) {
-                Py_DECREF(items);
-                return NULL;
-            }
-            PyTuple_SET_ITEM(items, i, item);
-        }
-        return items;
-    }
-    items = PyList_New(count);
+    items = marker == NS_EXT_TUPLE ? PyTuple_New(count) : PyList_New(count);
     if (items == NULL) {
         return NULL;
     }
-    for (i = 0; i < count; i++) {
-        item = readValue(r, depth + 1);
-        if (item == NULL) {
-            Py_DECREF(items);
-            return NULL;
-        }
-        PyList_SET_ITEM(items, i, item);
+    if (readItems(r, marker == NS_EXT_TUPLE ? ((PyTupleObject *)items)->ob_item
+                                             : ((PyListObject *)items)->ob_item,
+                  count, depth) < 0) {
+        Py_DECREF(items);
+        return NULL;
+    }
+    if (marker == NS_EXT_TUPLE) {
+        return items;
     }
     if (!marker) {
         return items;

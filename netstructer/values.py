@@ -1320,33 +1320,7 @@ class Decoder:
                     arrayHook, mapHook, counts, self.limits.maxObjects
                 )
             arrayHook, mapHook = self._countedHooks
-        foreign = 0xFF in data
-        if foreign:
-            arrayHook, mapHook = _makeForeignHooks(arrayHook, mapHook)
-        maxItems = self._maxItems
-        try:
-            value = _unpackb(
-                data,
-                list_hook=arrayHook,
-                object_pairs_hook=mapHook,
-                ext_hook=self._extHook,
-                strict_map_key=False,
-                max_array_len=size if size < maxItems else maxItems,
-                max_map_len=size // 2 if size // 2 < maxItems else maxItems,
-            )
-        except DecodeError:
-            raise
-        except _UNPACK_ERRORS as e:
-            if not size:
-                raise DecodeError("input is empty; a value takes at least one byte") from e
-            raise self._explain(e) from e
-        except RecursionError as e:
-            raise _tooDeepForPython() from e
-        if counts[_UNCLAIMED]:
-            raise _misplacedMarker()
-        if foreign and type(value) not in _DECODED_TYPES:
-            raise _timestampError()
-        return value
+        return self._unpack(data, size, arrayHook, mapHook)
 
     def decodeMany(
         self, data: bytes | bytearray | memoryview, maxValues: int | None = None
@@ -1399,17 +1373,32 @@ class Decoder:
             # unpackb's array length limit, which binds every array, would
             # have to exceed maxItems for the outer one.
             return self._decodeEach(data, size, start, count)
-        counts = self._counts
-        counts[_UNCLAIMED] = 0
+        self._counts[_UNCLAIMED] = 0
         if size > self._quickSize:
             self._check(data, size, levels)
-        arrayHook = self._arrayHook
-        mapHook = self._mapHook
-        if 0xFF in data:
+        batch = self._unpack(data, size, self._arrayHook, self._mapHook)
+        # The first item is no marker (checked above), so the hook left the
+        # outer array a list.
+        return cast("list[object]", batch)
+
+    def _unpack(self, data: bytes, size: int, arrayHook: _ArrayHook, mapHook: _MapHook) -> object:
+        """
+        Build the value of an input with one C{unpackb} call, once the
+        checks its size calls for have passed.
+
+        @param data: The input.
+        @param size: Its length.
+        @param arrayHook: The C{list_hook} to build with.
+        @param mapHook: The C{object_pairs_hook} to build with.
+        @return: The value.
+        @raise DecodeError: If the input is not one valid encoded value.
+        """
+        foreign = 0xFF in data
+        if foreign:
             arrayHook, mapHook = _makeForeignHooks(arrayHook, mapHook)
         maxItems = self._maxItems
         try:
-            batch = _unpackb(
+            value = _unpackb(
                 data,
                 list_hook=arrayHook,
                 object_pairs_hook=mapHook,
@@ -1421,14 +1410,16 @@ class Decoder:
         except DecodeError:
             raise
         except _UNPACK_ERRORS as e:
+            if not size:
+                raise DecodeError("input is empty; a value takes at least one byte") from e
             raise self._explain(e) from e
         except RecursionError as e:
             raise _tooDeepForPython() from e
-        if counts[_UNCLAIMED]:
+        if self._counts[_UNCLAIMED]:
             raise _misplacedMarker()
-        # The first item is no marker (checked above), so the hook left the
-        # outer array a list.
-        return cast("list[object]", batch)
+        if foreign and type(value) not in _DECODED_TYPES:
+            raise _timestampError()
+        return value
 
     def _batchHeader(self, data: bytes, size: int, maxValues: int) -> tuple[int, int]:
         """
