@@ -138,7 +138,8 @@ writeHeader(Writer *w, Py_ssize_t length, unsigned char small, Py_ssize_t smallL
 {
     unsigned char *p;
 
-    if (reserve(w, 5) < 0) {
+    /* At most 5 bytes, and room for the code byte an extension adds. */
+    if (reserve(w, 6) < 0) {
         return NS_ERROR;
     }
     p = w->pos;
@@ -175,47 +176,31 @@ writeArrayHeader(Writer *w, Py_ssize_t count)
 static int
 writeExtHeader(Writer *w, Py_ssize_t length, unsigned char code)
 {
-    unsigned char *p;
+    unsigned char fixed;
+    int result;
 
-    if (reserve(w, 6) < 0) {
-        return NS_ERROR;
-    }
-    p = w->pos;
     switch (length) {
-    case 1:
-        *p++ = 0xd4;
-        break;
-    case 2:
-        *p++ = 0xd5;
-        break;
-    case 4:
-        *p++ = 0xd6;
-        break;
-    case 8:
-        *p++ = 0xd7;
-        break;
-    case 16:
-        *p++ = 0xd8;
-        break;
-    default:
-        if (length <= 0xff) {
-            *p++ = 0xc7;
-            *p++ = (unsigned char)length;
+    case 1: fixed = 0xd4; break;
+    case 2: fixed = 0xd5; break;
+    case 4: fixed = 0xd6; break;
+    case 8: fixed = 0xd7; break;
+    case 16: fixed = 0xd8; break;
+    default: fixed = 0; break;
+    }
+    if (fixed) {
+        if (reserve(w, 2) < 0) {
+            return NS_ERROR;
         }
-        else if (length <= 0xffff) {
-            *p++ = 0xc8;
-            p = put16(p, (uint32_t)length);
-        }
-        else if ((uint64_t)length <= NS_MAX_LENGTH) {
-            *p++ = 0xc9;
-            p = put32(p, (uint32_t)length);
-        }
-        else {
-            return NS_DECLINE;
+        *w->pos++ = fixed;
+    }
+    else {
+        /* ext 8, 16 or 32; writeHeader reserves room for the code byte. */
+        result = writeHeader(w, length, 0, 0, 0xc7, 0xc8, 0xc9);
+        if (result != NS_OK) {
+            return result;
         }
     }
-    *p++ = code;
-    w->pos = p;
+    *w->pos++ = code;
     return NS_OK;
 }
 
