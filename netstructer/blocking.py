@@ -120,12 +120,14 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeAlias, TypeVar, cast
 
 from netstructer.channel import (
     BATCH_SIZE,
+    PROTOCOL_VERSION,
     Channel,
     CloseCode,
     CloseReceived,
     Event,
     HandshakeCompleted,
     PingReceived,
+    RecordReceived,
     Role,
     ValueReceived,
     ValuesReceived,
@@ -144,6 +146,7 @@ from netstructer.errors import (
     ServerInitializeError,
 )
 from netstructer.keys import Keyring, generateKey
+from netstructer.records import RecordRouter
 from netstructer.values import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
@@ -383,6 +386,7 @@ class Link(_ValueChannel):
         limits: Limits | None = None,
         maxBufferSize: int | None = None,
         closeTimeout: float = _DEFAULT_CLOSE_TIMEOUT,
+        protocolVersion: int = PROTOCOL_VERSION,
     ) -> None:
         """
         Run the handshake over a connected socket.
@@ -403,6 +407,8 @@ class Link(_ValueChannel):
             (it replaces C{limits.maxSize}); the server is told.
         @param closeTimeout: Seconds L{close} waits for the server's close
             reply when no timeout is set.
+        @param protocolVersion: The highest protocol version to offer; 1
+            for a server that refuses anything newer.
         @raise AuthenticationError: The server does not hold the key.
         @raise HandshakeError: The server speaks another protocol, version or
             suite, or closed the connection during the handshake.
@@ -434,6 +440,7 @@ class Link(_ValueChannel):
         self.closeCode: CloseCode | None = None
         self.closeReason: str | None = None
         self.closedCleanly = False
+        self.records = RecordRouter()
         sendmsg = getattr(sock, "sendmsg", None)
         self._sendmsg: Callable[[Iterable[bytes | memoryview]], int] | None = (
             None if isinstance(sock, ssl.SSLSocket) else sendmsg
@@ -444,7 +451,14 @@ class Link(_ValueChannel):
             if maxBufferSize is not None:
                 limits = replace(limits, maxSize=maxBufferSize)
             self._limits = limits
-            self._channel = Channel(Role.CLIENT, key, suite=suite, cipher=cipher, limits=limits)
+            self._channel = Channel(
+                Role.CLIENT,
+                key,
+                suite=suite,
+                cipher=cipher,
+                limits=limits,
+                protocolVersion=protocolVersion,
+            )
             if handshakeTimeout is None:
                 handshakeTimeout = (
                     self._timeout if self._timeout is not None else _DEFAULT_HANDSHAKE_TIMEOUT
@@ -666,6 +680,28 @@ class Link(_ValueChannel):
             if out:
                 self._flush(deadline)
         return count
+
+    @property
+    def protocolVersion(self) -> int | None:
+        """
+        The protocol version negotiated with the server.
+        """
+        return self._channel.protocolVersion
+
+    def sendRecord(self, recordType: int, body: bytes, timeout: float | None = None) -> None:
+        """
+        Send one extension record (protocol version 2) after every value
+        sent before it.  For the capabilities' adapters, not applications.
+
+        @param timeout: As for L{sendBuffer}.
+        @raise PeerVersionError: The server negotiated version 1.
+        @raise ChannelClosedError: The link is closed or has failed.
+        """
+        if self._ended or self._error is not None:
+            raise self._closedError("send")
+        deadline = None if timeout is None and self._timeout is None else self._deadline(timeout)
+        self._queueFrame(self._channel.sendRecord(recordType, body))
+        self._flush(deadline)
 
     def _queueFrame(self, frame: bytes) -> None:
         prefix = _PREFIX.pack(len(frame))
@@ -992,7 +1028,13 @@ class Link(_ValueChannel):
         raise error
 
     def _controlEvent(self, event: Event | None) -> None:
-        if isinstance(event, PingReceived):
+        if isinstance(event, RecordReceived):
+            try:
+                self.records.recordReceived(event)
+            except RemoteProtocolError as e:
+                self._fail(e)
+                raise
+        elif isinstance(event, PingReceived):
             self._tryFlush()
         elif isinstance(event, CloseReceived):
             # The server closed first: our reply is queued.  The server ends

@@ -78,6 +78,7 @@ from netstructer.errors import (
     HandshakeError,
     IntegrityError,
     LocalProtocolError,
+    PeerVersionError,
     RemoteProtocolError,
     TruncationError,
 )
@@ -86,10 +87,12 @@ from netstructer.values import DEFAULT_LIMITS, Decoder, Encoder, Limits
 
 __all__ = [
     "BATCH_SIZE",
+    "EXTENSION_RECORD_RANGES",
     "HANDSHAKE_MAX_FRAME",
     "MAGIC",
     "MAX_BATCH_BODY",
     "MAX_BATCH_VALUES",
+    "MIN_PROTOCOL_VERSION",
     "PROTOCOL_VERSION",
     "SUITES",
     "Channel",
@@ -99,6 +102,7 @@ __all__ = [
     "HandshakeCompleted",
     "PingReceived",
     "PongReceived",
+    "RecordReceived",
     "Role",
     "ValueReceived",
     "ValuesReceived",
@@ -109,8 +113,28 @@ __all__ = [
 MAGIC: Final = b"NSTR"
 """The first four bytes of every client hello."""
 
-PROTOCOL_VERSION: Final = 1
-"""The protocol version this implementation speaks."""
+PROTOCOL_VERSION: Final = 2
+"""The highest protocol version this implementation speaks: a client offers
+it in its hello, and a server answers with the lower of it and the client's."""
+
+MIN_PROTOCOL_VERSION: Final = 1
+"""The lowest protocol version this implementation speaks.  Version 1 carries
+values; version 2 adds the extension records (relay and streams)."""
+
+EXTENSION_RECORD_RANGES: Final = {
+    "relay": range(0x10, 0x18),
+    "streams": range(0x20, 0x28),
+}
+"""
+The record types protocol version 2 adds, by the capability that owns them.
+The channel seals and opens them like any record and hands their bodies to
+the adapter (L{RecordReceived}); the capability's own sans-IO module gives
+them meaning.  A peer that negotiated version 1 never sees one.
+"""
+
+_EXTENSION_OWNER = {
+    recordType: name for name, types in EXTENSION_RECORD_RANGES.items() for recordType in types
+}
 
 HANDSHAKE_MAX_FRAME: Final = 512
 """The largest frame either side accepts before the handshake completes."""
@@ -247,6 +271,7 @@ class HandshakeCompleted:
 
     suite: str
     peerMaxValueSize: int
+    version: int = MIN_PROTOCOL_VERSION
 
 
 @dataclass(slots=True)
@@ -316,6 +341,20 @@ class CloseReceived:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class RecordReceived:
+    """
+    An extension record arrived (protocol version 2): one of the types in
+    L{EXTENSION_RECORD_RANGES}, for the capability that owns it.
+
+    @ivar recordType: The record's type byte.
+    @ivar body: The record's body, authenticated and decrypted.
+    """
+
+    recordType: int
+    body: bytes
+
+
 Event = (
     HandshakeCompleted
     | ValueReceived
@@ -323,6 +362,7 @@ Event = (
     | PingReceived
     | PongReceived
     | CloseReceived
+    | RecordReceived
 )
 
 
@@ -394,6 +434,8 @@ class _State(Protocol):
 
     def sendEncodedValues(self, encodedValues: Sequence[bytes]) -> bytes: ...
 
+    def sendRecord(self, recordType: int, body: bytes) -> bytes: ...
+
     def ping(self, data: bytes) -> bytes: ...
 
     def close(self, code: CloseCode, reason: str) -> bytes: ...
@@ -419,6 +461,9 @@ class _Refusing:
 
     def sendValue(self, value: object) -> bytes:
         raise ChannelClosedError(f"cannot send a value: {self._why}")
+
+    def sendRecord(self, recordType: int, body: bytes) -> bytes:
+        raise ChannelClosedError(f"cannot send a record: {self._why}")
 
     def sendEncoded(self, encoded: bytes) -> bytes:
         raise ChannelClosedError(f"cannot send a value: {self._why}")
@@ -484,17 +529,17 @@ class _ClientAwaitingReply(_Refusing):
         if not frame:
             raise HandshakeError("the server's handshake reply is empty")
         if frame[0] == _REPLY_REJECT:
-            raise _rejectionError(frame, self._handshake.suiteID)
+            raise _rejectionError(frame, self._handshake.suiteID, self._channel._protocolVersion)
         if frame[0] != _REPLY_ACCEPT:
             raise HandshakeError(
                 f"the server's handshake reply has an unknown status byte {frame[0]}; "
                 "it may not speak NetStructer"
             )
-        sender, receiver, peerMaxValueSize = self._handshake.readReply(frame[1:])
+        sender, receiver, peerMaxValueSize, version = self._handshake.readReply(frame[1:])
         channel = self._channel
-        channel._state = _Established(channel, sender, receiver, peerMaxValueSize)
+        channel._state = _Established(channel, sender, receiver, peerMaxValueSize, version)
         channel._outgoing.append(sender.seal(_RECORD_CONFIRM, b""))
-        return HandshakeCompleted(_SUITE_NAMES[self._handshake.suiteID], peerMaxValueSize)
+        return HandshakeCompleted(_SUITE_NAMES[self._handshake.suiteID], peerMaxValueSize, version)
 
 
 class _ServerAwaitingHello(_Refusing):
@@ -532,12 +577,16 @@ class _ServerAwaitingHello(_Refusing):
                 "the client's first frame is not a NetStructer hello; it may speak another protocol"
             )
         version, suiteID = frame[4], frame[5]
-        if version != PROTOCOL_VERSION:
+        # From version 2 on, a server answers any newer client with its own
+        # version; a server limited to version 1 speaks exactly as version 1
+        # did, accepting only it.
+        ours = channel._protocolVersion
+        if version < MIN_PROTOCOL_VERSION or (ours == 1 and version != 1):
             channel._reject(_REJECT_VERSION)
             raise HandshakeError(
                 f"the client speaks protocol version {version}; this server speaks "
-                f"version {PROTOCOL_VERSION}: upgrade the older side",
-                localValue=PROTOCOL_VERSION,
+                f"versions {MIN_PROTOCOL_VERSION} to {ours}: upgrade the older side",
+                localValue=ours,
                 remoteValue=version,
             )
         if suiteID not in channel._acceptedSuiteIDs:
@@ -551,7 +600,7 @@ class _ServerAwaitingHello(_Refusing):
             )
         try:
             sender, receiver, peerMaxValueSize, reply = _serverHandshake(
-                channel, suiteID, frame, ephemeral
+                channel, suiteID, version, frame, ephemeral
             )
         except AuthenticationError:
             channel._reject(_REJECT_AUTHENTICATION)
@@ -561,7 +610,12 @@ class _ServerAwaitingHello(_Refusing):
             raise
         channel._outgoing.append(bytes((_REPLY_ACCEPT,)) + reply)
         channel._state = _ServerAwaitingConfirmation(
-            channel, sender, receiver, peerMaxValueSize, _SUITE_NAMES[suiteID]
+            channel,
+            sender,
+            receiver,
+            peerMaxValueSize,
+            _SUITE_NAMES[suiteID],
+            min(version, ours),
         )
         return None
 
@@ -579,12 +633,14 @@ class _ServerAwaitingConfirmation(_Refusing):
         receiver: _RecordOpener,
         peerMaxValueSize: int,
         suiteName: str,
+        version: int,
     ) -> None:
         super().__init__(channel)
         self._sender = sender
         self._receiver = receiver
         self._peerMaxValueSize = peerMaxValueSize
         self._suiteName = suiteName
+        self._version = version
 
     def receiveFrame(self, frame: bytes | memoryview) -> Event | None:
         try:
@@ -599,8 +655,10 @@ class _ServerAwaitingConfirmation(_Refusing):
                 f"the client sent record type {recordType} before its key confirmation"
             )
         channel = self._channel
-        channel._state = _Established(channel, self._sender, self._receiver, self._peerMaxValueSize)
-        return HandshakeCompleted(self._suiteName, self._peerMaxValueSize)
+        channel._state = _Established(
+            channel, self._sender, self._receiver, self._peerMaxValueSize, self._version
+        )
+        return HandshakeCompleted(self._suiteName, self._peerMaxValueSize, self._version)
 
 
 class _Established:
@@ -612,6 +670,7 @@ class _Established:
     @ivar _receiver: Opens incoming records; holds the other direction's key
         and counter.
     @ivar _peerMaxValueSize: The largest encoded value the peer accepts.
+    @ivar version: The protocol version both sides negotiated.
     """
 
     def __init__(
@@ -620,10 +679,12 @@ class _Established:
         sender: _RecordSealer,
         receiver: _RecordOpener,
         peerMaxValueSize: int,
+        version: int,
     ) -> None:
         self._channel = channel
         self._sender = sender
         self._receiver = receiver
+        self.version = version
         family = "fernet" if isinstance(receiver, _FernetOpener) else "noise"
         channel._maxFrameSize = frameOverhead(family, channel._limits.maxSize)
         self._peerMaxValueSize = peerMaxValueSize
@@ -654,10 +715,28 @@ class _Established:
             channel._outgoing.append(self._sender.seal(_RECORD_CLOSE, _closeBody(code, "")))
             channel._state = _Closed(channel)
             return CloseReceived(code, reason)
-        raise RemoteProtocolError(f"the peer sent a record of unknown type {recordType}")
+        return _extensionRecord(self.version, recordType, body)
 
     def sendValue(self, value: object) -> bytes:
         return self._sealValue(self._encodeAfter(_VALUE_TYPE_BYTE, value))
+
+    def sendRecord(self, recordType: int, body: bytes) -> bytes:
+        owner = _EXTENSION_OWNER.get(recordType)
+        if owner is None:
+            raise ValueError(f"record type {recordType:#04x} is not an extension record type")
+        if self.version < 2:
+            raise PeerVersionError(
+                f"the peer speaks protocol version {self.version}, which has no {owner} "
+                "records: upgrade it to use this",
+                localValue=PROTOCOL_VERSION,
+                remoteValue=self.version,
+            )
+        if len(body) > self._peerMaxValueSize:
+            raise BufferDataError(
+                f"a {owner} record of {len(body)} bytes is larger than the peer accepts "
+                f"({self._peerMaxValueSize}); send smaller parts"
+            )
+        return self._sender.seal(recordType, body)
 
     def sendEncoded(self, encoded: bytes) -> bytes:
         return self._sealValue(_VALUE_TYPE_BYTE + encoded)
@@ -703,7 +782,7 @@ class _Established:
 
     def close(self, code: CloseCode, reason: str) -> bytes:
         frame = self._sender.seal(_RECORD_CLOSE, _closeBody(code, reason))
-        self._channel._state = _Closing(self._channel, self._receiver)
+        self._channel._state = _Closing(self._channel, self._receiver, self.version)
         return frame
 
     def connectionLost(self) -> None:
@@ -722,9 +801,10 @@ class _Closing(_Refusing):
 
     _why = "the channel is closing"
 
-    def __init__(self, channel: Channel, receiver: _RecordOpener) -> None:
+    def __init__(self, channel: Channel, receiver: _RecordOpener, version: int) -> None:
         super().__init__(channel)
         self._receiver = receiver
+        self.version = version
         self._decode = channel._decoder.decode
         self._decodeMany = channel._decoder.decodeMany
 
@@ -746,7 +826,7 @@ class _Closing(_Refusing):
             if len(body) > _MAX_PING_DATA:
                 raise RemoteProtocolError(f"the peer sent a ping of {len(body)} bytes")
             return PingReceived(bytes(body))
-        raise RemoteProtocolError(f"the peer sent a record of unknown type {recordType}")
+        return _extensionRecord(self.version, recordType, body)
 
     def connectionLost(self) -> None:
         self._channel._state = _Failed(self._channel, "the connection was lost")
@@ -788,6 +868,23 @@ def _valuesReceived(
     return ValuesReceived(values, len(body))
 
 
+def _extensionRecord(version: int, recordType: int, body: bytes | memoryview) -> RecordReceived:
+    """
+    Check a received record of a type that is neither a value nor control.
+
+    @raise RemoteProtocolError: The type is unknown, or belongs to a protocol
+        version the two sides did not negotiate.
+    """
+    if recordType not in _EXTENSION_OWNER:
+        raise RemoteProtocolError(f"the peer sent a record of unknown type {recordType}")
+    if version < 2:
+        raise RemoteProtocolError(
+            f"the peer sent a {_EXTENSION_OWNER[recordType]} record (type {recordType}) "
+            f"in a protocol version {version} session, which has none"
+        )
+    return RecordReceived(recordType, bytes(body))
+
+
 def _closeBody(code: CloseCode, reason: str) -> bytes:
     encoded = reason.encode("utf-8")[:_MAX_CLOSE_REASON]
     # Never cut a character in half.
@@ -806,12 +903,13 @@ def _parseClose(body: bytes | memoryview) -> tuple[CloseCode, str]:
     return CloseCode.fromWire(code), reason
 
 
-def _rejectionError(frame: bytes, offeredSuiteID: int) -> HandshakeError:
+def _rejectionError(frame: bytes, offeredSuiteID: int, offeredVersion: int) -> HandshakeError:
     """
     Build the error for a server's rejection frame.
 
     @param frame: The whole reply frame, status byte included.
     @param offeredSuiteID: The suite this client asked for.
+    @param offeredVersion: The protocol version this client offered.
     @return: The error to raise.
     """
     if len(frame) < 4 or len(frame) != 4 + frame[3]:
@@ -824,10 +922,14 @@ def _rejectionError(frame: bytes, offeredSuiteID: int) -> HandshakeError:
             "(the server must list the client's first key)"
         )
     if reason == _REJECT_VERSION:
+        if MIN_PROTOCOL_VERSION <= serverVersion < offeredVersion:
+            advice = f"upgrade the server, or connect with protocolVersion={serverVersion}"
+        else:
+            advice = "upgrade the older side"
         return HandshakeError(
-            f"the server speaks protocol version {serverVersion}; this client speaks "
-            f"version {PROTOCOL_VERSION}: upgrade the older side",
-            localValue=PROTOCOL_VERSION,
+            f"the server speaks protocol version {serverVersion}; this client offered "
+            f"version {offeredVersion}: {advice}",
+            localValue=offeredVersion,
             remoteValue=serverVersion,
         )
     if reason == _REJECT_SUITE:
@@ -989,22 +1091,22 @@ class _ClientHandshake(Protocol):
 
     def hello(self) -> bytes: ...
 
-    def readReply(self, body: bytes) -> tuple[_RecordSealer, _RecordOpener, int]: ...
+    def readReply(self, body: bytes) -> tuple[_RecordSealer, _RecordOpener, int, int]: ...
 
 
 def _prologue(header: bytes) -> bytes:
     return _PROLOGUE_LABEL + header
 
 
-def _helloHeader(suiteID: int) -> bytes:
+def _helloHeader(suiteID: int, version: int) -> bytes:
     """
     @param suiteID: A suite identifier.
     @return: The first six bytes of a client hello asking for that suite.
     """
-    return MAGIC + bytes((PROTOCOL_VERSION, suiteID))
+    return MAGIC + bytes((version, suiteID))
 
 
-def _noiseTemplates(keyring: Keyring, suiteID: int) -> tuple[NNpsk0Template, ...]:
+def _noiseTemplates(keyring: Keyring, suiteID: int, version: int) -> tuple[NNpsk0Template, ...]:
     """
     The Noise handshake templates of a keyring for a suite: what every
     handshake with that key and suite computes before its ephemeral keys come
@@ -1018,10 +1120,43 @@ def _noiseTemplates(keyring: Keyring, suiteID: int) -> tuple[NNpsk0Template, ...
 
     def derive(keyring: Keyring) -> tuple[NNpsk0Template, ...]:
         cipherName = _NOISE_CIPHER_OF_SUITE[suiteID]
-        prologue = _prologue(_helloHeader(suiteID))
+        prologue = _prologue(_helloHeader(suiteID, version))
         return tuple(NNpsk0Template(cipherName, psk, prologue) for psk in keyring.noisePSKs())
 
-    return keyring._derived(("noise handshake templates", suiteID), derive)
+    return keyring._derived(("noise handshake templates", suiteID, version), derive)
+
+
+def _replyPayload(maxSize: int, helloVersion: int, ours: int) -> bytes:
+    """
+    The server's handshake payload: its maximum value size, then (for a hello
+    of version 2 or later) the version the session speaks, the lower of the
+    client's and the server's.
+    """
+    if helloVersion < 2:
+        return _U32.pack(maxSize)
+    return _U32.pack(maxSize) + bytes((min(helloVersion, ours),))
+
+
+def _readReplyPayload(payload: bytes, offered: int) -> tuple[int, int]:
+    """
+    Read the server's handshake payload (see L{_replyPayload}).
+
+    @param offered: The version this client's hello offered.
+    @return: The server's maximum value size and the session's version.
+    """
+    if offered < 2:
+        return _readMaxValueSize(payload, "server"), 1
+    if len(payload) != _U32.size + 1:
+        raise HandshakeError(
+            f"the server's handshake payload has {len(payload)} bytes, not {_U32.size + 1}"
+        )
+    version = payload[_U32.size]
+    if not MIN_PROTOCOL_VERSION <= version <= offered:
+        raise HandshakeError(
+            f"the server chose protocol version {version}; this client offered "
+            f"versions {MIN_PROTOCOL_VERSION} to {offered}"
+        )
+    return _readMaxValueSize(payload[: _U32.size], "server"), version
 
 
 def _readMaxValueSize(payload: bytes, who: str) -> int:
@@ -1042,15 +1177,17 @@ class _NoiseClientHandshake:
         self._channel = channel
         self.suiteID = _SUITE_OF_NOISE_CIPHER[cipherName]
         ephemeral = channel._ephemeralFactory() if channel._ephemeralFactory else None
-        self._header = _helloHeader(self.suiteID)
-        self._initiator = _noiseTemplates(channel._keyring, self.suiteID)[0].initiator(ephemeral)
+        self._version = channel._protocolVersion
+        self._header = _helloHeader(self.suiteID, self._version)
+        templates = _noiseTemplates(channel._keyring, self.suiteID, self._version)
+        self._initiator = templates[0].initiator(ephemeral)
 
     def hello(self) -> bytes:
         return self._header + self._initiator.writeMessage1(
             _U32.pack(self._channel._limits.maxSize)
         )
 
-    def readReply(self, body: bytes) -> tuple[_RecordSealer, _RecordOpener, int]:
+    def readReply(self, body: bytes) -> tuple[_RecordSealer, _RecordOpener, int, int]:
         try:
             payload = self._initiator.readMessage2(body)
         except InvalidTag:
@@ -1060,9 +1197,9 @@ class _NoiseClientHandshake:
             ) from None
         except ValueError as e:
             raise HandshakeError(f"the server's handshake reply is malformed: {e}") from None
-        peerMaxValueSize = _readMaxValueSize(payload, "server")
+        peerMaxValueSize, version = _readReplyPayload(payload, self._version)
         sendCipher, receiveCipher = self._initiator.split()
-        return _NoiseSealer(sendCipher), _NoiseOpener(receiveCipher), peerMaxValueSize
+        return _NoiseSealer(sendCipher), _NoiseOpener(receiveCipher), peerMaxValueSize, version
 
 
 class _FernetClientHandshake:
@@ -1081,14 +1218,14 @@ class _FernetClientHandshake:
 
     def hello(self) -> bytes:
         channel = self._channel
-        header = _helloHeader(_SUITE_FERNET)
+        header = _helloHeader(_SUITE_FERNET, channel._protocolVersion)
         token = self._fernet.encrypt_at_time(
             self._nonce + _U32.pack(channel._limits.maxSize), int(channel._currentTime())
         )
         self._hello = header + token
         return self._hello
 
-    def readReply(self, body: bytes) -> tuple[_RecordSealer, _RecordOpener, int]:
+    def readReply(self, body: bytes) -> tuple[_RecordSealer, _RecordOpener, int, int]:
         channel = self._channel
         try:
             payload = _fernetDecrypt(self._fernet, body, channel)
@@ -1097,18 +1234,20 @@ class _FernetClientHandshake:
                 "the server's handshake reply failed authentication: it does not hold "
                 "this client's key"
             ) from None
-        if len(payload) != 2 * _FERNET_NONCE_SIZE + _U32.size:
+        offered = channel._protocolVersion
+        if len(payload) != 2 * _FERNET_NONCE_SIZE + _U32.size + (offered >= 2):
             raise HandshakeError("the server's Fernet handshake payload is malformed")
         if payload[_FERNET_NONCE_SIZE : 2 * _FERNET_NONCE_SIZE] != self._nonce:
             raise AuthenticationError(
                 "the server's handshake reply answers another hello: it was replayed"
             )
-        peerMaxValueSize = _readMaxValueSize(payload[2 * _FERNET_NONCE_SIZE :], "server")
+        peerMaxValueSize, version = _readReplyPayload(payload[2 * _FERNET_NONCE_SIZE :], offered)
         sessionID = _fernetSessionID(self._hello, bytes((_REPLY_ACCEPT,)) + body)
         return (
             _FernetSealer(self._fernet, sessionID, 0, channel._currentTime),
             _FernetOpener(self._fernet, sessionID, 1, channel._fernetTTL, channel._currentTime),
             peerMaxValueSize,
+            version,
         )
 
 
@@ -1124,11 +1263,16 @@ def _fernetSessionID(hello: bytes, reply: bytes) -> bytes:
 
 
 def _serverHandshake(
-    channel: Channel, suiteID: int, hello: bytes, ephemeral: X25519PrivateKey | None
+    channel: Channel,
+    suiteID: int,
+    version: int,
+    hello: bytes,
+    ephemeral: X25519PrivateKey | None,
 ) -> tuple[_RecordSealer, _RecordOpener, int, bytes]:
     """
     Answer a client hello whose header was already checked.
 
+    @param version: The protocol version the hello offers.
     @param ephemeral: The Noise ephemeral key made for this connection by
         L{Channel.prepareHandshake}, or L{None} to make one only once the hello
         has authenticated.
@@ -1139,11 +1283,12 @@ def _serverHandshake(
     """
     body = hello[6:]
     if suiteID == _SUITE_FERNET:
-        return _serverFernetHandshake(channel, hello, body)
+        return _serverFernetHandshake(channel, version, hello, body)
     if ephemeral is None and channel._ephemeralFactory is not None:
         ephemeral = channel._ephemeralFactory()
     # The header was checked, so the prologue is the one of the templates.
-    for template in _noiseTemplates(channel._keyring, suiteID):
+    payload2 = _replyPayload(channel._limits.maxSize, version, channel._protocolVersion)
+    for template in _noiseTemplates(channel._keyring, suiteID, version):
         responder = template.responder(ephemeral)
         try:
             payload = responder.readMessage1(body)
@@ -1153,7 +1298,7 @@ def _serverHandshake(
             raise HandshakeError(f"the client's hello is malformed: {e}") from None
         peerMaxValueSize = _readMaxValueSize(payload, "client")
         try:
-            reply = responder.writeMessage2(_U32.pack(channel._limits.maxSize))
+            reply = responder.writeMessage2(payload2)
         except ValueError as e:
             raise HandshakeError(f"the client's ephemeral key is unusable: {e}") from None
         sendCipher, receiveCipher = responder.split()
@@ -1165,7 +1310,7 @@ def _serverHandshake(
 
 
 def _serverFernetHandshake(
-    channel: Channel, hello: bytes, token: bytes
+    channel: Channel, version: int, hello: bytes, token: bytes
 ) -> tuple[_RecordSealer, _RecordOpener, int, bytes]:
     for key in channel._keyring.fernetKeys():
         fernet = Fernet(key)
@@ -1179,7 +1324,9 @@ def _serverFernetHandshake(
         peerMaxValueSize = _readMaxValueSize(payload[_FERNET_NONCE_SIZE:], "client")
         serverNonce = channel._randomBytes(_FERNET_NONCE_SIZE)
         reply = fernet.encrypt_at_time(
-            serverNonce + clientNonce + _U32.pack(channel._limits.maxSize),
+            serverNonce
+            + clientNonce
+            + _replyPayload(channel._limits.maxSize, version, channel._protocolVersion),
             int(channel._currentTime()),
         )
         sessionID = _fernetSessionID(hello, bytes((_REPLY_ACCEPT,)) + reply)
@@ -1218,6 +1365,7 @@ class Channel:
         currentTime: Callable[[], float] = time.time,
         randomBytes: Callable[[int], bytes] = os.urandom,
         ephemeralFactory: Callable[[], X25519PrivateKey] | None = None,
+        protocolVersion: int = PROTOCOL_VERSION,
     ) -> None:
         """
         @param role: L{Role.CLIENT} for the connecting side, L{Role.SERVER}
@@ -1241,8 +1389,11 @@ class Channel:
         @param ephemeralFactory: Makes the Noise ephemeral key.  Only for test
             vectors and the worked example in the specification: never set it
             otherwise.
-        @raise ValueError: An unknown suite or cipher, or a maximum value size
-            over 2 GiB.
+        @param protocolVersion: The highest protocol version this side
+            speaks: what a client offers, and what a server answers a newer
+            client with.  Only to talk to, or test, an older peer.
+        @raise ValueError: An unknown suite or cipher, a maximum value size
+            over 2 GiB, or a protocol version this implementation lacks.
         @raise InvalidKey: The key is malformed.
         """
         checkOptions(
@@ -1252,8 +1403,14 @@ class Channel:
             limits=limits,
             fernetTTL=fernetTTL,
         )
+        if not MIN_PROTOCOL_VERSION <= protocolVersion <= PROTOCOL_VERSION:
+            raise ValueError(
+                f"protocolVersion must be from {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}, "
+                f"not {protocolVersion}"
+            )
         self.role = role
         self.suite = suite
+        self._protocolVersion = protocolVersion
         self._keyring = asKeyring(key)
         self._limits = limits
         self._decoder = Decoder(limits)
@@ -1297,6 +1454,16 @@ class Channel:
         return self._maxFrameSize
 
     @property
+    def protocolVersion(self) -> int | None:
+        """
+        The protocol version the session speaks, once the handshake has
+        settled it (while the channel is established or closing); L{None}
+        before.
+        """
+        state = self._state
+        return state.version if isinstance(state, (_Established, _Closing)) else None
+
+    @property
     def peerMaxValueSize(self) -> int | None:
         """
         The largest encoded value the peer accepts, once the handshake has
@@ -1336,7 +1503,7 @@ class Channel:
     def _reject(self, reason: int) -> None:
         suites = sorted(self._acceptedSuiteIDs)
         self._outgoing.append(
-            bytes((_REPLY_REJECT, reason, PROTOCOL_VERSION, len(suites), *suites))
+            bytes((_REPLY_REJECT, reason, self._protocolVersion, len(suites), *suites))
         )
 
     def framesToSend(self) -> list[bytes]:
@@ -1448,6 +1615,23 @@ class Channel:
         if peerMax is None:
             return 0
         return min(BATCH_SIZE, peerMax) - _VALUES_HEAD16.size + 1
+
+    def sendRecord(self, recordType: int, body: bytes) -> bytes:
+        """
+        Seal an extension record (protocol version 2): one of the types in
+        L{EXTENSION_RECORD_RANGES}, whose body its capability's module
+        defines.  Records are sealed in call order with values and control
+        records, so an adapter that batches values must flush them first.
+
+        @param recordType: The record's type byte.
+        @param body: Its body, at most the peer's maximum value size.
+        @return: The frame payload to write.
+        @raise ValueError: C{recordType} is not an extension type.
+        @raise PeerVersionError: The session negotiated version 1.
+        @raise BufferDataError: The body is larger than the peer accepts.
+        @raise LocalProtocolError: Values cannot flow in this state.
+        """
+        return self._state.sendRecord(recordType, body)
 
     def ping(self, data: bytes = b"") -> bytes:
         """

@@ -31,6 +31,7 @@ __all__ = [
     "LocalProtocolError",
     "NetStructerError",
     "OperationTimedOut",
+    "PeerVersionError",
     "ProtocolError",
     "RemoteProtocolError",
     "ServerInitializeError",
@@ -189,6 +190,22 @@ class KeyFileError(InvalidKey):
     def __init__(self, message: str, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+class PeerVersionError(NetStructerError):
+    """
+    The peer negotiated a protocol version without the feature asked for
+    (relay or streams need version 2).  Nothing was sent, and the session
+    stays open for values.  Upgrade the peer to use the feature.
+
+    @ivar localValue: The version this side speaks.
+    @ivar remoteValue: The version the session negotiated.
+    """
+
+    def __init__(self, message: str, localValue: int, remoteValue: int) -> None:
+        super().__init__(message)
+        self.localValue = localValue
+        self.remoteValue = remoteValue
 
 
 class OperationTimedOut(NetStructerError, TimeoutError):

@@ -29,12 +29,14 @@ from zope.interface import Interface, implementer
 
 from netstructer.channel import (
     HANDSHAKE_MAX_FRAME,
+    PROTOCOL_VERSION,
     Channel,
     CloseCode,
     CloseReceived,
     Event,
     HandshakeCompleted,
     PongReceived,
+    RecordReceived,
     Role,
     ValueReceived,
     ValuesReceived,
@@ -51,6 +53,7 @@ from netstructer.errors import (
     TruncationError,
 )
 from netstructer.keys import Keyring, asKeyring
+from netstructer.records import RecordRouter
 from netstructer.values import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
@@ -106,6 +109,9 @@ class BridgeConfig:
     @ivar maxQueuedBytes: Encoded bytes of received values queued before
         reading from the peer pauses.
     @ivar fernetTTL: With the fernet suite, the token TTL in seconds.
+    @ivar protocolVersion: The highest protocol version to offer (a client)
+        or accept (a server); 1 speaks exactly as version 1 did, for a peer
+        that refuses anything newer.
     """
 
     keyring: Keyring
@@ -121,6 +127,7 @@ class BridgeConfig:
     maxQueuedValues: int = 1000
     maxQueuedBytes: int = 64 * 1024 * 1024
     fernetTTL: float | None = None
+    protocolVersion: int = PROTOCOL_VERSION
 
     def __post_init__(self) -> None:
         for name in ("handshakeTimeout", "closeTimeout"):
@@ -172,6 +179,7 @@ class BridgeConfig:
             limits=self.limits,
             fernetTTL=self.fernetTTL,
             currentTime=currentTime,
+            protocolVersion=self.protocolVersion,
         )
 
 
@@ -342,6 +350,8 @@ class BridgeProtocol(Int32StringReceiver):
         of L{ConnectionDone} for a clean close.
     @ivar closeCode: The peer's close code, if it sent one.
     @ivar closeMessage: The peer's close reason text, if it sent one.
+    @ivar records: Routes the extension records of protocol version 2 to
+        the capabilities (relay, streams) attached to this session.
     """
 
     MAX_LENGTH = HANDSHAKE_MAX_FRAME
@@ -382,6 +392,7 @@ class BridgeProtocol(Int32StringReceiver):
         self.bytesOut = 0
         self._pending: deque[bytes] = deque()
         self._channel: Channel = config.makeChannel(role, clock.seconds)
+        self.records = RecordRouter()
         self._buffer = bytearray()
         self._processing = False
         self._receivePaused = False
@@ -429,6 +440,25 @@ class BridgeProtocol(Int32StringReceiver):
         Whether the handshake has completed and the connection has not ended.
         """
         return self._established and self.closeReason is None
+
+    @property
+    def protocolVersion(self) -> int | None:
+        """
+        The protocol version negotiated with the peer; L{None} until the
+        handshake settles it.
+        """
+        return self._channel.protocolVersion
+
+    def sendRecord(self, recordType: int, body: bytes) -> None:
+        """
+        Send one extension record (protocol version 2) after every value
+        sent before it.  For the capabilities' adapters, not applications.
+
+        @raise PeerVersionError: The peer negotiated version 1.
+        @raise ChannelClosedError: The session is not established.
+        """
+        self.flush()
+        self.sendString(self._channel.sendRecord(recordType, body))
 
     def __repr__(self) -> str:
         return f"<BridgeProtocol {self.role.value} {self.key or 'unconnected'}>"
@@ -660,6 +690,12 @@ class BridgeProtocol(Int32StringReceiver):
     def _controlEvent(self, event: Event) -> None:
         if isinstance(event, HandshakeCompleted):
             self._handshakeCompleted(event)
+        elif isinstance(event, RecordReceived):
+            try:
+                self.records.recordReceived(event)
+            except RemoteProtocolError as e:
+                self._log.warn("Dropping {peer}: {error}", peer=self.key, error=e)
+                self._fail(e, abort=False)
         elif isinstance(event, PongReceived):
             self._awaitingPong = False
         elif isinstance(event, CloseReceived):

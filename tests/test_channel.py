@@ -19,12 +19,14 @@ from netstructer._crypto import generateEphemeral
 from netstructer.channel import (
     HANDSHAKE_MAX_FRAME,
     MAGIC,
+    PROTOCOL_VERSION,
     Channel,
     CloseCode,
     CloseReceived,
     HandshakeCompleted,
     PingReceived,
     PongReceived,
+    RecordReceived,
     Role,
     ValueReceived,
     frameOverhead,
@@ -38,6 +40,7 @@ from netstructer.errors import (
     IntegrityError,
     LocalProtocolError,
     NetStructerError,
+    PeerVersionError,
     RemoteProtocolError,
     TruncationError,
 )
@@ -132,11 +135,11 @@ class HandshakeTests(SynchronousTestCase):
         The hello starts with the magic, the version and the suite.
         """
         (hello,) = Channel(Role.CLIENT, KEY).framesToSend()
-        self.assertEqual(hello[:6], MAGIC + b"\x01\x01")
+        self.assertEqual(hello[:6], MAGIC + bytes((PROTOCOL_VERSION, 1)))
         (hello,) = Channel(Role.CLIENT, KEY, cipher="ChaChaPoly").framesToSend()
-        self.assertEqual(hello[:6], MAGIC + b"\x01\x02")
+        self.assertEqual(hello[:6], MAGIC + bytes((PROTOCOL_VERSION, 2)))
         (hello,) = Channel(Role.CLIENT, KEY, suite="fernet").framesToSend()
-        self.assertEqual(hello[:6], MAGIC + b"\x01\x03")
+        self.assertEqual(hello[:6], MAGIC + bytes((PROTOCOL_VERSION, 3)))
 
     def test_maxFrameSize(self) -> None:
         """
@@ -247,15 +250,51 @@ class HandshakeTests(SynchronousTestCase):
         (hello,) = client.framesToSend()
         oldHello = hello[:4] + b"\x00" + hello[5:]
         serverError = self.assertRaises(HandshakeError, server.receiveFrame, oldHello)
-        self.assertEqual((serverError.localValue, serverError.remoteValue), (1, 0))
+        self.assertEqual((serverError.localValue, serverError.remoteValue), (PROTOCOL_VERSION, 0))
         self.assertIn("version 0", str(serverError))
         (rejection,) = server.framesToSend()
-        # The rejection is read by a client; pretend it were a version-2 server.
-        newerRejection = rejection[:2] + b"\x02" + rejection[3:]
+        # The rejection is read by a client; pretend it came from a newer server.
+        newer = PROTOCOL_VERSION + 1
+        newerRejection = rejection[:2] + bytes((newer,)) + rejection[3:]
         clientError = self.assertRaises(HandshakeError, client.receiveFrame, newerRejection)
         self.assertNotIsInstance(clientError, AuthenticationError)
-        self.assertEqual((clientError.localValue, clientError.remoteValue), (1, 2))
-        self.assertIn("version 2", str(clientError))
+        self.assertEqual(
+            (clientError.localValue, clientError.remoteValue), (PROTOCOL_VERSION, newer)
+        )
+        self.assertIn(f"version {newer}", str(clientError))
+        self.assertIn("upgrade the older side", str(clientError))
+
+    def test_olderServer(self) -> None:
+        """
+        A client rejected by a server of an older version is told to upgrade
+        it or to connect with that version.
+        """
+        client = Channel(Role.CLIENT, KEY)
+        old = Channel(Role.SERVER, KEY, protocolVersion=1)
+        (hello,) = client.framesToSend()
+        self.assertRaises(HandshakeError, old.receiveFrame, hello)
+        (rejection,) = old.framesToSend()
+        error = self.assertRaises(HandshakeError, client.receiveFrame, rejection)
+        self.assertEqual((error.localValue, error.remoteValue), (PROTOCOL_VERSION, 1))
+        self.assertIn("connect with protocolVersion=1", str(error))
+
+    def test_negotiatedVersion(self) -> None:
+        """
+        Each side learns the lower of the two versions: a version 1 client
+        and a current server agree on 1, two current sides on the current
+        version, and only the latter may send extension records.
+        """
+        for clientVersion, expected in ((1, 1), (PROTOCOL_VERSION, PROTOCOL_VERSION)):
+            client = Channel(Role.CLIENT, KEY, protocolVersion=clientVersion)
+            server = Channel(Role.SERVER, KEY)
+            events = handshake(client, server)
+            self.assertEqual([e.version for e in events if e], [expected, expected])
+            self.assertEqual((client.protocolVersion, server.protocolVersion), (expected, expected))
+            if expected == 1:
+                self.assertRaises(PeerVersionError, client.sendRecord, 0x10, b"x")
+            else:
+                event = server.receiveFrame(client.sendRecord(0x10, b"x"))
+                self.assertEqual(event, RecordReceived(0x10, b"x"))
 
     def test_suiteMismatch(self) -> None:
         """

@@ -57,7 +57,7 @@ from typing import ClassVar
 from twisted.trial.unittest import SynchronousTestCase
 
 from netstructer.blocking import Link, link
-from netstructer.channel import Channel, HandshakeCompleted, Role
+from netstructer.channel import PROTOCOL_VERSION, Channel, HandshakeCompleted, Role
 from netstructer.errors import AuthenticationError, HandshakeError
 from netstructer.keys import ENVIRONMENT_VARIABLE, Keyring, generateKey, writeKeyFile
 
@@ -1335,7 +1335,7 @@ def attackOldVersion(server: ServerProcess) -> Attack:
     except AuthenticationError as e:
         problems.append(f"the rejection blamed the key: {e}")
     except HandshakeError as e:
-        if "version 1" not in str(e):
+        if f"version {PROTOCOL_VERSION}" not in str(e):
             problems.append(f"the rejection does not name the server's version: {e}")
     else:
         problems.append("the server accepted protocol version 0")

@@ -44,7 +44,7 @@ from netstructer.channel import (
     MAX_BATCH_BODY,
     MAX_BATCH_VALUES,
     MAX_VALUE_SIZE_LIMIT,
-    PROTOCOL_VERSION,
+    MIN_PROTOCOL_VERSION,
     Channel,
     CloseCode,
     CloseReceived,
@@ -355,11 +355,13 @@ def runExample() -> ExampleRun:
         Role.CLIENT,
         EXAMPLE_KEY,
         ephemeralFactory=lambda: X25519PrivateKey.from_private_bytes(CLIENT_EPHEMERAL),
+        protocolVersion=1,
     )
     server = Channel(
         Role.SERVER,
         EXAMPLE_KEY,
         ephemeralFactory=lambda: X25519PrivateKey.from_private_bytes(SERVER_EPHEMERAL),
+        protocolVersion=1,
     )
     (hello,) = client.framesToSend()
     assert server.receiveFrame(hello) is None
@@ -467,7 +469,7 @@ class ConstantsTests(SynchronousTestCase):
         """
         expected = {
             "magic": MAGIC,
-            "protocol version": PROTOCOL_VERSION,
+            "protocol version": MIN_PROTOCOL_VERSION,
             "handshake frame limit": HANDSHAKE_MAX_FRAME,
             "largest maximum value size M": MAX_VALUE_SIZE_LIMIT,
             "default maximum value size M": DEFAULT_LIMITS.maxSize,
@@ -707,7 +709,7 @@ def referenceClientSession(
     """
     suite, _, suiteID = case
     client = reference().ReferenceClient(EXAMPLE_KEY, suiteID)
-    server = Channel(Role.SERVER, EXAMPLE_KEY, suite=suite, limits=limits)
+    server = Channel(Role.SERVER, EXAMPLE_KEY, suite=suite, limits=limits, protocolVersion=1)
     assert server.receiveFrame(client.hello()) is None
     (reply,) = server.framesToSend()
     assert isinstance(server.receiveFrame(client.readReply(reply)), HandshakeCompleted)
@@ -726,7 +728,7 @@ def referenceServerSession(
         handshake.
     """
     suite, cipher, suiteID = case
-    client = Channel(Role.CLIENT, EXAMPLE_KEY, suite=suite, cipher=cipher)
+    client = Channel(Role.CLIENT, EXAMPLE_KEY, suite=suite, cipher=cipher, protocolVersion=1)
     server = reference().ReferenceServer([EXAMPLE_KEY], (suiteID,), maxValueSize)
     (hello,) = client.framesToSend()
     assert isinstance(client.receiveFrame(server.readHello(hello)), HandshakeCompleted)
@@ -784,8 +786,8 @@ class FramingTests(SynchronousTestCase):
         rows = specTable("handshake-sizes")
         for column, suite in ((1, "noise"), (2, "fernet")):
             frames = handshake(
-                Channel(Role.CLIENT, EXAMPLE_KEY, suite=suite),
-                Channel(Role.SERVER, EXAMPLE_KEY, suite=suite),
+                Channel(Role.CLIENT, EXAMPLE_KEY, suite=suite, protocolVersion=1),
+                Channel(Role.SERVER, EXAMPLE_KEY, suite=suite, protocolVersion=1),
             )
             self.assertEqual([int(row[column]) for row in rows], [len(f) for f in frames])
             for frame in frames:
@@ -1077,7 +1079,12 @@ class ReferenceInteropTests(SynchronousTestCase):
         ref = reference()
         for suite, cipher, suiteID in SUITE_CASES:
             client = Channel(
-                Role.CLIENT, EXAMPLE_KEY, suite=suite, cipher=cipher, limits=Limits(maxSize=7000)
+                Role.CLIENT,
+                EXAMPLE_KEY,
+                suite=suite,
+                cipher=cipher,
+                limits=Limits(maxSize=7000),
+                protocolVersion=1,
             )
             server = ref.ReferenceServer([generateKey().decode(), EXAMPLE_KEY], (suiteID,), 6000)
             (hello,) = client.framesToSend()
@@ -1134,7 +1141,7 @@ class ReferenceInteropTests(SynchronousTestCase):
             (wrongKey, AuthenticationError, None),
         ]
         for hello, errorType, values in cases:
-            server = Channel(Role.SERVER, EXAMPLE_KEY)
+            server = Channel(Role.SERVER, EXAMPLE_KEY, protocolVersion=1)
             error = self.assertRaises(errorType, server.receiveFrame, hello)
             self.assertIs(type(error), errorType)
             if values is not None:
@@ -1151,7 +1158,7 @@ class ReferenceInteropTests(SynchronousTestCase):
         with reason 4, by the channel and by the reference alike.
         """
         hello = MAGIC + b"\x01\x01" + bytes(47)
-        server = Channel(Role.SERVER, EXAMPLE_KEY)
+        server = Channel(Role.SERVER, EXAMPLE_KEY, protocolVersion=1)
         self.assertRaises(HandshakeError, server.receiveFrame, hello)
         self.assertEqual(server.framesToSend(), [b"\x01\x04\x01\x02\x01\x02"])
 
@@ -1169,7 +1176,7 @@ class ReferenceInteropTests(SynchronousTestCase):
             (b"\x02", HandshakeError, None),
         ]
         for reply, errorType, values in cases:
-            client = Channel(Role.CLIENT, EXAMPLE_KEY)
+            client = Channel(Role.CLIENT, EXAMPLE_KEY, protocolVersion=1)
             client.framesToSend()
             error = self.assertRaises(errorType, client.receiveFrame, reply)
             self.assertIs(type(error), errorType)
