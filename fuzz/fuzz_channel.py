@@ -80,12 +80,14 @@ with _instrument:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
     from netstructer.channel import (
+        EXTENSION_RECORD_RANGES,
         Channel,
         CloseCode,
         CloseReceived,
         HandshakeCompleted,
         PingReceived,
         PongReceived,
+        RecordReceived,
         Role,
         ValueReceived,
         ValuesReceived,
@@ -116,6 +118,7 @@ _EVENTS = (
     PingReceived,
     PongReceived,
     CloseReceived,
+    RecordReceived,
 )
 _OP = struct.Struct("!BH")
 
@@ -262,6 +265,10 @@ class _Pair:
                 raise FuzzFailure(f"a failed channel accepted a frame: {event!r}")
             if event is not None and not isinstance(event, _EVENTS):
                 raise FuzzFailure(f"an unknown event {event!r}")
+            if isinstance(event, RecordReceived) and not any(
+                event.recordType in types for types in EXTENSION_RECORD_RANGES.values()
+            ):
+                raise FuzzFailure(f"a record of a type no capability owns: {event!r}")
             if isinstance(event, ValueReceived | ValuesReceived):
                 values = [event.value] if isinstance(event, ValueReceived) else event.values
                 if isinstance(event, ValuesReceived) and len(values) < 2:
