@@ -82,6 +82,7 @@ from netstructer.errors import (
     OperationTimedOut,
     RemoteProtocolError,
     ServerInitializeError,
+    SessionClosed,
     TruncationError,
 )
 from netstructer.keys import Keyring, generateKey, writeKeyFile
@@ -885,18 +886,22 @@ class LinkControlTests(SynchronousTestCase):
 
     def test_serverClosesThenResets(self) -> None:
         """
-        When the server resets the connection after its close instead of
-        ending it, the link reports the close as not clean: the last values
-        sent may not have been processed.
+        The link ends the connection once its close reply is written,
+        without waiting for the server's end: a reset after the server's
+        close is no error for it, and the reader gets L{SessionClosed} with
+        the server's code and reason.
         """
         sock = FakeSocket()
         bridge = connected(sock)
         sock.deliver(FakeSocket.framed(sock.channel.close(CloseCode.GOING_AWAY, "bye")))
         sock.resetAfterClose = True
-        self.assertRaises(ChannelClosedError, bridge.recvBuffer, timeout=1)
+        error = self.assertRaises(SessionClosed, bridge.recvBuffer, timeout=1)
+        self.assertEqual((error.code, error.reason), (CloseCode.GOING_AWAY, "bye"))
+        self.assertIsInstance(error, ChannelClosedError)
         self.assertEqual(bridge.closeCode, CloseCode.GOING_AWAY)
-        self.assertFalse(bridge.closedCleanly)
+        self.assertTrue(bridge.closedCleanly)
         self.assertTrue(sock.closed)
+        self.assertRaises(SessionClosed, bridge.recvBuffer, timeout=1)
 
     def test_sendNoticesServerClose(self) -> None:
         """
