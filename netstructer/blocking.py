@@ -188,6 +188,7 @@ _CONTROL_SIZE_FLOOR: Final = 512
 close records always pass the length check."""
 
 _POLL_INTERVAL: Final = 1.0
+_CLOSE_POLL_INTERVAL: Final = 0.005
 _DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0
 _DEFAULT_CLOSE_TIMEOUT: Final = DEFAULT_SHUTDOWN_GRACE
 _IMMEDIATELY: Final = float("-inf")
@@ -1796,6 +1797,39 @@ class _HandlerBridge:
                 _log.debug("closing %s after its handler failed", session.key, exc_info=True)
 
 
+def _stopWithoutWaiting(service: _TwistedServer) -> Deferred[None]:
+    """
+    In the reactor thread: stop C{service}, and fire once it has stopped or
+    every close record is on its socket, whichever comes first.  The peers'
+    replies are not waited for: a link held by the very thread that closes
+    the server can only answer once that thread reads again, and the rest
+    of each close finishes in the reactor thread, within the grace period.
+
+    @param service: The running Twisted server.
+    @return: A Deferred firing with L{None}.
+    """
+    from twisted.internet import defer
+
+    reactor = _REACTOR_THREAD.reactor()
+    done: Deferred[None] = defer.Deferred()
+    stopped = service.stopService()
+
+    def check() -> None:
+        if done.called:
+            return
+        if stopped.called or service.registry.closesWritten():
+            done.callback(None)
+        else:
+            reactor.callLater(_CLOSE_POLL_INTERVAL, check)
+
+    def stoppedAnyway(result: object) -> None:
+        check()
+
+    stopped.addBoth(stoppedAnyway)
+    check()
+    return done
+
+
 class Server:
     """
     A NetStructer server for synchronous scripts: the Twisted
@@ -2060,9 +2094,14 @@ class Server:
     def close(self, timeout: float = 30.0) -> None:
         """
         Shut down cleanly: stop listening, close every session (each first
-        sends every value already given to it, and waits for its client's
-        close reply, at most the C{closeTimeout} option), then let the
-        handler threads finish (at most C{timeout} seconds).  Values
+        sends every value already given to it, then its close record), and
+        return once every session has ended or has its close record on the
+        socket; then let the handler threads finish (at most C{timeout}
+        seconds).  This never needs the calling thread to do anything else
+        (a link it holds to this server need not answer): the clients'
+        replies are taken in the background, and a connection still open
+        when the C{shutdownGrace} option (5 s by default) runs out is ended
+        then, with one log line.  Values
         received before the close can still be taken from their
         L{Session}s.  Calling it again does nothing.
 
@@ -2073,7 +2112,7 @@ class Server:
             self._listening = False
         _REACTOR_THREAD.servers.discard(self)
         if service is not None:
-            _callInReactor(service.stopService)
+            _callInReactor(_stopWithoutWaiting, service)
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None and not pool.shutdown(timeout):

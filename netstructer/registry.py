@@ -625,6 +625,24 @@ class SessionRegistry(Service):
         self._maybeIdle()
         return d
 
+    def closesWritten(self) -> bool:
+        """
+        Whether this side's part of a shutdown is done: L{stopService} has
+        started, no connection is still in its handshake, and every session
+        has ended or has its close record on the socket (see
+        L{BridgeProtocol.closeWritten
+        <netstructer.protocol.BridgeProtocol.closeWritten>}).  The rest of
+        each close (the peer's reply) finishes within the grace period,
+        without anyone waiting on it.
+
+        @return: L{True} if so.
+        """
+        return (
+            self._stopping
+            and not self._handshaking
+            and all(session.closeWritten() for session in [*self._sessions, *self._detached])
+        )
+
     def _maybeIdle(self) -> None:
         if not self._whenIdle:
             return
