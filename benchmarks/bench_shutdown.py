@@ -17,6 +17,8 @@ Cases:
   - C{blocking-ctrl-c}: a script blocked in C{time.sleep} inside C{with
     blocking.Server(...)} (a link connected) gets SIGINT.
 
+(C{python -c} puts the working directory first on C{sys.path}: every
+process runs in a temporary directory, so that C{--repo} is the code run.)
 Each figure is the seconds from the signal (or the call) to the process's
 exit (or the call's return).  C{--repo} runs another checkout's code (for a
 before/after comparison).  Every wait is bounded; processes are killed by
@@ -183,6 +185,8 @@ def sigterm(
                     str(keyFile),
                     "--handler",
                     "echo",
+                    "--max-per-ip",
+                    "1000",
                     *(["--shutdown-grace", str(grace)] if grace is not None else []),
                 ],
                 env=env,
@@ -198,6 +202,7 @@ def sigterm(
                     subprocess.Popen(
                         [sys.executable, "-c", IDLE_CLIENTS, str(port), key, str(idle)],
                         env=env,
+                        cwd=home,
                         stdout=subprocess.PIPE,
                     )
                 )
@@ -206,6 +211,7 @@ def sigterm(
                     subprocess.Popen(
                         [sys.executable, "-c", NON_READING_CLIENT, str(port), key],
                         env=env,
+                        cwd=home,
                         stdout=subprocess.PIPE,
                     )
                 )
@@ -235,6 +241,7 @@ def sameThread(repo: Path) -> dict[str, object]:
         result = subprocess.run(
             [sys.executable, "-c", SAME_THREAD],
             env=_environment(repo, Path(name)),
+            cwd=name,
             capture_output=True,
             timeout=DEADLINE,
             check=True,
@@ -251,6 +258,7 @@ def ctrlC(repo: Path) -> dict[str, object]:
         process = subprocess.Popen(
             [sys.executable, "-c", CTRL_C],
             env=_environment(repo, Path(name)),
+            cwd=name,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )

@@ -374,7 +374,14 @@ class Link(_ValueChannel):
     @ivar closeCode: The server's close code, once it has closed the link.
     @ivar closeReason: The server's close reason (may be empty), once it has
         closed the link.
-    @ivar closedCleanly: Whether both close records were exchanged.
+    @ivar closedCleanly: Whether both close records were exchanged and
+        every value this link sent is known to have been processed: after
+        this side's close, once the server's reply arrived; after the
+        server's close, only if this link had sent no value (its reply ends
+        the connection at once, and nothing confirms values the server may
+        still have been reading when its grace period ran out).  To know
+        that every value sent was processed, close from this side.
+    @ivar valuesSent: Values this link has sent.
     """
 
     def __init__(
@@ -443,6 +450,7 @@ class Link(_ValueChannel):
         self.closeCode: CloseCode | None = None
         self.closeReason: str | None = None
         self.closedCleanly = False
+        self.valuesSent = 0
         self.records = RecordRouter()
         sendmsg = getattr(sock, "sendmsg", None)
         self._sendmsg: Callable[[Iterable[bytes | memoryview]], int] | None = (
@@ -583,6 +591,7 @@ class Link(_ValueChannel):
                 raise self._closedError("send")
         deadline = None if timeout is None and self._timeout is None else self._deadline(timeout)
         frame = self._channel.sendValue(value)
+        self.valuesSent += 1
         sendmsg = self._sendmsg
         if sendmsg is not None and not self._out:
             prefix = _PREFIX.pack(len(frame))
@@ -680,6 +689,7 @@ class Link(_ValueChannel):
             sealBatch()
             raise
         finally:
+            self.valuesSent += count
             if out:
                 self._flush(deadline)
         return count
@@ -1048,7 +1058,8 @@ class Link(_ValueChannel):
             self.closeReason = event.reason
             self._ended = True
             try:
-                self.closedCleanly = self._sendCloseReply(_deadlineAfter(self._closeTimeout))
+                replied = self._sendCloseReply(_deadlineAfter(self._closeTimeout))
+                self.closedCleanly = replied and not self.valuesSent
             finally:
                 self._closeSocket()
 
