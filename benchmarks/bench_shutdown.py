@@ -66,8 +66,15 @@ from netstructer import blocking
 link = blocking.link(("127.0.0.1", int(sys.argv[1])), sys.argv[2], timeout=10)
 link.sendBuffer("one")
 assert link.recvBuffer() == "one"
+link.sendBuffer("two")  # its echo stays unread until after the shutdown
 print("ready", flush=True)
-time.sleep(60)
+time.sleep(float(sys.argv[3]) if len(sys.argv) > 3 else 60)
+received = [link.recvBuffer(timeout=10)]
+try:
+    link.recvBuffer(timeout=10)
+except Exception as e:
+    received.append(type(e).__name__)
+print(repr(received), flush=True)
 """
 
 SAME_THREAD = """
@@ -152,12 +159,19 @@ def _waitForPort(port: int, deadline: float) -> None:
 
 
 def sigterm(
-    repo: Path, idle: int, nonReading: bool, grace: float | None = None
+    repo: Path,
+    idle: int,
+    nonReading: bool,
+    grace: float | None = None,
+    readAfter: float | None = None,
 ) -> dict[str, object]:
     """
     Start twistd, connect the clients, send SIGTERM, time the exit.
 
     @param grace: C{--shutdown-grace}, if given.
+    @param readAfter: Seconds after which the non-reading client reads
+        again (its output is then C{nonReadingReceived}); it sleeps a
+        minute otherwise.
 
     @return: The seconds to stop, and whether the log is clean.
     """
@@ -209,7 +223,14 @@ def sigterm(
             if nonReading:
                 clients.append(
                     subprocess.Popen(
-                        [sys.executable, "-c", NON_READING_CLIENT, str(port), key],
+                        [
+                            sys.executable,
+                            "-c",
+                            NON_READING_CLIENT,
+                            str(port),
+                            key,
+                            *([str(readAfter)] if readAfter is not None else []),
+                        ],
                         env=env,
                         cwd=home,
                         stdout=subprocess.PIPE,
@@ -221,6 +242,10 @@ def sigterm(
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=DEADLINE)
             elapsed = time.monotonic() - started
+            received = None
+            if nonReading and readAfter is not None:
+                output, _ = clients[-1].communicate(timeout=DEADLINE)
+                received = output.decode(errors="replace").strip()
         finally:
             _kill(server, *clients)
         text = logPath.read_text(errors="replace")
@@ -230,6 +255,7 @@ def sigterm(
             "traceback": "Traceback" in text,
             "graceLines": text.count("grace period"),
             "log": text,
+            **({"nonReadingReceived": received} if received is not None else {}),
         }
 
 

@@ -47,14 +47,25 @@ class ShutdownEndToEndTests(SynchronousTestCase):
         """
         twistd with a blocking client that does not read stops within the
         grace period (1 s here) plus a second after SIGTERM, logs "Server
-        Shut Down." and one grace line, and no traceback.
+        Shut Down." and one grace line naming the two values it did not
+        confirm (the echoes of its two values), and no traceback.
         """
         result = self.bench.sigterm(REPO, 0, True, grace=1)
         self.assertLess(result["seconds"], 2.0, result["log"])
         self.assertTrue(result["shutDown"], result["log"])
         self.assertFalse(result["traceback"], result["log"])
         self.assertEqual(result["graceLines"], 1, result["log"])
-        self.assertIn("1 values sent to it unconfirmed", result["log"])
+        self.assertIn("2 values sent to it unconfirmed", result["log"])
+
+    def test_nonReadingClientReadsLater(self) -> None:
+        """
+        A client that was not reading when the server stopped finds, on its
+        next calls, first the value sent to it before the close, then
+        L{SessionClosed}.
+        """
+        result = self.bench.sigterm(REPO, 0, True, grace=0.5, readAfter=2)
+        self.assertTrue(result["shutDown"], result["log"])
+        self.assertEqual(result["nonReadingReceived"], "['two', 'SessionClosed']", result["log"])
 
     def test_sigtermIdleClient(self) -> None:
         """
