@@ -415,8 +415,10 @@ class Link(_ValueChannel):
         @param limits: Decoding limits for received values.
         @param maxBufferSize: The largest encoded value this side accepts
             (it replaces C{limits.maxSize}); the server is told.
-        @param closeTimeout: Seconds L{close} waits for the server's close
-            reply when no timeout is set.
+        @param closeTimeout: The link's grace period: seconds L{close}
+            waits for the server's close reply when no timeout is set, and
+            the most the reply to the server's close may take to write
+            (5 by default).
         @param protocolVersion: The highest protocol version to offer; 1
             for a server that refuses anything newer.
         @raise AuthenticationError: The server does not hold the key.
@@ -1298,8 +1300,8 @@ def link(
     @param cipher: With C{"noise"}: C{"AESGCM"} or C{"ChaChaPoly"}.
     @param limits: Decoding limits for received values.
     @param maxBufferSize: The largest encoded value to accept.
-    @param closeTimeout: Seconds L{Link.close} waits for the server's reply
-        when no timeout is set.
+    @param closeTimeout: The link's grace period (5 s by default): seconds
+        L{Link.close} waits for the server's reply when no timeout is set.
     @return: The link, once the server has authenticated.
     @raise AuthenticationError: The server does not hold the key.
     @raise HandshakeError: The server speaks another protocol, version or
@@ -1676,8 +1678,8 @@ class Session(_ValueChannel):
         """
         Start closing the session cleanly, and return at once: the close
         record is sent after every value already given to L{sendBuffer},
-        and the connection ends when the client replies (or after the
-        server's C{closeTimeout}).  Values the client sent before it saw the
+        and the connection ends when the client replies (or when the
+        server's C{shutdownGrace} runs out).  Values the client sent before it saw the
         close can still be taken with L{recvBuffer}, which raises
         L{ChannelClosedError} after them.
         """
@@ -1862,7 +1864,8 @@ class Server:
         @param options: C{maxWorkers} (the most handler threads, see
             L{listen_on}; 64 by default), and the options of
             L{netstructer.server.Server}: C{maxBufferSize}, C{maxSessions},
-            C{maxPerIP}, C{suite}, C{handshakeTimeout}, C{closeTimeout}, ...
+            C{maxPerIP}, C{suite}, C{handshakeTimeout}, C{shutdownGrace}
+            (the grace period of L{close}, 5 s by default), ...
             The server logs through the standard library's C{logging}, as
             C{netstructer.server} (warnings, such as a peer failing to
             authenticate, reach standard error even when logging is not

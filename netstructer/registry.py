@@ -605,8 +605,10 @@ class SessionRegistry(Service):
         Shut down cleanly: refuse new connections; close every session that
         opened (registered or taken out) with L{CloseCode.GOING_AWAY} and
         L{SHUTDOWN_REASON}, which sends every value already accepted by
-        C{sendBuffer} before the close record and waits for the peer's
-        reply (at most the sessions' C{closeTimeout}); and abort connections
+        C{sendBuffer} before the close record and ends the connection when
+        the peer replies, or when the sessions' C{shutdownGrace} runs out
+        (logging one line per session, see L{netstructer.closing}); and
+        abort connections
         still in their handshake (they hold no accepted values: nothing is
         lost, and their peers see the handshake fail).
 
