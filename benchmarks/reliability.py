@@ -449,11 +449,12 @@ may be lost); *lost silently* when it was never processed although the
 client's link closed cleanly.  After a restart, *served* is when a probe
 (a blocking client trying every 10 ms) first opened a session.  In the
 last row the server closes (on SIGTERM) while its handler is far behind:
-it keeps processing while the client's values still arrive, and the
-client, having answered the close, waits ``closeTimeout`` (10 s) for the
-server to end the connection; when it does not, the client reports the
-close as not clean, so the values still in the backlog count as reported
-failed, never as lost silently."""
+it keeps processing while the client's values still arrive, for at most
+its shutdown grace period (5 s), then ends the connection.  The client,
+having answered the close, ends its side at once; as nothing confirms the
+values it sent before the server's close, it reports the close as not
+clean (``closedCleanly`` false), so the values still in the backlog count
+as reported failed, never as lost silently."""
 
 FUZZ_INTRO = """\
 The fuzz targets of ``fuzz/`` (see ``fuzz/README.rst``) from their seed

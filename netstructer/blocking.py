@@ -133,6 +133,7 @@ from netstructer.channel import (
     ValuesReceived,
     frameOverhead,
 )
+from netstructer.closing import DEFAULT_SHUTDOWN_GRACE
 from netstructer.errors import (
     BufferDataError,
     ChannelClosedError,
@@ -144,6 +145,7 @@ from netstructer.errors import (
     OperationTimedOut,
     RemoteProtocolError,
     ServerInitializeError,
+    SessionClosed,
 )
 from netstructer.keys import Keyring, generateKey
 from netstructer.records import RecordRouter
@@ -186,8 +188,9 @@ _CONTROL_SIZE_FLOOR: Final = 512
 close records always pass the length check."""
 
 _POLL_INTERVAL: Final = 1.0
+_CLOSE_POLL_INTERVAL: Final = 0.005
 _DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0
-_DEFAULT_CLOSE_TIMEOUT: Final = 10.0
+_DEFAULT_CLOSE_TIMEOUT: Final = DEFAULT_SHUTDOWN_GRACE
 _IMMEDIATELY: Final = float("-inf")
 _WOULD_BLOCK = (BlockingIOError, TimeoutError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
@@ -371,7 +374,14 @@ class Link(_ValueChannel):
     @ivar closeCode: The server's close code, once it has closed the link.
     @ivar closeReason: The server's close reason (may be empty), once it has
         closed the link.
-    @ivar closedCleanly: Whether both close records were exchanged.
+    @ivar closedCleanly: Whether both close records were exchanged and
+        every value this link sent is known to have been processed: after
+        this side's close, once the server's reply arrived; after the
+        server's close, only if this link had sent no value (its reply ends
+        the connection at once, and nothing confirms values the server may
+        still have been reading when its grace period ran out).  To know
+        that every value sent was processed, close from this side.
+    @ivar valuesSent: Values this link has sent.
     """
 
     def __init__(
@@ -405,8 +415,10 @@ class Link(_ValueChannel):
         @param limits: Decoding limits for received values.
         @param maxBufferSize: The largest encoded value this side accepts
             (it replaces C{limits.maxSize}); the server is told.
-        @param closeTimeout: Seconds L{close} waits for the server's close
-            reply when no timeout is set.
+        @param closeTimeout: The link's grace period: seconds L{close}
+            waits for the server's close reply when no timeout is set, and
+            the most the reply to the server's close may take to write
+            (5 by default).
         @param protocolVersion: The highest protocol version to offer; 1
             for a server that refuses anything newer.
         @raise AuthenticationError: The server does not hold the key.
@@ -440,6 +452,7 @@ class Link(_ValueChannel):
         self.closeCode: CloseCode | None = None
         self.closeReason: str | None = None
         self.closedCleanly = False
+        self.valuesSent = 0
         self.records = RecordRouter()
         sendmsg = getattr(sock, "sendmsg", None)
         self._sendmsg: Callable[[Iterable[bytes | memoryview]], int] | None = (
@@ -580,6 +593,7 @@ class Link(_ValueChannel):
                 raise self._closedError("send")
         deadline = None if timeout is None and self._timeout is None else self._deadline(timeout)
         frame = self._channel.sendValue(value)
+        self.valuesSent += 1
         sendmsg = self._sendmsg
         if sendmsg is not None and not self._out:
             prefix = _PREFIX.pack(len(frame))
@@ -677,6 +691,7 @@ class Link(_ValueChannel):
             sealBatch()
             raise
         finally:
+            self.valuesSent += count
             if out:
                 self._flush(deadline)
         return count
@@ -1037,48 +1052,35 @@ class Link(_ValueChannel):
         elif isinstance(event, PingReceived):
             self._tryFlush()
         elif isinstance(event, CloseReceived):
-            # The server closed first: our reply is queued.  The server ends
-            # the connection once it has processed every value sent before
-            # the reply; only that end makes the close clean.
+            # The server closed first: our reply is queued.  The close
+            # handshake is complete on this side once the reply is written:
+            # the link ends the connection then, without waiting for the
+            # server's end (docs/protocol.rst, section 5.6).
             self.closeCode = event.code
             self.closeReason = event.reason
             self._ended = True
             try:
-                self.closedCleanly = self._awaitServerEnd(_deadlineAfter(self._closeTimeout))
+                replied = self._sendCloseReply(_deadlineAfter(self._closeTimeout))
+                self.closedCleanly = replied and not self.valuesSent
             finally:
                 self._closeSocket()
 
-    def _awaitServerEnd(self, deadline: float | None) -> bool:
+    def _sendCloseReply(self, deadline: float | None) -> bool:
         """
-        Send the close reply, then wait for the server to end the
-        connection.
+        Write the close reply (within the grace period).  The server may
+        already have ended the connection (its grace period ran out, or it
+        does not wait for the reply): a reset or a broken pipe here is not an
+        error, as every value it sent before its close has been received.
 
-        @param deadline: When to stop waiting.
-        @return: Whether the server ended it cleanly (rather than resetting
-            it, sending more, or not ending it in time); the reason is
-            logged otherwise, and the values sent last may not have been
-            processed.
+        @param deadline: When to stop trying.
+        @return: Whether the reply was written.
         """
         try:
             self._flush(deadline)
-            self._setSocketTimeout(deadline)
-            scratch = bytearray(4096)
-            while True:
-                try:
-                    if not self._sock.recv_into(scratch):
-                        return True
-                except InterruptedError:
-                    continue
-                _log.warning("%s sent data after its close record", self._describePeer())
-                return False
         except (NetStructerError, OSError) as e:
-            _log.warning(
-                "%s did not end the connection cleanly after its close (%s); the last "
-                "values sent to it may not have been processed",
-                self._describePeer(),
-                e,
-            )
+            _log.debug("the close reply to %s was not written: %s", self._describePeer(), e)
             return False
+        return True
 
     # Failing.
 
@@ -1151,8 +1153,10 @@ class Link(_ValueChannel):
             return error
         if self.closeCode is not None and not self._closedHere:
             reason = f": {self.closeReason}" if self.closeReason else ""
-            return ChannelClosedError(
-                f"cannot {what}: the server closed the link ({self.closeCode.name}{reason})"
+            return SessionClosed(
+                f"cannot {what}: the server closed the link ({self.closeCode.name}{reason})",
+                self.closeCode,
+                self.closeReason or "",
             )
         return ChannelClosedError(f"cannot {what}: the link is closed")
 
@@ -1296,8 +1300,8 @@ def link(
     @param cipher: With C{"noise"}: C{"AESGCM"} or C{"ChaChaPoly"}.
     @param limits: Decoding limits for received values.
     @param maxBufferSize: The largest encoded value to accept.
-    @param closeTimeout: Seconds L{Link.close} waits for the server's reply
-        when no timeout is set.
+    @param closeTimeout: The link's grace period (5 s by default): seconds
+        L{Link.close} waits for the server's reply when no timeout is set.
     @return: The link, once the server has authenticated.
     @raise AuthenticationError: The server does not hold the key.
     @raise HandshakeError: The server speaks another protocol, version or
@@ -1497,6 +1501,8 @@ def _raiseFailure(failure: Failure) -> NoReturn:
     from twisted.internet.error import ConnectionDone, ConnectionLost
 
     error = failure.value
+    if isinstance(error, SessionClosed):
+        raise SessionClosed(str(error), error.code, error.reason) from error
     if isinstance(error, ConnectionDone):
         raise ChannelClosedError("the session is closed") from error
     if isinstance(error, ConnectionLost):
@@ -1672,8 +1678,8 @@ class Session(_ValueChannel):
         """
         Start closing the session cleanly, and return at once: the close
         record is sent after every value already given to L{sendBuffer},
-        and the connection ends when the client replies (or after the
-        server's C{closeTimeout}).  Values the client sent before it saw the
+        and the connection ends when the client replies (or when the
+        server's C{shutdownGrace} runs out).  Values the client sent before it saw the
         close can still be taken with L{recvBuffer}, which raises
         L{ChannelClosedError} after them.
         """
@@ -1804,6 +1810,39 @@ class _HandlerBridge:
                 _log.debug("closing %s after its handler failed", session.key, exc_info=True)
 
 
+def _stopWithoutWaiting(service: _TwistedServer) -> Deferred[None]:
+    """
+    In the reactor thread: stop C{service}, and fire once it has stopped or
+    every close record is on its socket, whichever comes first.  The peers'
+    replies are not waited for: a link held by the very thread that closes
+    the server can only answer once that thread reads again, and the rest
+    of each close finishes in the reactor thread, within the grace period.
+
+    @param service: The running Twisted server.
+    @return: A Deferred firing with L{None}.
+    """
+    from twisted.internet import defer
+
+    reactor = _REACTOR_THREAD.reactor()
+    done: Deferred[None] = defer.Deferred()
+    stopped = service.stopService()
+
+    def check() -> None:
+        if done.called:
+            return
+        if stopped.called or service.registry.closesWritten():
+            done.callback(None)
+        else:
+            reactor.callLater(_CLOSE_POLL_INTERVAL, check)
+
+    def stoppedAnyway(result: object) -> None:
+        check()
+
+    stopped.addBoth(stoppedAnyway)
+    check()
+    return done
+
+
 class Server:
     """
     A NetStructer server for synchronous scripts: the Twisted
@@ -1825,7 +1864,8 @@ class Server:
         @param options: C{maxWorkers} (the most handler threads, see
             L{listen_on}; 64 by default), and the options of
             L{netstructer.server.Server}: C{maxBufferSize}, C{maxSessions},
-            C{maxPerIP}, C{suite}, C{handshakeTimeout}, C{closeTimeout}, ...
+            C{maxPerIP}, C{suite}, C{handshakeTimeout}, C{shutdownGrace}
+            (the grace period of L{close}, 5 s by default), ...
             The server logs through the standard library's C{logging}, as
             C{netstructer.server} (warnings, such as a peer failing to
             authenticate, reach standard error even when logging is not
@@ -2068,9 +2108,14 @@ class Server:
     def close(self, timeout: float = 30.0) -> None:
         """
         Shut down cleanly: stop listening, close every session (each first
-        sends every value already given to it, and waits for its client's
-        close reply, at most the C{closeTimeout} option), then let the
-        handler threads finish (at most C{timeout} seconds).  Values
+        sends every value already given to it, then its close record), and
+        return once every session has ended or has its close record on the
+        socket; then let the handler threads finish (at most C{timeout}
+        seconds).  This never needs the calling thread to do anything else
+        (a link it holds to this server need not answer): the clients'
+        replies are taken in the background, and a connection still open
+        when the C{shutdownGrace} option (5 s by default) runs out is ended
+        then, with one log line.  Values
         received before the close can still be taken from their
         L{Session}s.  Calling it again does nothing.
 
@@ -2081,7 +2126,7 @@ class Server:
             self._listening = False
         _REACTOR_THREAD.servers.discard(self)
         if service is not None:
-            _callInReactor(service.stopService)
+            _callInReactor(_stopWithoutWaiting, service)
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None and not pool.shutdown(timeout):

@@ -429,7 +429,7 @@ def connect(
         C{maxBufferSize} (shorthand for C{limits=Limits(maxSize=...)}; given
         with C{limits}, it replaces that C{maxSize}),
         C{handshakeTimeout}, C{keepAliveInterval}, C{idleTimeout},
-        C{closeTimeout}, C{maxPendingValues}, C{maxQueuedValues},
+        C{shutdownGrace} (C{closeTimeout}), C{maxPendingValues}, C{maxQueuedValues},
         C{maxQueuedBytes}, C{fernetTTL}.
     @return: A L{Deferred} firing with the L{BridgeProtocol} once the server
         has authenticated.  It fails with L{AuthenticationError

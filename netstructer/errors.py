@@ -35,6 +35,7 @@ __all__ = [
     "ProtocolError",
     "RemoteProtocolError",
     "ServerInitializeError",
+    "SessionClosed",
     "TruncationError",
 ]
 
@@ -80,6 +81,29 @@ class ChannelClosedError(LocalProtocolError):
     A value, ping or close was requested on a channel that is closing, closed
     or failed.  Open a new connection.
     """
+
+
+class SessionClosed(ChannelClosedError):
+    """
+    The peer closed the session with a close record: every value it sent
+    before has been delivered.  Raised by C{recvBuffer} once those values
+    have been taken (at once for a caller already waiting), and by sends
+    after it.  Connect again to go on.
+
+    @ivar code: The peer's close code (a
+        L{netstructer.channel.CloseCode}, an C{int}).
+    @ivar reason: The peer's close reason text (may be empty).
+    """
+
+    def __init__(self, message: str, code: int, reason: str = "") -> None:
+        """
+        @param message: What happened, for people.
+        @param code: The peer's close code.
+        @param reason: The peer's close reason text.
+        """
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
 
 
 class BufferDataError(NetStructerError):

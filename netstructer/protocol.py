@@ -42,6 +42,7 @@ from netstructer.channel import (
     ValuesReceived,
     checkOptions,
 )
+from netstructer.closing import DEFAULT_SHUTDOWN_GRACE, CloseMachine, CloseStep
 from netstructer.errors import (
     BufferDataError,
     ChannelClosedError,
@@ -50,6 +51,7 @@ from netstructer.errors import (
     NetStructerError,
     OperationTimedOut,
     RemoteProtocolError,
+    SessionClosed,
     TruncationError,
 )
 from netstructer.keys import Keyring, asKeyring
@@ -66,6 +68,7 @@ __all__ = [
     "BridgeServerFactory",
     "IConnectionGate",
     "ISessionObserver",
+    "PeerClosed",
     "sessionKey",
 ]
 
@@ -100,8 +103,12 @@ class BridgeConfig:
     @ivar idleTimeout: Close the session (with L{CloseCode.IDLE_TIMEOUT})
         after this many seconds without a value in either direction; L{None}
         (the default) never does.
-    @ivar closeTimeout: Seconds to wait for the peer's close reply before
-        dropping the connection anyway.
+    @ivar shutdownGrace: The grace period of every close, in seconds
+        (default 5): a close that has not completed by then (the peer did not
+        reply, or does not read) ends the connection anyway, logging how
+        many values the peer had not confirmed (see L{netstructer.closing}).
+    @ivar closeTimeout: Deprecated alias of C{shutdownGrace}, kept for
+        existing callers; after construction both hold the grace period.
     @ivar maxPendingValues: Values L{BridgeProtocol.sendBuffer} may hold
         while the handshake is still running.
     @ivar maxQueuedValues: Received values queued for
@@ -122,7 +129,8 @@ class BridgeConfig:
     handshakeTimeout: float = 10.0
     keepAliveInterval: float | None = 60.0
     idleTimeout: float | None = None
-    closeTimeout: float = 10.0
+    shutdownGrace: float = DEFAULT_SHUTDOWN_GRACE
+    closeTimeout: float | None = None
     maxPendingValues: int = 1000
     maxQueuedValues: int = 1000
     maxQueuedBytes: int = 64 * 1024 * 1024
@@ -130,7 +138,14 @@ class BridgeConfig:
     protocolVersion: int = PROTOCOL_VERSION
 
     def __post_init__(self) -> None:
-        for name in ("handshakeTimeout", "closeTimeout"):
+        if self.closeTimeout is not None:
+            if self.shutdownGrace not in (DEFAULT_SHUTDOWN_GRACE, self.closeTimeout):
+                raise ValueError(
+                    "closeTimeout is an alias of shutdownGrace: give only shutdownGrace"
+                )
+            object.__setattr__(self, "shutdownGrace", self.closeTimeout)
+        object.__setattr__(self, "closeTimeout", self.shutdownGrace)
+        for name in ("handshakeTimeout", "shutdownGrace"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive number of seconds")
         for name in ("keepAliveInterval", "idleTimeout", "fernetTTL"):
@@ -318,6 +333,17 @@ class _WriteFlow:
         return d
 
 
+class PeerClosed(SessionClosed, ConnectionDone):
+    """
+    The peer closed the session with a close record: a L{SessionClosed}
+    (with its C{code} and C{reason}) that is also Twisted's
+    L{ConnectionDone}, so that code checking for a clean end keeps working.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "the peer closed the session"
+
+
 class BridgeProtocol(Int32StringReceiver):
     """
     An encrypted, authenticated connection carrying Python values.
@@ -422,7 +448,8 @@ class BridgeProtocol(Int32StringReceiver):
         self._flushCall: IDelayedCall | None = None
         self._encode: Callable[[object], bytes] = self._channel.encoder.encode
         self._producerRegistered = False
-        self._awaitingPeerEnd = False
+        self._closing = CloseMachine(config.shutdownGrace)
+        self._peerClosed: Failure | None = None
         self._descriptor: FileDescriptor | None = None
         self._corked: list[bytes] | None = None
         self._corkedSize = 0
@@ -698,18 +725,25 @@ class BridgeProtocol(Int32StringReceiver):
                 self._fail(e, abort=False)
         elif isinstance(event, PongReceived):
             self._awaitingPong = False
+            self._closing.pongReceived()
         elif isinstance(event, CloseReceived):
-            self.closeCode = event.code
-            self.closeMessage = event.reason
-            initiatedHere = self._closeTimer is not None
-            self._cancelTimers()
-            if initiatedHere:
-                # The peer's reply: every value it sent came before it, so
-                # all have been processed.  The side that closed first ends
-                # the connection.
-                self._loseConnection()
-                return
-            # Our reply is sealed: nothing more can be sent.
+            self._closeReceived(event)
+
+    def _closeReceived(self, event: CloseReceived) -> None:
+        """
+        The peer's close record arrived: the close handshake is complete on
+        this side, which ends the transport now (after the reply, already
+        written, when the peer closed first).  The grace timer stays until
+        the connection has ended.
+        """
+        self.closeCode = event.code
+        self.closeMessage = event.reason
+        self._cancelTimers(keepGrace=True)
+        step = self._closing.closeReceived(self.clock.seconds(), self.valuesOut)
+        self._armGrace()
+        if step is CloseStep.REPLIED:
+            # Our reply is sealed: nothing more can be sent, and nothing
+            # more arrives, so a reader waiting now learns of the close now.
             self._closeRequested = (event.code, event.reason)
             if event.code is not CloseCode.NORMAL:
                 self._log.info(
@@ -718,19 +752,31 @@ class BridgeProtocol(Int32StringReceiver):
                     code=event.code.name,
                     reason=event.reason,
                 )
-            # Our reply is written; the peer ends the connection once it has
-            # processed what we sent before it.  A reset instead of that end
-            # means it may not have (see connectionLost).
-            self._awaitingPeerEnd = True
-            self._closeTimer = self.clock.callLater(self.config.closeTimeout, self._peerEndTimedOut)
+            reason = f": {event.reason}" if event.reason else ""
+            self._peerClosed = Failure(
+                PeerClosed(
+                    f"{self.key} closed the session ({event.code.name}{reason})",
+                    event.code,
+                    event.reason,
+                )
+            )
+            waiters, self._waiters = self._waiters, deque()
+            for d in waiters:
+                d.errback(self._peerClosed)
+        self._loseConnection()
 
     def _loseConnection(self) -> None:
         """
         Close the transport once pending writes drain.  The write-flow
         producer is unregistered first: TLS transports postpone their
-        shutdown while a producer is registered.
+        shutdown while a producer is registered.  Frames held back (a close
+        reply) go to the socket at once, as L{dataReceived} would send them.
         """
-        self._uncork()
+        corked = self._corked
+        if corked:
+            chunks = list(corked)
+            corked.clear()
+            self._sendNow(chunks)
         if self._producerRegistered:
             self._producerRegistered = False
             self.transport.unregisterProducer()
@@ -808,6 +854,7 @@ class BridgeProtocol(Int32StringReceiver):
             self._awaitingPong = True
             if self._batch:
                 self.flush()
+            self._closing.pingSent(self.valuesOut)
             self._write(self._channel.ping())
             delay = interval
         else:
@@ -1099,6 +1146,8 @@ class BridgeProtocol(Int32StringReceiver):
             return defer.succeed(value)
         if self.closeReason is not None:
             return defer.fail(self.closeReason)
+        if self._peerClosed is not None:
+            return defer.fail(self._peerClosed)
         if timeout is None:
             # The usual case, once per value for a reader waiting on each:
             # no timer and no closure to make.
@@ -1173,17 +1222,20 @@ class BridgeProtocol(Int32StringReceiver):
     def close(self, reason: str | None = None, code: CloseCode = CloseCode.NORMAL) -> None:
         """
         Close the session cleanly: send an authenticated close record (the
-        peer sees C{code} and C{reason}), keep delivering the values the peer
-        sent before it saw it, and close the transport once the peer replies
-        (or after C{config.closeTimeout}), after pending writes drain.  During
+        peer sees C{code} and C{reason}) after every value already given to
+        L{sendBuffer}, keep delivering the values the peer sent before it
+        saw it, and close the transport as soon as the peer replies.  During
         the handshake, the close waits for it, so that values already passed
-        to L{sendBuffer} are sent first.
+        to L{sendBuffer} are sent first.  Whatever the peer does, the
+        connection ends within C{config.shutdownGrace} seconds of this call:
+        see L{_graceExpired}.
 
         @param reason: A short reason the peer will see; never a secret.
         @param code: Why the session closes.
         """
-        if self.closeReason is not None or self._closeTimer is not None:
+        if self.closeReason is not None or self._closing.sentClose:
             return
+        self._armGrace()
         if not self._established:
             self._closeRequested = (code, reason or "")
             return
@@ -1195,46 +1247,68 @@ class BridgeProtocol(Int32StringReceiver):
         except ChannelClosedError:
             return
         self._closeRequested = (code, reason or "")
+        self._closing.closeSent(self.clock.seconds(), self.valuesOut)
         self._write(frame)
-        self._closeTimer = self.clock.callLater(self.config.closeTimeout, self._closeTimedOut)
 
-    def _closeTimedOut(self) -> None:
-        # Values the peer sent before it saw our close are still arriving
-        # (the application may be working through a backlog): wait while
-        # they keep coming, and give up only after a whole closeTimeout
-        # without a frame.
-        timeout = self.config.closeTimeout
-        silent = self.clock.seconds() - self.lastActivity
-        if silent < timeout:
-            self._closeTimer = self.clock.callLater(timeout - silent, self._closeTimedOut)
-            return
-        self._closeTimer = None
-        self._log.info(
-            "{peer} sent nothing for {timeout} seconds after the close; dropping it",
-            peer=self.key,
-            timeout=timeout,
+    def closeWritten(self) -> bool:
+        """
+        Whether this side's part of the close is done: the connection has
+        ended, or the close record (and everything before it) has left the
+        transport's buffer for the socket's.
+
+        @return: L{True} if so; L{False} if not, or if the transport cannot
+            tell (TLS, or a transport that is not a socket).
+        """
+        if self.closeReason is not None:
+            return True
+        descriptor = self._descriptor
+        return (
+            self._closing.closing
+            and (self._closing.sentClose or self._closing.step is not None)
+            and descriptor is not None
+            and _writeBufferEmpty(descriptor)
         )
-        self._fail(
-            TruncationError(
-                f"{self.key} did not answer the close within {timeout} seconds; values it "
-                "sent may not have arrived"
+
+    def _armGrace(self) -> None:
+        """
+        Start the grace period of the close, if it is not running yet.
+        """
+        now = self.clock.seconds()
+        self._closing.start(now)
+        if self._closeTimer is None and self._closing.deadline is not None:
+            self._closeTimer = self.clock.callLater(
+                max(self._closing.deadline - now, 0.0), self._graceExpired
             )
-        )
 
-    def _peerEndTimedOut(self) -> None:
+    def _graceExpired(self) -> None:
+        """
+        The grace period ran out before the connection ended: log one line
+        naming the peer and the values it did not confirm, and end the
+        connection: with a FIN if everything written has reached the
+        socket (a peer that is not reading still finds every value and the
+        close record, in order), or else by aborting it.
+        """
         self._closeTimer = None
-        self._log.info(
-            "{peer} did not end the connection after the close; ending it", peer=self.key
+        unconfirmed = self._closing.unconfirmed(self.valuesOut)
+        message = self._closing.expiredMessage(self.key, self.valuesOut)
+        self._log.warn(
+            "Shutdown grace period ({grace} s) ran out for {peer}: ending the connection; "
+            "{unconfirmed} values sent to it unconfirmed",
+            grace=self._closing.grace,
+            peer=self.key,
+            unconfirmed=unconfirmed,
         )
         self._halted = True
-        self._failure = Failure(
-            TruncationError(
-                f"{self.key} did not confirm the end of the session within "
-                f"{self.config.closeTimeout} seconds; it may not have processed the last "
-                "values sent to it"
-            )
-        )
-        self._loseConnection()
+        if self._failure is None and self._closing.step is not CloseStep.COMPLETED:
+            self._failure = Failure(TruncationError(message))
+        descriptor = self._descriptor
+        if descriptor is not None and _writeBufferEmpty(descriptor):
+            self._loseConnection()
+            # The end is immediate with nothing left to write; should it not
+            # be, abort shortly after.
+            self._closeTimer = self.clock.callLater(0.5, self._abortTransport)
+        else:
+            self._abortTransport()
 
     def abort(self) -> None:
         """
@@ -1259,15 +1333,13 @@ class BridgeProtocol(Int32StringReceiver):
             self._abortTransport()
         else:
             self._loseConnection()
+            self._armGrace()
 
-    def _cancelTimers(self) -> None:
-        for name in (
-            "_handshakeTimer",
-            "_keepAliveTimer",
-            "_idleTimer",
-            "_closeTimer",
-            "_flushCall",
-        ):
+    def _cancelTimers(self, keepGrace: bool = False) -> None:
+        names = ["_handshakeTimer", "_keepAliveTimer", "_idleTimer", "_flushCall"]
+        if not keepGrace:
+            names.append("_closeTimer")
+        for name in names:
             timer = getattr(self, name)
             if timer is not None:
                 if timer.active():
@@ -1290,15 +1362,9 @@ class BridgeProtocol(Int32StringReceiver):
         except NetStructerError as e:
             if failure is None:
                 failure = Failure(e)
-        if failure is None and self._awaitingPeerEnd and not reason.check(ConnectionDone):
-            failure = Failure(
-                TruncationError(
-                    f"{self.key} dropped the connection after the close instead of ending "
-                    f"it ({reason.getErrorMessage()}); it may not have processed the last "
-                    "values sent to it"
-                )
-            )
-        if failure is None:
+        if failure is None and self._peerClosed is not None:
+            failure = self._peerClosed
+        elif failure is None:
             failure = Failure(ConnectionDone("the session closed cleanly"))
         elif self._established and self._failure is None:
             # The peer went away without closing (the transport's own

@@ -605,8 +605,10 @@ class SessionRegistry(Service):
         Shut down cleanly: refuse new connections; close every session that
         opened (registered or taken out) with L{CloseCode.GOING_AWAY} and
         L{SHUTDOWN_REASON}, which sends every value already accepted by
-        C{sendBuffer} before the close record and waits for the peer's
-        reply (at most the sessions' C{closeTimeout}); and abort connections
+        C{sendBuffer} before the close record and ends the connection when
+        the peer replies, or when the sessions' C{shutdownGrace} runs out
+        (logging one line per session, see L{netstructer.closing}); and
+        abort connections
         still in their handshake (they hold no accepted values: nothing is
         lost, and their peers see the handshake fail).
 
@@ -624,6 +626,24 @@ class SessionRegistry(Service):
         self._whenIdle.append(d)
         self._maybeIdle()
         return d
+
+    def closesWritten(self) -> bool:
+        """
+        Whether this side's part of a shutdown is done: L{stopService} has
+        started, no connection is still in its handshake, and every session
+        has ended or has its close record on the socket (see
+        L{BridgeProtocol.closeWritten
+        <netstructer.protocol.BridgeProtocol.closeWritten>}).  The rest of
+        each close (the peer's reply) finishes within the grace period,
+        without anyone waiting on it.
+
+        @return: L{True} if so.
+        """
+        return (
+            self._stopping
+            and not self._handshaking
+            and all(session.closeWritten() for session in [*self._sessions, *self._detached])
+        )
 
     def _maybeIdle(self) -> None:
         if not self._whenIdle:

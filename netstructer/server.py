@@ -378,7 +378,9 @@ class Server(MultiService):
             log.
         @param options: Fields of L{BridgeConfig} (C{suite}, C{cipher},
             C{acceptSuites}, C{limits}, C{handshakeTimeout},
-            C{keepAliveInterval}, C{idleTimeout}, C{closeTimeout},
+            C{keepAliveInterval}, C{idleTimeout}, C{shutdownGrace} (the
+            grace period of every close and of L{stopService}, 5 s by
+            default; C{closeTimeout} is its old name),
             C{maxPendingValues}, C{maxQueuedValues}, C{maxQueuedBytes},
             C{fernetTTL}); the registry's limits C{maxSessions} and
             C{maxPerIP}; and C{maxBufferSize}, the largest encoded value

@@ -605,6 +605,14 @@ class Options(usage.Options):
             _seconds("--handshake-timeout", zeroMeansNever=False),
         ],
         [
+            "shutdown-grace",
+            None,
+            5.0,
+            "Seconds a shutdown (SIGTERM, SIGINT) waits for each peer's close reply; "
+            "connections still open then are ended, one log line each.",
+            _seconds("--shutdown-grace", zeroMeansNever=False),
+        ],
+        [
             "idle-timeout",
             None,
             None,
@@ -774,6 +782,7 @@ class Options(usage.Options):
             "acceptSuites": suites,
             "maxBufferSize": self["max-buffer-size"],
             "handshakeTimeout": self["handshake-timeout"],
+            "shutdownGrace": self["shutdown-grace"],
             "idleTimeout": self["idle-timeout"],
             "keepAliveInterval": self["keep-alive"],
         }

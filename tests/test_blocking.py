@@ -82,6 +82,7 @@ from netstructer.errors import (
     OperationTimedOut,
     RemoteProtocolError,
     ServerInitializeError,
+    SessionClosed,
     TruncationError,
 )
 from netstructer.keys import Keyring, generateKey, writeKeyFile
@@ -885,18 +886,22 @@ class LinkControlTests(SynchronousTestCase):
 
     def test_serverClosesThenResets(self) -> None:
         """
-        When the server resets the connection after its close instead of
-        ending it, the link reports the close as not clean: the last values
-        sent may not have been processed.
+        The link ends the connection once its close reply is written,
+        without waiting for the server's end: a reset after the server's
+        close is no error for it, and the reader gets L{SessionClosed} with
+        the server's code and reason.
         """
         sock = FakeSocket()
         bridge = connected(sock)
         sock.deliver(FakeSocket.framed(sock.channel.close(CloseCode.GOING_AWAY, "bye")))
         sock.resetAfterClose = True
-        self.assertRaises(ChannelClosedError, bridge.recvBuffer, timeout=1)
+        error = self.assertRaises(SessionClosed, bridge.recvBuffer, timeout=1)
+        self.assertEqual((error.code, error.reason), (CloseCode.GOING_AWAY, "bye"))
+        self.assertIsInstance(error, ChannelClosedError)
         self.assertEqual(bridge.closeCode, CloseCode.GOING_AWAY)
-        self.assertFalse(bridge.closedCleanly)
+        self.assertTrue(bridge.closedCleanly)
         self.assertTrue(sock.closed)
+        self.assertRaises(SessionClosed, bridge.recvBuffer, timeout=1)
 
     def test_sendNoticesServerClose(self) -> None:
         """
@@ -1369,9 +1374,12 @@ class LoopbackTests(SynchronousTestCase):
             with link(("127.0.0.1", int(line.split()[1])), KEY, timeout=20) as bridge:
                 bridge.sendBuffer("hello")
                 self.assertEqual(bridge.recvBuffer(), "hello back")
-                self.assertRaises(ChannelClosedError, bridge.recvBuffer)
+                error = self.assertRaises(SessionClosed, bridge.recvBuffer)
+                self.assertEqual(error.code, CloseCode.GOING_AWAY)
                 self.assertEqual(bridge.closeCode, CloseCode.GOING_AWAY)
-                self.assertTrue(bridge.closedCleanly)
+                # Both close records were exchanged, but the server closed
+                # first: nothing confirms the value this link sent.
+                self.assertFalse(bridge.closedCleanly)
         finally:
             status = child.finish(60)
         self.assertEqual(status, 0, child.output)
@@ -1700,7 +1708,10 @@ def cleanShutdown() -> None:
     reader.join(20)
     _check(not reader.is_alive())
     _check(received == list(range(500)), "server to client before the server's close")
-    _check(bridge.closeCode == CloseCode.GOING_AWAY and bridge.closedCleanly)
+    # The link sent values before the server's close: its reply ends the
+    # connection at once, so nothing tells it they were processed.
+    _check(bridge.closeCode == CloseCode.GOING_AWAY and not bridge.closedCleanly)
+    _check(bridge.valuesSent == 300)
     _check(time.monotonic() - started < 5, "the close waited for a timeout")
     _check(_drain(session) == [("c", i) for i in range(300)], "values accepted before close")
     server.close()

@@ -41,6 +41,7 @@ from netstructer.errors import (
     EncodeError,
     HandshakeTimeout,
     OperationTimedOut,
+    SessionClosed,
     TruncationError,
 )
 from netstructer.keys import generateKey
@@ -52,6 +53,7 @@ from netstructer.protocol import (
     BridgeServerFactory,
     IConnectionGate,
     ISessionObserver,
+    PeerClosed,
     sessionKey,
 )
 from netstructer.values import Limits
@@ -703,55 +705,59 @@ class CloseTests(SynchronousTestCase):
         self.assertEqual(pair.server.closeCode, CloseCode.NORMAL)
         self.assertEqual(pair.clock.getDelayedCalls(), [])
 
-    def test_responderWaitsForPeerEnd(self) -> None:
+    def test_responderEndsAtOnce(self) -> None:
         """
-        The side that receives the first close replies and waits for the
-        peer to end the connection: a clean end is L{ConnectionDone}, a reset
-        is a L{TruncationError}, and no end within the close timeout is one
-        too.
+        The side that receives the first close replies and ends the
+        transport at once, without waiting for the peer; a reader waiting
+        there learns of the close at once, as a L{PeerClosed} carrying the
+        code and the reason, which is also a L{ConnectionDone}.
         """
         pair = Pair()
         pair.pump()
-        pair.client.close()
+        waiting = pair.server.recvBuffer()
+        pair.client.close("bye", CloseCode.GOING_AWAY)
         pair.server.dataReceived(pair.clientTransport.value())
         pair.clientTransport.clear()
-        self.assertFalse(pair.serverTransport.disconnecting)
-        pair.server.connectionLost(Failure(ConnectionLost("reset")))
-        self.failureResultOf(pair.server.recvBuffer(), TruncationError)
-
-        pair = Pair()
-        pair.pump()
-        pair.client.close()
-        pair.server.dataReceived(pair.clientTransport.value())
-        pair.server.connectionLost(Failure(ConnectionDone()))
-        self.failureResultOf(pair.server.recvBuffer(), ConnectionDone)
-
-        pair = Pair()
-        pair.pump()
-        pair.client.close()
-        pair.server.dataReceived(pair.clientTransport.value())
-        pair.clock.advance(10)
         self.assertTrue(pair.serverTransport.disconnecting)
+        error = self.failureResultOf(waiting, SessionClosed).value
+        assert isinstance(error, PeerClosed)
+        self.assertIsInstance(error, ConnectionDone)
+        self.assertEqual((error.code, error.reason), (CloseCode.GOING_AWAY, "bye"))
+        self.assertIn("bye", str(error))
         pair.server.connectionLost(Failure(ConnectionDone()))
-        self.failureResultOf(pair.server.recvBuffer(), TruncationError)
+        self.failureResultOf(pair.server.recvBuffer(), PeerClosed)
+        self.assertIsNone(pair.server._closeTimer)
 
-    def test_initiatorWaitsWhileValuesArrive(self) -> None:
+    def test_responderNotReadByPeer(self) -> None:
         """
-        The side that closed first keeps the connection while the peer's
-        values still arrive (its application may be behind), and drops it
-        only after a whole close timeout of silence.
+        When the reply cannot be written (the peer does not read), the
+        connection is still over within the grace period.
+        """
+        pair = Pair(serverConfig=BridgeConfig.fromKey(KEY, shutdownGrace=2))
+        pair.pump()
+        pair.client.close()
+        pair.server.dataReceived(pair.clientTransport.value())
+        self.assertTrue(pair.serverTransport.disconnecting)
+        self.assertFalse(pair.serverTransport.disconnected)
+        pair.clock.advance(2)
+        self.assertTrue(pair.serverTransport.disconnected)
+
+    def test_initiatorBoundedWhileValuesArrive(self) -> None:
+        """
+        The side that closed first still delivers the peer's values that
+        arrive after its close, but drops the connection when the grace
+        period runs out, however many keep coming.
         """
         pair = Pair()
         pair.pump()
         pair.server.close()
-        for _ in range(5):
-            pair.clock.advance(9)
-            pair.server.dataReceived(b"")  # nothing yet
+        for _ in range(4):
+            pair.clock.advance(1)
             frame = pair.client._channel.sendValue("late")
             pair.server.dataReceived(struct.pack("!I", len(frame)) + frame)
         self.assertFalse(pair.serverTransport.disconnected)
-        self.assertEqual(pair.server.queuedValues, 5)
-        pair.clock.advance(10)
+        self.assertEqual(pair.server.queuedValues, 4)
+        pair.clock.advance(1)
         self.assertTrue(pair.serverTransport.disconnected)
 
     def test_closeDuringHandshake(self) -> None:
@@ -780,15 +786,70 @@ class CloseTests(SynchronousTestCase):
 
     def test_closeTimeout(self) -> None:
         """
-        A peer that never answers the close is dropped after the close
-        timeout.
+        A peer that never answers the close is dropped when the grace period
+        (5 s by default) runs out: one line names the peer and the values it
+        did not confirm, and the reason is a L{TruncationError}.
         """
+        events: list[LogEvent] = []
         pair = Pair()
+        pair.client._log = Logger(observer=events.append)
         pair.pump()
+        for i in range(3):
+            pair.client.sendBuffer(i)
+        pair.client.flush()
         pair.client.close()
         self.assertFalse(pair.clientTransport.disconnecting)
-        pair.clock.advance(10)
+        pair.clock.advance(4.9)
+        self.assertFalse(pair.clientTransport.disconnecting)
+        pair.clock.advance(0.1)
         self.assertTrue(pair.clientTransport.disconnecting)
+        [line] = [e for e in events if "grace" in e["log_format"]]
+        self.assertEqual(line["unconfirmed"], 3)
+        self.assertEqual(line["peer"], pair.client.key)
+        pair.client.connectionLost(Failure(ConnectionLost("aborted")))
+        self.failureResultOf(pair.client.recvBuffer(), TruncationError)
+
+    def test_closeDuringSilentHandshake(self) -> None:
+        """
+        A close requested while the server never answers the handshake is
+        over within the grace period, not the handshake timeout.
+        """
+        pair = Pair(clientConfig=BridgeConfig.fromKey(KEY, shutdownGrace=1))
+        pair.client.close()
+        pair.clock.advance(1)
+        self.assertTrue(pair.clientTransport.disconnecting)
+
+    def test_pongConfirms(self) -> None:
+        """
+        A pong confirms every value sent before its ping: only later ones
+        count as unconfirmed.
+        """
+        events: list[LogEvent] = []
+        config = BridgeConfig.fromKey(KEY, keepAliveInterval=10)
+        pair = Pair(serverConfig=config, clientConfig=config)
+        pair.server._log = Logger(observer=events.append)
+        pair.pump()
+        pair.server.sendBuffer("one")
+        pair.server.flush()
+        pair.clock.advance(10)
+        pair.pump()
+        pair.server.sendBuffer("two")
+        pair.server.flush()
+        pair.server.close()
+        pair.clock.advance(5)
+        [line] = [e for e in events if "grace" in e["log_format"]]
+        self.assertEqual(line["unconfirmed"], 1)
+
+    def test_closeTimeoutAlias(self) -> None:
+        """
+        C{closeTimeout} still sets the grace period; both names read it.
+        """
+        config = BridgeConfig.fromKey(KEY, closeTimeout=3)
+        self.assertEqual((config.shutdownGrace, config.closeTimeout), (3, 3))
+        config = BridgeConfig.fromKey(KEY, shutdownGrace=2)
+        self.assertEqual((config.shutdownGrace, config.closeTimeout), (2, 2))
+        self.assertRaises(ValueError, BridgeConfig.fromKey, KEY, shutdownGrace=2, closeTimeout=3)
+        self.assertRaises(ValueError, BridgeConfig.fromKey, KEY, shutdownGrace=0)
 
     def test_idleTimeout(self) -> None:
         """
@@ -1021,7 +1082,6 @@ class ImmediateWriteTests(SynchronousTestCase):
         The reply to the peer's close record leaves at once too.
         """
         self.deliver(self.client.close())
-        self.assertFalse(self.descriptor.waiting)
         [reply] = self.frames()
         self.assertIsInstance(self.client.receiveFrame(reply), CloseReceived)
 

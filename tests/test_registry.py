@@ -21,7 +21,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from netstructer.channel import CloseCode, Role
-from netstructer.errors import OperationTimedOut
+from netstructer.errors import OperationTimedOut, TruncationError
 from netstructer.keys import generateKey
 from netstructer.protocol import BridgeConfig, BridgeProtocol, BridgeServerFactory
 from netstructer.registry import (
@@ -915,8 +915,9 @@ class StopTests(RegistryTestCase):
 
     def test_silentPeerHoldsShutdown(self) -> None:
         """
-        A peer that never answers the close holds the shutdown until the
-        session's close timeout drops it; then the Deferred fires and no
+        A peer that never answers the close holds the shutdown only until
+        the grace period (5 s) runs out: the session is dropped, one line
+        names the peer and its unconfirmed values, the Deferred fires and no
         timer is left.
         """
         quiet = self.connect("10.0.0.1", 1)
@@ -927,12 +928,18 @@ class StopTests(RegistryTestCase):
         self.assertIsNotNone(chatty.server.closeReason)
         self.assertIsNone(quiet.server.closeReason)
         self.assertNoResult(d)
-        self.clock.advance(9.9)
+        self.clock.advance(4.9)
         self.network.pump()
         self.assertNoResult(d)
         self.clock.advance(0.1)
         self.network.pump()
         self.successResultOf(d)
+        [line] = [e for e in self.events if "grace" in e.get("log_format", "")]
+        self.assertEqual(line["peer"], quiet.server.key)
+        self.assertEqual(line["unconfirmed"], 0)
+        reason = quiet.server.closeReason
+        assert reason is not None
+        self.assertIsInstance(reason.value, TruncationError)
         self.assertEqual(chatty.client.closeCode, CloseCode.GOING_AWAY)
         self.assertSettled()
 

@@ -195,7 +195,8 @@ class OptionsTests(_TemporaryHome):
         """
         Without options, the server listens on 127.0.0.1:5000 with the echo
         handler, the noise suite, 16 MiB values, a 10 second handshake
-        timeout, a 60 second keep-alive and no idle timeout.
+        timeout, a 5 second shutdown grace period, a 60 second keep-alive and
+        no idle timeout.
         """
         options = self.parse()
         self.assertEqual(options.endpoints, ["tcp:5000:interface=127.0.0.1:backlog=1024"])
@@ -207,6 +208,7 @@ class OptionsTests(_TemporaryHome):
                 "acceptSuites": ("noise",),
                 "maxBufferSize": 16 * 1024 * 1024,
                 "handshakeTimeout": 10.0,
+                "shutdownGrace": 5.0,
                 "idleTimeout": None,
                 "keepAliveInterval": 60.0,
             },
@@ -277,6 +279,8 @@ class OptionsTests(_TemporaryHome):
             "2",
             "--handshake-timeout",
             "2.5",
+            "--shutdown-grace",
+            "1.5",
             "--idle-timeout",
             "30",
             "--keep-alive",
@@ -291,6 +295,7 @@ class OptionsTests(_TemporaryHome):
                 "maxSessions": 5,
                 "maxPerIP": 2,
                 "handshakeTimeout": 2.5,
+                "shutdownGrace": 1.5,
                 "idleTimeout": 30.0,
                 "keepAliveInterval": None,
             },
@@ -330,6 +335,7 @@ class OptionsTests(_TemporaryHome):
             (["--max-sessions", "0"], "--max-sessions"),
             (["--max-per-ip", "-1"], "--max-per-ip"),
             (["--handshake-timeout", "0"], "--handshake-timeout"),
+            (["--shutdown-grace", "0"], "--shutdown-grace"),
             (["--handshake-timeout", "soon"], "--handshake-timeout"),
             (["--handshake-timeout", "nan"], "--handshake-timeout"),
             (["--idle-timeout", "-5"], "--idle-timeout"),
