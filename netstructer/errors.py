@@ -35,6 +35,7 @@ __all__ = [
     "ProtocolError",
     "RemoteProtocolError",
     "ServerInitializeError",
+    "TLSHandshakeError",
     "TruncationError",
 ]
 
@@ -119,6 +120,14 @@ class HandshakeError(RemoteProtocolError):
         super().__init__(message)
         self.localValue = localValue
         self.remoteValue = remoteValue
+
+
+class TLSHandshakeError(HandshakeError):
+    """
+    The TLS handshake under the connection failed: the peer's certificate
+    did not verify (an unknown issuer, another host name) or a side sent a
+    TLS alert.  The message names the cause and the fix.
+    """
 
 
 class AuthenticationError(HandshakeError):
