@@ -49,7 +49,8 @@ INFO_KEY_ID = b"netstructer/1 key-id"
 
 # Section 4: the handshake.
 MAGIC = b"NSTR"
-VERSION = 1
+VERSION = 2
+MIN_VERSION = 1
 SUITE_AESGCM = 1
 SUITE_CHACHAPOLY = 2
 SUITE_FERNET = 3
@@ -566,15 +567,18 @@ class ReferenceClient:
         maxValueSize: int = 16 * 1024 * 1024,
         ephemeral: X25519PrivateKey | None = None,
         fernetNonce: bytes | None = None,
+        version: int = VERSION,
     ) -> None:
         self.subkeys = deriveSubkeys(userKey)
+        self.version = version
         self.suiteID = suiteID
         self.maxValueSize = maxValueSize
         self.ephemeral = ephemeral or X25519PrivateKey.generate()
         self.fernetNonce = fernetNonce or bytes(FERNET_NONCE_SIZE)
-        self.header = MAGIC + bytes((VERSION, suiteID))
+        self.header = MAGIC + bytes((version, suiteID))
         self.records: NoiseRecords | FernetRecords | None = None
         self.peerMaxValueSize: int | None = None
+        self.sessionVersion: int | None = None
         self._hello = b""
         self.handshake: NoiseHandshake | None = None
 
@@ -617,9 +621,9 @@ class ReferenceClient:
                 payload = fernet.decrypt(body)
             except InvalidToken:
                 raise ReferenceError("the reply failed authentication") from None
-            if len(payload) != 36 or payload[16:32] != self.fernetNonce:
+            if len(payload) < 32 or payload[16:32] != self.fernetNonce:
                 raise ReferenceError("the reply answers another hello")
-            self.peerMaxValueSize = _checkMaxValueSize(payload[32:])
+            self._readServerPayload(payload[32:])
             self.records = FernetRecords(fernet, fernetSessionID(self._hello, reply), 0)
         else:
             handshake = self.handshake
@@ -631,10 +635,24 @@ class ReferenceClient:
                 self.ephemeral.exchange(X25519PublicKey.from_public_bytes(serverPublic))
             )
             payload = handshake.decryptAndHash(body[32:])
-            self.peerMaxValueSize = _checkMaxValueSize(payload)
+            self._readServerPayload(payload)
             send, receive = handshake.split()
             self.records = NoiseRecords(send, receive)
         return self.records.seal(CONFIRM)
+
+    def _readServerPayload(self, payload: bytes) -> None:
+        # Section 4.3: from version 2 on, the server's payload carries the
+        # negotiated version after M.
+        if self.version < 2:
+            self.peerMaxValueSize = _checkMaxValueSize(payload)
+            self.sessionVersion = 1
+            return
+        if len(payload) != 5:
+            raise ReferenceError("a version 2 reply payload is 5 bytes")
+        if not MIN_VERSION <= payload[4] <= self.version:
+            raise ReferenceError("the server chose a version this client did not offer")
+        self.peerMaxValueSize = _checkMaxValueSize(payload[:4])
+        self.sessionVersion = payload[4]
 
 
 class ReferenceServer:
@@ -652,8 +670,11 @@ class ReferenceServer:
         maxValueSize: int = 16 * 1024 * 1024,
         ephemeral: X25519PrivateKey | None = None,
         fernetNonce: bytes | None = None,
+        version: int = VERSION,
     ) -> None:
         self.subkeys = [deriveSubkeys(key) for key in userKeys]
+        self.version = version
+        self.sessionVersion: int | None = None
         self.suiteIDs = tuple(sorted(suiteIDs))
         self.maxValueSize = maxValueSize
         self.ephemeral = ephemeral or X25519PrivateKey.generate()
@@ -663,7 +684,7 @@ class ReferenceServer:
         self.confirmed = False
 
     def _reject(self, reason: int) -> bytes:
-        return bytes((REJECT, reason, VERSION, len(self.suiteIDs), *self.suiteIDs))
+        return bytes((REJECT, reason, self.version, len(self.suiteIDs), *self.suiteIDs))
 
     def readHello(self, hello: bytes) -> bytes:
         """
@@ -672,7 +693,9 @@ class ReferenceServer:
         """
         if len(hello) < 6 or hello[:4] != MAGIC:
             return self._reject(REJECT_MALFORMED)
-        if hello[4] != VERSION:
+        # Section 4.6: a version 2 server answers any client of version 1 or
+        # later; a version 1 server accepts only version 1.
+        if hello[4] < MIN_VERSION or (self.version == 1 and hello[4] != 1):
             return self._reject(REJECT_VERSION)
         suiteID = hello[5]
         if suiteID not in self.suiteIDs:
@@ -687,6 +710,9 @@ class ReferenceServer:
         if suiteID != SUITE_FERNET and len(body) < 48:
             raise ReferenceError("a noise message 1 is at least 48 bytes")
         payload = U32.pack(self.maxValueSize)
+        self.sessionVersion = min(hello[4], self.version)
+        if hello[4] >= 2:
+            payload += bytes((self.sessionVersion,))
         for subkeys in self.subkeys:
             if suiteID == SUITE_FERNET:
                 fernet = Fernet(subkeys.fernetKey)
@@ -853,7 +879,7 @@ def workedExample() -> list[Block]:
 
     prologue = Block("example-prologue")
     prologue.add(PROLOGUE_LABEL, '"NetStructer"')
-    prologue.add(client.header, "the hello header: NSTR, version 1, suite 1")
+    prologue.add(client.header, "the hello header: NSTR, version 2, suite 1")
     blocks.append(prologue)
 
     payloadHex = U32.pack(EXAMPLE_MAX_VALUE_SIZE).hex(" ")
@@ -862,7 +888,7 @@ def workedExample() -> list[Block]:
     helloBlock = Block("example-hello")
     helloBlock.add(U32.pack(len(hello)), f"length prefix: {len(hello)}")
     helloBlock.add(magic, 'magic "NSTR"')
-    helloBlock.add(version, "version 1")
+    helloBlock.add(version, "version 2")
     helloBlock.add(suite, "suite 1 (noise, AESGCM)")
     helloBlock.add(ePub, "message 1: e.pub of the client")
     helloBlock.add(ciphertext, f"payload {payloadHex} (M = 16 MiB), encrypted")
@@ -870,12 +896,12 @@ def workedExample() -> list[Block]:
     blocks.append(helloBlock)
 
     reply = server.readHello(hello)
-    status, ePub, ciphertext, tag = _split(reply, 1, 32, 4, 16)
+    status, ePub, ciphertext, tag = _split(reply, 1, 32, 5, 16)
     replyBlock = Block("example-reply")
     replyBlock.add(U32.pack(len(reply)), f"length prefix: {len(reply)}")
     replyBlock.add(status, "status: accept")
     replyBlock.add(ePub, "message 2: e.pub of the server")
-    replyBlock.add(ciphertext, f"payload {payloadHex} (M = 16 MiB), encrypted")
+    replyBlock.add(ciphertext, f"payload {payloadHex} 02 (M = 16 MiB, version 2), encrypted")
     replyBlock.add(tag, "AES-GCM tag")
     blocks.append(replyBlock)
 

@@ -36,6 +36,7 @@ __all__ = [
     "RemoteProtocolError",
     "ServerInitializeError",
     "SessionClosed",
+    "TLSHandshakeError",
     "TruncationError",
 ]
 
@@ -143,6 +144,14 @@ class HandshakeError(RemoteProtocolError):
         super().__init__(message)
         self.localValue = localValue
         self.remoteValue = remoteValue
+
+
+class TLSHandshakeError(HandshakeError):
+    """
+    The TLS handshake under the connection failed: the peer's certificate
+    did not verify (an unknown issuer, another host name) or a side sent a
+    TLS alert.  The message names the cause and the fix.
+    """
 
 
 class AuthenticationError(HandshakeError):

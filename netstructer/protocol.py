@@ -56,6 +56,7 @@ from netstructer.errors import (
 )
 from netstructer.keys import Keyring, asKeyring
 from netstructer.records import RecordRouter
+from netstructer.tlsfailure import TLSFailureLimiter, describeTLSFailure, tlsHandshakeError
 from netstructer.values import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
@@ -1361,7 +1362,7 @@ class BridgeProtocol(Int32StringReceiver):
             self._channel.connectionLost()
         except NetStructerError as e:
             if failure is None:
-                failure = Failure(e)
+                failure = Failure(self._tlsFailure(reason) or e)
         if failure is None and self._peerClosed is not None:
             failure = self._peerClosed
         elif failure is None:
@@ -1389,6 +1390,29 @@ class BridgeProtocol(Int32StringReceiver):
         for ended in closed:
             ended.callback(None)
         self._writeFlow.stopProducing()
+
+    def _tlsFailure(self, reason: Failure) -> NetStructerError | None:
+        """
+        Name a TLS handshake failure, and on a server log it (rate-limited
+        by the factory's L{TLSFailureLimiter}).
+
+        @param reason: Why the connection was lost during the handshake.
+        @return: The error naming the TLS failure, or L{None} if it was not one.
+        """
+        error = tlsHandshakeError(reason.value)
+        if error is None or self.role is not Role.SERVER:
+            return error
+        limiter = getattr(getattr(self, "factory", None), "tlsFailures", None)
+        skipped = limiter.shouldLog(self.clock.seconds()) if limiter is not None else 0
+        if skipped is not None:
+            self._log.warn(
+                "TLS handshake with {peer} failed: {reason} ({skipped} similar failures "
+                "not logged since the last line)",
+                peer=self.key,
+                reason=describeTLSFailure(reason.value),
+                skipped=skipped,
+            )
+        return error
 
     def whenEstablished(self) -> defer.Deferred[BridgeProtocol]:
         """
@@ -1452,12 +1476,15 @@ def _maybeGlobalReactor(clock: IReactorTime | None) -> IReactorTime:
 class BridgeServerFactory(Factory):
     """
     Builds server-side L{BridgeProtocol}s sharing one configuration and one
-    connection gate (the session registry).  It holds no state of its own.
+    connection gate (the session registry).  Its only state limits the log
+    lines of failed TLS handshakes.
 
     @ivar config: The configuration of every connection.
     @ivar gate: Admits connections and is told of sessions opening and
         closing.
     @ivar clock: Schedules the protocols' timers.
+    @ivar tlsFailures: Limits the log lines of failed TLS handshakes to one per
+        10 seconds.
     """
 
     protocol: type[BridgeProtocol] = BridgeProtocol
@@ -1479,6 +1506,7 @@ class BridgeServerFactory(Factory):
         self.config = config
         self.gate = gate
         self.clock = _maybeGlobalReactor(clock)
+        self.tlsFailures = TLSFailureLimiter()
         if logger is not None:
             self._log = logger
 

@@ -44,7 +44,7 @@ from netstructer.channel import (
     MAX_BATCH_BODY,
     MAX_BATCH_VALUES,
     MAX_VALUE_SIZE_LIMIT,
-    MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
     Channel,
     CloseCode,
     CloseReceived,
@@ -355,13 +355,11 @@ def runExample() -> ExampleRun:
         Role.CLIENT,
         EXAMPLE_KEY,
         ephemeralFactory=lambda: X25519PrivateKey.from_private_bytes(CLIENT_EPHEMERAL),
-        protocolVersion=1,
     )
     server = Channel(
         Role.SERVER,
         EXAMPLE_KEY,
         ephemeralFactory=lambda: X25519PrivateKey.from_private_bytes(SERVER_EPHEMERAL),
-        protocolVersion=1,
     )
     (hello,) = client.framesToSend()
     assert server.receiveFrame(hello) is None
@@ -469,7 +467,7 @@ class ConstantsTests(SynchronousTestCase):
         """
         expected = {
             "magic": MAGIC,
-            "protocol version": MIN_PROTOCOL_VERSION,
+            "protocol version": PROTOCOL_VERSION,
             "handshake frame limit": HANDSHAKE_MAX_FRAME,
             "largest maximum value size M": MAX_VALUE_SIZE_LIMIT,
             "default maximum value size M": DEFAULT_LIMITS.maxSize,
@@ -709,7 +707,7 @@ def referenceClientSession(
     """
     suite, _, suiteID = case
     client = reference().ReferenceClient(EXAMPLE_KEY, suiteID)
-    server = Channel(Role.SERVER, EXAMPLE_KEY, suite=suite, limits=limits, protocolVersion=1)
+    server = Channel(Role.SERVER, EXAMPLE_KEY, suite=suite, limits=limits)
     assert server.receiveFrame(client.hello()) is None
     (reply,) = server.framesToSend()
     assert isinstance(server.receiveFrame(client.readReply(reply)), HandshakeCompleted)
@@ -728,7 +726,7 @@ def referenceServerSession(
         handshake.
     """
     suite, cipher, suiteID = case
-    client = Channel(Role.CLIENT, EXAMPLE_KEY, suite=suite, cipher=cipher, protocolVersion=1)
+    client = Channel(Role.CLIENT, EXAMPLE_KEY, suite=suite, cipher=cipher)
     server = reference().ReferenceServer([EXAMPLE_KEY], (suiteID,), maxValueSize)
     (hello,) = client.framesToSend()
     assert isinstance(client.receiveFrame(server.readHello(hello)), HandshakeCompleted)
@@ -786,8 +784,8 @@ class FramingTests(SynchronousTestCase):
         rows = specTable("handshake-sizes")
         for column, suite in ((1, "noise"), (2, "fernet")):
             frames = handshake(
-                Channel(Role.CLIENT, EXAMPLE_KEY, suite=suite, protocolVersion=1),
-                Channel(Role.SERVER, EXAMPLE_KEY, suite=suite, protocolVersion=1),
+                Channel(Role.CLIENT, EXAMPLE_KEY, suite=suite),
+                Channel(Role.SERVER, EXAMPLE_KEY, suite=suite),
             )
             self.assertEqual([int(row[column]) for row in rows], [len(f) for f in frames])
             for frame in frames:
@@ -928,7 +926,7 @@ class WorkedExampleTests(SynchronousTestCase):
         self.assertEqual(trace.field("dh:"), shared)
         state.mixKey(shared)
         self.assertEqual(trace.field("ck5:"), state._chainingKey)
-        self.assertEqual(state.encryptAndHash(struct.pack(">I", 2**24)), self.run_.reply[33:])
+        self.assertEqual(state.encryptAndHash(struct.pack(">IB", 2**24, 2)), self.run_.reply[33:])
         self.assertEqual(trace.field("h6:"), state.handshakeHash)
 
         initiator = NNpsk0Initiator(
@@ -955,7 +953,7 @@ class WorkedExampleTests(SynchronousTestCase):
             self.run_.hello[38:],
         )
         self.assertEqual(
-            AESGCM(trace.field("k2:")).encrypt(nonce(0), payload, trace.field("h5:")),
+            AESGCM(trace.field("k2:")).encrypt(nonce(0), payload + b"\x02", trace.field("h5:")),
             self.run_.reply[33:],
         )
         clientToServer = AESGCM(trace.field("kc2s:"))
@@ -1084,14 +1082,16 @@ class ReferenceInteropTests(SynchronousTestCase):
                 suite=suite,
                 cipher=cipher,
                 limits=Limits(maxSize=7000),
-                protocolVersion=1,
             )
             server = ref.ReferenceServer([generateKey().decode(), EXAMPLE_KEY], (suiteID,), 6000)
             (hello,) = client.framesToSend()
             reply = server.readHello(hello)
             event = client.receiveFrame(reply)
-            self.assertEqual(event, HandshakeCompleted(channel._SUITE_NAMES[suiteID], 6000))
+            self.assertEqual(
+                event, HandshakeCompleted(channel._SUITE_NAMES[suiteID], 6000, PROTOCOL_VERSION)
+            )
             self.assertEqual(server.peerMaxValueSize, 7000)
+            self.assertEqual(server.sessionVersion, PROTOCOL_VERSION)
             (confirmation,) = client.framesToSend()
             server.readConfirmation(confirmation)
             for index in range(3):
@@ -1127,7 +1127,7 @@ class ReferenceInteropTests(SynchronousTestCase):
         with the same bytes, and the server raises what section 7 says.
         """
         ref = reference()
-        client = ref.ReferenceClient(generateKey().decode(), 1)
+        client = ref.ReferenceClient(generateKey().decode(), 1, version=1)
         wrongKey = client.hello()
         cases = [
             (b"NST", HandshakeError, None),
@@ -1147,7 +1147,9 @@ class ReferenceInteropTests(SynchronousTestCase):
             if values is not None:
                 self.assertEqual((error.localValue, error.remoteValue), values)
             (rejection,) = server.framesToSend()
-            self.assertEqual(rejection, ref.ReferenceServer([EXAMPLE_KEY]).readHello(hello))
+            self.assertEqual(
+                rejection, ref.ReferenceServer([EXAMPLE_KEY], version=1).readHello(hello)
+            )
             self.assertEqual(rejection[0], 1)
             self.assertEqual(len(rejection), 4 + rejection[3])
             self.assertEqual(rejection[2:], b"\x01\x02\x01\x02")
@@ -1510,3 +1512,97 @@ class ValueEncodingTests(SynchronousTestCase):
         self.assertEqual(len({hash(k) for k in keys_}), 1)
         self.assertRaises(DecodeError, decode, encode(dict.fromkeys(keys_)))
         decode(encode(dict.fromkeys(keys_[:-1])))
+
+
+class VersionNegotiationTests(SynchronousTestCase):
+    """
+    Section 4.6: version 2 is the default, a version 2 server answers a
+    version 1 client in version 1, and a server limited to version 1 rejects
+    a version 2 client with the documented advice.
+    """
+
+    def test_defaultIsVersion2(self) -> None:
+        """
+        Without configuration both sides offer version 2, the server's reply
+        carries it, and both sides report it.
+        """
+        ref = reference()
+        self.assertEqual(ref.VERSION, PROTOCOL_VERSION)
+        for suite, cipher, suiteID in SUITE_CASES:
+            client = ref.ReferenceClient(EXAMPLE_KEY, suiteID)
+            self.assertEqual(client.hello()[4], 2)
+            server = Channel(Role.SERVER, EXAMPLE_KEY, suite=suite)
+            server.receiveFrame(client.hello())
+            (reply,) = server.framesToSend()
+            event = server.receiveFrame(client.readReply(reply))
+            assert isinstance(event, HandshakeCompleted)
+            self.assertEqual((event.version, client.sessionVersion), (2, 2))
+            channelClient = Channel(Role.CLIENT, EXAMPLE_KEY, suite=suite, cipher=cipher)
+            refServer = ref.ReferenceServer([EXAMPLE_KEY], (suiteID,))
+            (hello,) = channelClient.framesToSend()
+            event = channelClient.receiveFrame(refServer.readHello(hello))
+            assert isinstance(event, HandshakeCompleted)
+            self.assertEqual((event.version, refServer.sessionVersion), (2, 2))
+
+    def test_version1ClientVersion2Server(self) -> None:
+        """
+        A version 1 client gets a version 1 reply (no version byte: the noise
+        reply is 53 bytes) from a version 2 server, in both directions
+        between the reference and L{Channel}.
+        """
+        ref = reference()
+        for suite, cipher, suiteID in SUITE_CASES:
+            client = ref.ReferenceClient(EXAMPLE_KEY, suiteID, version=1)
+            server = Channel(Role.SERVER, EXAMPLE_KEY, suite=suite)
+            server.receiveFrame(client.hello())
+            (reply,) = server.framesToSend()
+            if suite == "noise":
+                self.assertEqual(len(reply), 53)
+            event = server.receiveFrame(client.readReply(reply))
+            assert isinstance(event, HandshakeCompleted)
+            self.assertEqual((event.version, client.sessionVersion), (1, 1))
+            self.assertEqual(decode(client.records.open(server.sendValue("v1"))[1]), "v1")
+
+            channelClient = Channel(
+                Role.CLIENT, EXAMPLE_KEY, suite=suite, cipher=cipher, protocolVersion=1
+            )
+            refServer = ref.ReferenceServer([EXAMPLE_KEY], (suiteID,))
+            (hello,) = channelClient.framesToSend()
+            self.assertEqual(hello[4], 1)
+            event = channelClient.receiveFrame(refServer.readHello(hello))
+            assert isinstance(event, HandshakeCompleted)
+            self.assertEqual((event.version, refServer.sessionVersion), (1, 1))
+
+    def test_version2ClientVersion1Server(self) -> None:
+        """
+        A server limited to version 1 rejects a version 2 hello with reason
+        1 and its version 1; the client reports it with the advice to
+        connect with C{protocolVersion=1}.
+        """
+        ref = reference()
+        for suite, cipher, _ in SUITE_CASES:
+            client = Channel(Role.CLIENT, EXAMPLE_KEY, suite=suite, cipher=cipher)
+            (hello,) = client.framesToSend()
+            accepted = (3,) if suite == "fernet" else (1, 2)
+            refRejection = ref.ReferenceServer([EXAMPLE_KEY], accepted, version=1).readHello(hello)
+            server = Channel(Role.SERVER, EXAMPLE_KEY, suite=suite, protocolVersion=1)
+            self.assertRaises(HandshakeError, server.receiveFrame, hello)
+            (rejection,) = server.framesToSend()
+            self.assertEqual(rejection, refRejection)
+            self.assertEqual(rejection[:3], b"\x01\x01\x01")
+            error = self.assertRaises(HandshakeError, client.receiveFrame, rejection)
+            self.assertEqual((error.localValue, error.remoteValue), (2, 1))
+            self.assertIn("protocolVersion=1", str(error))
+
+    def test_version0Rejected(self) -> None:
+        """
+        A hello of version 0 is rejected with reason 1 by a version 2 server,
+        whose rejection gives its version 2.
+        """
+        ref = reference()
+        hello = ref.ReferenceClient(EXAMPLE_KEY, 1, version=0).hello()
+        server = Channel(Role.SERVER, EXAMPLE_KEY)
+        self.assertRaises(HandshakeError, server.receiveFrame, hello)
+        (rejection,) = server.framesToSend()
+        self.assertEqual(rejection, ref.ReferenceServer([EXAMPLE_KEY]).readHello(hello))
+        self.assertEqual(rejection, b"\x01\x01\x02\x02\x01\x02")
