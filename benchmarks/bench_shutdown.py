@@ -15,7 +15,10 @@ Cases:
   - C{blocking-same-thread}: a script holding a blocking C{Server} and a
     C{link()} to it in one thread calls C{server.close()};
   - C{blocking-ctrl-c}: a script blocked in C{time.sleep} inside C{with
-    blocking.Server(...)} (a link connected) gets SIGINT.
+    blocking.Server(...)} (a link connected) gets SIGINT; the C{-recvBuffer},
+    C{-waitFor} and C{-session} variants are blocked in the link's
+    C{recvBuffer}, the server's C{waitFor} and the server-side
+    C{Session.recvBuffer} instead.
 
 (C{python -c} puts the working directory first on C{sys.path}: every
 process runs in a temporary directory, so that C{--repo} is the code run.)
@@ -102,7 +105,7 @@ print(repr({"elapsed": elapsed, "received": received}), flush=True)
 """
 
 CTRL_C = """
-import time
+import sys, time
 from netstructer import blocking
 from netstructer.keys import generateKey
 
@@ -110,10 +113,25 @@ key = generateKey()
 with blocking.Server(("127.0.0.1", 0), key) as server:
     server.listen()
     link = blocking.link(("127.0.0.1", server.port), key, timeout=10)
-    server.waitFor("127.0.0.1", timeout=10)
+    session = server.waitFor("127.0.0.1", timeout=10)
     print("ready", flush=True)
-    time.sleep(60)
+    blockedIn = sys.argv[1]
+    if blockedIn == "sleep":
+        time.sleep(60)
+    elif blockedIn == "recvBuffer":
+        link.recvBuffer(timeout=60)
+    elif blockedIn == "waitFor":
+        server.waitFor("10.255.255.1", timeout=60)
+    else:
+        session.recvBuffer(timeout=60)
 """
+"""
+A script blocked in C{with blocking.Server(...)}, in the call its argument
+names: C{sleep}, C{recvBuffer} (a link's), C{waitFor} (a peer that never
+comes) or C{Session.recvBuffer}.
+"""
+
+CTRL_C_CALLS = ("sleep", "recvBuffer", "waitFor", "Session.recvBuffer")
 
 
 def _environment(repo: Path, home: Path) -> dict[str, str]:
@@ -276,13 +294,16 @@ def sameThread(repo: Path) -> dict[str, object]:
     return {"seconds": round(report["elapsed"], 3), "received": report["received"]}
 
 
-def ctrlC(repo: Path) -> dict[str, object]:
+def ctrlC(repo: Path, blockedIn: str = "sleep") -> dict[str, object]:
     """
-    Time from SIGINT to the exit of a script sleeping in a C{with} block.
+    Time from SIGINT to the exit of a script blocked in a C{with} block.
+
+    @param blockedIn: The call the script is blocked in, one of
+        L{CTRL_C_CALLS}.
     """
     with tempfile.TemporaryDirectory() as name:
         process = subprocess.Popen(
-            [sys.executable, "-c", CTRL_C],
+            [sys.executable, "-c", CTRL_C, blockedIn],
             env=_environment(repo, Path(name)),
             cwd=name,
             stdout=subprocess.PIPE,
@@ -308,6 +329,9 @@ CASES = {
     "sigterm-non-reading": lambda repo: sigterm(repo, 0, True),
     "blocking-same-thread": sameThread,
     "blocking-ctrl-c": ctrlC,
+    "blocking-ctrl-c-recvBuffer": lambda repo: ctrlC(repo, "recvBuffer"),
+    "blocking-ctrl-c-waitFor": lambda repo: ctrlC(repo, "waitFor"),
+    "blocking-ctrl-c-session": lambda repo: ctrlC(repo, "Session.recvBuffer"),
 }
 
 
@@ -328,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = {"seconds": None, "error": str(e)[:200]}
         results[name].pop("log", None)
         if not args.json:
-            print(f"{name:24} {results[name]}", flush=True)
+            print(f"{name:28} {results[name]}", flush=True)
     if args.json:
         print(json.dumps(results, indent=2))
     return 0

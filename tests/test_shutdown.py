@@ -89,9 +89,13 @@ class ShutdownEndToEndTests(SynchronousTestCase):
 
     def test_ctrlC(self) -> None:
         """
-        SIGINT to a script sleeping in C{with blocking.Server(...)} raises
-        L{KeyboardInterrupt} and the process exits promptly.
+        SIGINT to a script in C{with blocking.Server(...)}, blocked in
+        C{time.sleep}, a link's C{recvBuffer}, the server's C{waitFor} or a
+        session's C{recvBuffer}, raises L{KeyboardInterrupt} and the process
+        exits promptly.
         """
-        result = self.bench.ctrlC(REPO)
-        self.assertTrue(result["keyboardInterrupt"])
-        self.assertLess(result["seconds"], 3.0)
+        for blockedIn in self.bench.CTRL_C_CALLS:
+            with self.subTest(blockedIn=blockedIn):
+                result = self.bench.ctrlC(REPO, blockedIn)
+                self.assertTrue(result["keyboardInterrupt"], blockedIn)
+                self.assertLess(result["seconds"], 3.0, blockedIn)
