@@ -699,6 +699,13 @@ def _parseKeyFile(data: bytes, name: str) -> Keyring:
         content = _COMMENT.sub(b"", content).strip()
         fields = content.split()
         keyName: str | None = None
+        if len(fields) > 2:
+            raise KeyFileError(
+                f"{name}, line {number}: {len(fields)} words where a line is a key, or a"
+                f" name, a space and a key ('alice <key>'). Fix that line; '#' starts a"
+                f" comment.",
+                name,
+            )
         if len(fields) == 2:
             nameField, content = fields
             problem = _nameProblem(nameField.decode("latin-1"))

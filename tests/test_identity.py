@@ -112,7 +112,8 @@ class KeyFileNameTests(SynchronousTestCase):
         path = self.mktemp()
         _writeFile(path, _keyFile(b"alice smith " + ALICE))
         error = self.assertRaises(KeyFileError, readKeyFile, path)
-        self.assertIn("line 1", str(error))
+        self.assertIn("line 1: 3 words", str(error))
+        self.assertNotIn("smith", str(error))
 
     def test_oneKeyTwoNames(self) -> None:
         """
