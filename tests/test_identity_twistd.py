@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_identity_twistd -*-
 """
 End to end: named keys and revocation on C{SIGHUP} with a real C{twistd
-netstructer} process on a free loopback port.  Every wait is bounded, and the
+netstructer} process on a free loopback port, and the blocking server's
+C{reloadKeys} over loopback.  Every wait is bounded, and the
 process is killed when the test ends.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -134,3 +137,80 @@ def _sleep(reactor: Any, seconds: float) -> defer.Deferred[None]:
     d: defer.Deferred[None] = defer.Deferred()
     reactor.callLater(seconds, d.callback, None)
     return d
+
+
+_BLOCKING_SCENARIO = r"""
+import os, sys
+from netstructer import blocking
+from netstructer.errors import SessionClosed
+from netstructer.keys import generateKey
+
+path = sys.argv[1]
+alice, bob, carol = generateKey(), generateKey(), generateKey()
+
+def write(*lines):
+    fd = os.open(path + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(b"".join(line + b"\n" for line in lines))
+    os.replace(path + ".new", path)
+
+write(b"alice " + alice, b"bob " + bob)
+with blocking.Server(("127.0.0.1", 0), keyFile=path) as server:
+    server.listen()
+    a = blocking.link(("127.0.0.1", server.port), alice, timeout=20)
+    b = blocking.link(("127.0.0.1", server.port), bob, timeout=20)
+    sa, sb = server.waitFor("alice", timeout=20), server.waitFor("bob", timeout=20)
+    assert (sa.name, sb.name) == ("alice", "bob"), (sa.name, sb.name)
+    assert [s.name for s in server.allNamed("bob")] == ["bob"]
+    write(b"alice " + alice, b"carol " + carol)
+    change = server.reloadKeys()
+    assert [i.name for i in change.removed] == ["bob"], change
+    try:
+        b.recvBuffer(timeout=20)
+    except SessionClosed as e:
+        assert e.reason == "key revoked", e.reason
+    else:
+        raise AssertionError("bob's link was not closed")
+    a.sendBuffer("still here")
+    assert sa.recvBuffer(timeout=20) == "still here"
+    c = blocking.link(("127.0.0.1", server.port), carol, timeout=20)
+    assert server.waitFor("carol", timeout=20).name == "carol"
+    write(b"not a key")
+    try:
+        server.reloadKeys()
+    except Exception as e:
+        assert "line 1" in str(e), e
+    else:
+        raise AssertionError("a broken key file was loaded")
+    sa.sendBuffer("after")
+    assert a.recvBuffer(timeout=20) == "after"
+    for each in (a, c):
+        each.close()
+print("PASS")
+"""
+
+
+class BlockingReloadTests(TestCase):
+    """
+    The blocking server's C{reloadKeys}, over loopback, in a child process
+    (the blocking API runs its own reactor thread).
+    """
+
+    def test_reloadKeys(self) -> None:
+        """
+        Named sessions are found by name; after bob's key is removed,
+        C{reloadKeys} closes bob's link with "key revoked", alice's goes
+        on, carol gets in; a broken file is refused and changes nothing.
+        """
+        home = Path(self.mktemp()).resolve()
+        home.mkdir(parents=True)
+        result = subprocess.run(
+            [sys.executable, "-c", _BLOCKING_SCENARIO, str(home / "server.key")],
+            env=_twistd._environment(home),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertIn("PASS", result.stdout)
