@@ -557,7 +557,9 @@ class Options(usage.Options):
             "key-file",
             "k",
             None,
-            "The key file (mode 0600, one key per line, the first is the primary)."
+            "The key file (mode 0600, one key per line, the first is the primary; a"
+            " line 'NAME <key>' names a client's key).  SIGHUP reloads it: removed keys'"
+            " sessions are closed ('key revoked'), new keys are accepted at once."
             f" Default: {ENVIRONMENT_VARIABLE} if set, else ~/.config/netstructer/key,"
             " created with a new key on first start.",
             _path("--key-file"),

@@ -19,6 +19,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogEvent, Logger
 from twisted.trial.unittest import SynchronousTestCase
 
+from netstructer import tap
 from netstructer.blocking import Session
 from netstructer.channel import Channel, CloseCode, Role
 from netstructer.errors import AuthenticationError, InvalidKey, KeyFileError, OperationTimedOut
@@ -486,6 +487,46 @@ class SignalTests(SynchronousTestCase):
             service.stopService()
         self.assertEqual(len(reloads), 2)
         self.assertEqual(signal.getsignal(signal.SIGUSR2), previous)
+
+
+class MakeServiceSignalTests(SynchronousTestCase):
+    """
+    C{twistd netstructer} reloads on C{SIGHUP} only keys that came from a
+    key file.
+    """
+
+    def setUp(self) -> None:
+        self.home = Path(self.mktemp()).resolve()
+        self.home.mkdir(parents=True)
+
+    def makeService(self, *argv: str, environ: dict[str, str]) -> Server:
+        options = tap.Options(environ={"HOME": str(self.home), **environ})
+        options.parseOptions(list(argv))
+        service = tap.makeService(options, MemoryReactorClock())
+        assert isinstance(service, Server)
+        return service
+
+    def test_keyFile(self) -> None:
+        """
+        With C{--key-file}, a L{KeyReloadOnSignal} for C{SIGHUP} is a child
+        of the server, and the server reloads that file.
+        """
+        path = self.home / "server.key"
+        _writeFile(path, _keyFile(b"alice " + ALICE))
+        service = self.makeService("--key-file", str(path), environ={})
+        [reloader] = [s for s in service if isinstance(s, KeyReloadOnSignal)]
+        self.assertIs(reloader.server, service)
+        self.assertEqual(service.config.keyring.names(), ("alice",))
+        _writeFile(path, _keyFile(b"bob " + BOB))
+        self.assertEqual([i.name for i in service.reloadKeys().added], ["bob"])
+
+    def test_environment(self) -> None:
+        """
+        Keys from C{NETSTRUCTER_KEY} cannot be reloaded: no signal service.
+        """
+        service = self.makeService(environ={"NETSTRUCTER_KEY": ALICE.decode("ascii")})
+        self.assertEqual([s for s in service if isinstance(s, KeyReloadOnSignal)], [])
+        self.assertRaises(ValueError, service.reloadKeys)
 
 
 class BlockingSessionTests(SynchronousTestCase):
