@@ -256,6 +256,9 @@ class SessionRegistry(Service):
         self._waiters: dict[tuple[bool, str], list[defer.Deferred[BridgeProtocol]]] = {}
         self._whenIdle: list[defer.Deferred[None]] = []
         self._stopping = False
+        # The keys of the last revokeKeys: a connection whose handshake was
+        # under way then may still open with a key revoked since.
+        self._keyring: Keyring | None = None
 
     def __repr__(self) -> str:
         return (
@@ -355,7 +358,9 @@ class SessionRegistry(Service):
         registered and those taken out with L{pop}) whose key C{keyring} no
         longer holds under the same name; the other sessions are not touched.
         Sessions without a recorded key (from a factory that does not
-        authenticate with a keyring) are left alone.
+        authenticate with a keyring) are left alone.  A connection still in
+        its handshake (which checks the keys it was accepted with) is
+        closed in the same way if it opens with a key C{keyring} lacks.
 
         @param keyring: The keys the server accepts from now on.
         @param reason: The close reason the revoked peers see.
@@ -366,6 +371,7 @@ class SessionRegistry(Service):
             for session in (*self._sessions, *self._detached)
             if session.peerKey is not None and not keyring.accepts(session.peerKey)
         ]
+        self._keyring = keyring
         for session in revoked:
             self._log.info(
                 "Closing {peer} ({name}, key {keyId}): its key was revoked",
@@ -608,6 +614,18 @@ class SessionRegistry(Service):
                 self._fireWaiters((False, session.name), session)
         if self._stopping:
             session.close(SHUTDOWN_REASON, CloseCode.GOING_AWAY)
+        elif (
+            self._keyring is not None
+            and session.peerKey is not None
+            and not self._keyring.accepts(session.peerKey)
+        ):
+            self._log.info(
+                "Closing {peer} ({name}, key {keyId}): its key was revoked during its handshake",
+                peer=session.key,
+                name=session.name or "anonymous",
+                keyId=session.keyId,
+            )
+            session.close(REVOKED_REASON, CloseCode.POLICY)
 
     def sessionClosed(self, session: BridgeProtocol, reason: Failure) -> None:
         """

@@ -416,6 +416,23 @@ class ServerIdentityTests(SynchronousTestCase):
         self.assertFalse(refused.server.established)
         self.assertTrue(any("bob" in str(e.get("change", "")) for e in self.events))
 
+    def test_revokedDuringHandshake(self) -> None:
+        """
+        A connection accepted before the reload, whose hello arrives after
+        it, is closed with "key revoked" as soon as it opens; one with a
+        key still accepted opens normally.
+        """
+        bob = self.network.connect("127.0.0.1", 40002, BridgeConfig.fromKey(BOB))
+        alice = self.network.connect("127.0.0.1", 40001, BridgeConfig.fromKey(ALICE))
+        assert bob is not None and alice is not None
+        self.server.reloadKeys(Keyring([ALICE], ["alice"]))
+        self.network.pump()
+        self.assertEqual(bob.client.closeCode, CloseCode.POLICY)
+        self.assertEqual(bob.client.closeMessage, REVOKED_REASON)
+        self.assertIsNone(self.server.get("bob"))
+        self.assertIsNone(alice.client.closeReason)
+        self.assertIs(self.server.get("alice"), alice.server)
+
     def test_reloadRevokesPopped(self) -> None:
         """
         A session taken out with C{pop} is still revoked.
