@@ -1342,8 +1342,10 @@ def _serverHandshake(
 def _serverFernetHandshake(
     channel: Channel, version: int, hello: bytes, token: bytes
 ) -> tuple[_RecordSealer, _RecordOpener, int, bytes, int]:
-    for index, key in enumerate(channel._keyring.fernetKeys()):
-        fernet = Fernet(key)
+    fernets = channel._keyring._derived(
+        "fernet objects", lambda ring: tuple(Fernet(key) for key in ring.fernetKeys())
+    )
+    for index, fernet in enumerate(fernets):
         try:
             payload = _fernetDecrypt(fernet, token, channel)
         except InvalidToken:
