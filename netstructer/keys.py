@@ -312,7 +312,9 @@ def _derive(raw: bytes, info: bytes, length: int) -> bytes:
 
 class Keyring:
     """
-    One or more keys, in order, and the subkeys derived from them.
+    One or more keys, in order, and the subkeys derived from them, each key
+    with an optional name (L{names}, L{identities}): the identity a server
+    gives the sessions that key authenticates.
 
     The first key (the I{primary}) is the one used to connect and send; every
     key on the ring is accepted from peers.  A keyring is immutable and never
@@ -836,15 +838,19 @@ def _missing(name: str) -> KeyFileError:
 
 def readKeyFile(path: StrPath) -> Keyring:
     """
-    Read a key file: one key per line, primary first.  Blank lines and
-    comments (from a C{#} at the start of a line or after whitespace) are
-    ignored.
+    Read a key file: one key per line, primary first, each optionally
+    preceded by its name and whitespace (C{alice <key>}; see
+    L{checkName}).  Blank lines and comments (from a C{#} at the start of a
+    line or after whitespace) are ignored.
 
     @param path: The key file.
-    @return: The keys in the file, in order, without duplicates.
+    @return: The keys in the file, in order, without duplicates, with
+        their names (L{Keyring.names}).
     @raise KeyFileError: If the file is missing, cannot be read, is not a
         regular file, is readable or writable by group or others (on POSIX
-        only), holds no key, or holds a malformed line.  The message names
+        only), is larger than 512 KiB, holds no key, holds a malformed line
+        (a bad key or name, or more than two words), or holds one key under
+        two names.  The message names
         the file and the fix, and gives the number (never the content) of a
         malformed line.
     """
