@@ -162,6 +162,43 @@ class KeygenTests(_CommandLineTests):
         self.assertNotEqual(readKeyFile(self.keyFile), Keyring([self.key]))
         self.assertEqual(stat.S_IMODE(self.keyFile.stat().st_mode), 0o600)
 
+    def test_namedStdout(self) -> None:
+        """
+        C{--name} without C{-o} prints C{"NAME <key>"}, the line for both the
+        client's and the server's key file, and a note saying so.
+        """
+        code, out, err = self.main("keygen", "--name", "alice")
+        self.assertEqual(code, 0)
+        [line] = out.splitlines()
+        name, key = line.split(" ")
+        self.assertEqual(name, "alice")
+        parseKey(key)
+        self.assertIn("server's key file", err)
+        self.assertNotIn(key, err)
+
+    def test_namedFile(self) -> None:
+        """
+        C{--name} with C{-o FILE} writes the client's key file holding
+        C{"NAME <key>"} and prints that line, to add on the server.
+        """
+        path = self.home / "alice.key"
+        code, out, err = self.main("keygen", "--name", "alice", "-o", str(path))
+        self.assertEqual(code, 0)
+        ring = readKeyFile(path)
+        self.assertEqual(ring.names(), ("alice",))
+        [line] = out.splitlines()
+        self.assertIn(line.encode("ascii"), path.read_bytes())
+        self.assertIn(ring.keyIDs()[0], err)
+        self.assertIn("SIGHUP", err)
+
+    def test_badName(self) -> None:
+        """
+        An invalid name is a one-line error and writes nothing.
+        """
+        code, out, err = self.main("keygen", "--name", "10.0.0.5")
+        self.assertEqual((code, out), (1, ""))
+        self.assertOneLineError(err, "--name", "IP address")
+
     def test_forceNeedsOutput(self) -> None:
         """
         C{--force} without C{-o} is an error.
