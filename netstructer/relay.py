@@ -1,0 +1,765 @@
+# -*- test-case-name: tests.test_relay -*-
+"""
+The relay: clients that send values to each other, by name, through the
+server (C{sendTo}), and topics whose subscribers all receive what is
+published to them (C{publish}, C{subscribe}, C{unsubscribe}).
+
+This module holds the server's side, sans-IO: the wire format of the relay
+records (types C{0x10}-C{0x15} of
+L{EXTENSION_RECORD_RANGES<netstructer.channel.EXTENSION_RECORD_RANGES>}
+C{["relay"]}; docs/protocol.rst, "Relay records"), the seam the routing goes
+through (L{IRelayBackend}, implemented here for one server by
+L{LocalRelayBackend} and, for a cluster, elsewhere), and the per-session
+piece (L{RelayEndpoint}) that reads a session's relay requests, asks the
+access policy (L{netstructer.relaypolicy}), hands them to the backend and
+keeps the session's bounded queue of values relayed to it.  The client's
+side is L{netstructer.relayclient}.
+
+Delivery semantics, which every backend keeps:
+
+    - B{Per-sender order.}  Values one sender sends to one recipient (or
+      publishes to one topic) reach each recipient in the order they were
+      sent.  Nothing is promised across senders.
+    - B{No such session.}  A value for a name no session holds is dropped
+      and the sender is told (L{NoSuchSession}, naming the recipient); its
+      session stays open.
+    - B{Bounded queues, per recipient.}  Each recipient has a queue of at
+      most C{maxQueued} values waiting for its transport.  A slow recipient
+      fills only its own queue; a value that finds it full is dropped and
+      the sender is told (L{RecipientBusy}), never silently.
+    - B{Refusals.}  A request the access policy refuses, or any request when
+      relay is not turned on, is answered with L{RelayRefused}; the session
+      stays open.
+    - B{The sender's name} is the name of the key the sender's session
+      authenticated with, set by the server: a client cannot claim another.
+      A session with an anonymous key may not relay.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from twisted.logger import Logger
+from zope.interface import Attribute, Interface, implementer
+
+from netstructer.errors import (
+    NoSuchSession,
+    RecipientBusy,
+    RelayError,
+    RelayRefused,
+    RemoteProtocolError,
+)
+
+__all__ = [
+    "DEFAULT_RELAY_QUEUE",
+    "MAX_NAME_LENGTH",
+    "RELAY_DELIVER",
+    "RELAY_ERROR",
+    "RELAY_PUBLISH",
+    "RELAY_SEND",
+    "RELAY_SUBSCRIBE",
+    "RELAY_UNSUBSCRIBE",
+    "IRelayBackend",
+    "IRelayEndpoint",
+    "LocalRelayBackend",
+    "RelayEndpoint",
+    "RelayErrorCode",
+    "RelayOp",
+    "RelayRequest",
+    "RelayedValue",
+    "checkName",
+    "deliverBody",
+    "errorBody",
+    "parseDeliver",
+    "parseError",
+    "parseRequest",
+    "requestBody",
+]
+
+RELAY_SEND = 0x10
+"""Client to server: relay a value to the session of a name."""
+RELAY_PUBLISH = 0x11
+"""Client to server: relay a value to every subscriber of a topic."""
+RELAY_SUBSCRIBE = 0x12
+"""Client to server: receive what is published to a topic from now on."""
+RELAY_UNSUBSCRIBE = 0x13
+"""Client to server: stop receiving a topic."""
+RELAY_DELIVER = 0x14
+"""Server to client: a relayed value, with its sender's name (and topic)."""
+RELAY_ERROR = 0x15
+"""Server to client: a request of this client failed (names what and why)."""
+
+MAX_NAME_LENGTH = 255
+"""The longest name or topic, in bytes of UTF-8."""
+
+DEFAULT_RELAY_QUEUE = 1024
+"""The default bound of each recipient's queue, in values."""
+
+_U8 = struct.Struct("!B")
+
+
+class RelayOp(enum.IntEnum):
+    """
+    The request a relay error answers (carried in a C{RELAY_ERROR} record).
+    """
+
+    SEND = 1
+    PUBLISH = 2
+    SUBSCRIBE = 3
+    UNSUBSCRIBE = 4
+
+
+class RelayErrorCode(enum.IntEnum):
+    """
+    Why a relay request failed (carried in a C{RELAY_ERROR} record).
+    """
+
+    NO_SUCH_SESSION = 1
+    REFUSED = 2
+    BUSY = 3
+
+
+_REQUEST_OPS = {
+    RELAY_SEND: RelayOp.SEND,
+    RELAY_PUBLISH: RelayOp.PUBLISH,
+    RELAY_SUBSCRIBE: RelayOp.SUBSCRIBE,
+    RELAY_UNSUBSCRIBE: RelayOp.UNSUBSCRIBE,
+}
+_OP_TYPES = {op: recordType for recordType, op in _REQUEST_OPS.items()}
+_ERROR_CLASSES: dict[RelayErrorCode, type[RelayError]] = {
+    RelayErrorCode.NO_SUCH_SESSION: NoSuchSession,
+    RelayErrorCode.REFUSED: RelayRefused,
+    RelayErrorCode.BUSY: RecipientBusy,
+}
+_ERROR_CODES = {cls: code for code, cls in _ERROR_CLASSES.items()}
+
+
+@dataclass(frozen=True)
+class RelayedValue:
+    """
+    A value relayed by the server from another client (or published by the
+    server itself).  It unpacks as C{(sender, value)}.
+
+    @ivar sender: The name of the sender's key; L{None} for a value the
+        server published.
+    @ivar value: The decoded value.
+    @ivar topic: The topic it was published to, or L{None} for a value sent
+        to this client by name.
+    """
+
+    sender: str | None
+    value: object
+    topic: str | None = None
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter((self.sender, self.value))
+
+
+# The wire format.
+
+
+def checkName(name: str, what: str = "name") -> bytes:
+    """
+    Check a recipient's name or a topic and encode it.
+
+    @param name: The name.
+    @param what: What it is, for the message (C{"name"}, C{"topic"}).
+    @return: Its UTF-8 encoding.
+    @raise ValueError: It is empty, not text, or longer than
+        L{MAX_NAME_LENGTH} bytes.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"a relay {what} must be text, not {type(name).__name__}")
+    encoded = name.encode("utf-8")
+    if not encoded or len(encoded) > MAX_NAME_LENGTH:
+        raise ValueError(
+            f"a relay {what} must be 1 to {MAX_NAME_LENGTH} bytes of UTF-8, "
+            f"not {len(encoded)}: {name[:40]!r}"
+        )
+    return encoded
+
+
+def _name(text: str | None) -> bytes:
+    encoded = b"" if text is None else text.encode("utf-8")
+    return _U8.pack(len(encoded)) + encoded
+
+
+def _readName(body: bytes, offset: int, what: str) -> tuple[str, int]:
+    if offset >= len(body):
+        raise RemoteProtocolError(f"a relay record ended before its {what}")
+    length = body[offset]
+    end = offset + 1 + length
+    if end > len(body):
+        raise RemoteProtocolError(f"a relay record's {what} runs past its end")
+    try:
+        return body[offset + 1 : end].decode("utf-8"), end
+    except UnicodeDecodeError:
+        raise RemoteProtocolError(f"a relay record's {what} is not UTF-8") from None
+
+
+@dataclass(frozen=True)
+class RelayRequest:
+    """
+    A client's relay request, parsed.
+
+    @ivar op: Which request.
+    @ivar name: The recipient's name or the topic.
+    @ivar value: The encoded value (C{b""} for L{RelayOp.SUBSCRIBE} and
+        L{RelayOp.UNSUBSCRIBE}).
+    """
+
+    op: RelayOp
+    name: str
+    value: bytes
+
+
+def requestBody(name: str, value: bytes = b"", what: str = "name") -> bytes:
+    """
+    The body of a C{RELAY_SEND}, C{RELAY_PUBLISH}, C{RELAY_SUBSCRIBE} or
+    C{RELAY_UNSUBSCRIBE} record: the name's length (one byte), the name
+    (UTF-8), then the encoded value, if any.
+
+    @param name: The recipient's name or the topic.
+    @param value: The value, encoded by L{netstructer.values}.
+    @param what: What C{name} is, for error messages.
+    @raise ValueError: The name is empty or too long.
+    """
+    encoded = checkName(name, what)
+    return _U8.pack(len(encoded)) + encoded + value
+
+
+def requestType(op: RelayOp) -> int:
+    """
+    @return: The record type of a request.
+    """
+    return _OP_TYPES[op]
+
+
+def parseRequest(recordType: int, body: bytes) -> RelayRequest:
+    """
+    Parse a client's relay request.
+
+    @raise RemoteProtocolError: The record is not a request, its name is
+        empty or malformed, or a subscription carries a value.
+    """
+    op = _REQUEST_OPS.get(recordType)
+    if op is None:
+        raise RemoteProtocolError(
+            f"a client sent relay record type {recordType:#04x}, which only a server sends"
+        )
+    name, offset = _readName(body, 0, "name")
+    if not name:
+        raise RemoteProtocolError("a relay request names no recipient or topic")
+    value = body[offset:]
+    if op in (RelayOp.SEND, RelayOp.PUBLISH):
+        if not value:
+            raise RemoteProtocolError("a relay request carries no value")
+    elif value:
+        raise RemoteProtocolError("a relay subscription carries trailing bytes")
+    return RelayRequest(op, name, value)
+
+
+def deliverBody(sender: str | None, topic: str | None, value: bytes) -> bytes:
+    """
+    The body of a C{RELAY_DELIVER} record: the sender's name (length byte,
+    UTF-8; empty for the server), the topic (likewise; empty for a value
+    sent by name), then the encoded value.
+    """
+    return _name(sender) + _name(topic) + value
+
+
+def parseDeliver(body: bytes) -> tuple[str | None, str | None, bytes]:
+    """
+    Parse a C{RELAY_DELIVER} record.
+
+    @return: C{(sender, topic, encoded value)}; L{None} for an empty sender
+        or topic.
+    @raise RemoteProtocolError: The record is malformed.
+    """
+    sender, offset = _readName(body, 0, "sender")
+    topic, offset = _readName(body, offset, "topic")
+    value = body[offset:]
+    if not value:
+        raise RemoteProtocolError("a relayed value record carries no value")
+    return sender or None, topic or None, value
+
+
+def errorBody(code: RelayErrorCode, op: RelayOp, name: str, message: str) -> bytes:
+    """
+    The body of a C{RELAY_ERROR} record: the code (one byte), the request
+    (one byte), the name or topic (length byte, UTF-8), then the message
+    (UTF-8, to the end).
+    """
+    return _U8.pack(code) + _U8.pack(op) + _name(name) + message.encode("utf-8")
+
+
+def errorFor(error: RelayError, op: RelayOp) -> bytes:
+    """
+    @return: The body of the C{RELAY_ERROR} record reporting C{error}.
+    """
+    return errorBody(_ERROR_CODES[type(error)], op, error.name, str(error))
+
+
+def parseError(body: bytes) -> tuple[RelayOp, RelayError]:
+    """
+    Parse a C{RELAY_ERROR} record.
+
+    @return: The request it answers and the error to raise.
+    @raise RemoteProtocolError: The record is malformed.
+    """
+    if len(body) < 2:
+        raise RemoteProtocolError("a relay error record is too short")
+    try:
+        code = RelayErrorCode(body[0])
+        op = RelayOp(body[1])
+    except ValueError:
+        raise RemoteProtocolError(
+            f"a relay error record has an unknown code {body[0]} or request {body[1]}"
+        ) from None
+    name, offset = _readName(body, 2, "name")
+    try:
+        message = body[offset:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise RemoteProtocolError("a relay error record's message is not UTF-8") from None
+    return op, _ERROR_CLASSES[code](message, name)
+
+
+# The seam.
+
+
+class IRelayEndpoint(Interface):
+    """
+    One session's end of the relay, as a backend sees it: where values
+    relayed to the session are queued, and where errors for requests the
+    session made are reported.  L{RelayEndpoint} provides it.
+    """
+
+    name = Attribute("The session's name (its key's), or None for an anonymous key.")
+    session = Attribute("The session (a BridgeProtocol), for lookups and logs.")
+
+    def enqueue(sender: str | None, topic: str | None, value: bytes) -> bool:  # noqa: N805
+        """
+        Queue a relayed value for the session.
+
+        @param sender: The sender's name; L{None} for the server.
+        @param topic: The topic, or L{None} for a value sent by name.
+        @param value: The encoded value (already checked to decode).
+        @return: L{False} if the session's bounded queue is full (or it has
+            ended): the value was dropped and the caller reports it.
+        """
+
+    def relayFailed(error: RelayError, op: RelayOp) -> None:  # noqa: N805
+        """
+        Report to the session's client that one of its requests failed.
+        Backends may call it at once or later (a remote recipient's answer).
+
+        @param error: A L{NoSuchSession}, L{RelayRefused} or
+            L{RecipientBusy} naming the recipient or topic.
+        @param op: The request that failed.
+        """
+
+
+class IRelayBackend(Interface):
+    """
+    Where relayed values are routed: the sessions of one server
+    (L{LocalRelayBackend}) or of a cluster of servers.
+
+    Every method is called after the access policy allowed the request.
+    Failures are never raised: they are reported to the requesting
+    endpoint's L{IRelayEndpoint.relayFailed}, at once or later (for a
+    request from the server itself, C{source} is L{None} and failures are
+    logged).  A backend keeps per-sender order (values from one source to
+    one recipient are enqueued in the order given) and never queues without
+    bound: each recipient's queue is its endpoint's, and a backend that
+    queues in between (towards another node) bounds that queue too and
+    reports what it drops as L{RecipientBusy}.
+    """
+
+    def attach(endpoint: IRelayEndpoint) -> None:  # noqa: N805
+        """
+        A session opened with relay turned on: values sent to its name go
+        to it from now on (the newest session of a name gets them).
+        """
+
+    def detach(endpoint: IRelayEndpoint) -> None:  # noqa: N805
+        """
+        The session ended: forget it and its subscriptions.
+        """
+
+    def deliver(source: IRelayEndpoint | None, recipient: str, value: bytes) -> None:  # noqa: N805
+        """
+        Relay a value to the session named C{recipient}, with
+        C{source.name} as its sender.  Report L{NoSuchSession} if no session
+        holds that name, L{RecipientBusy} if its queue is full.
+
+        @param source: The sender's endpoint, or L{None} for the server.
+        @param recipient: The recipient's name.
+        @param value: The encoded value.
+        """
+
+    def publish(source: IRelayEndpoint | None, topic: str, value: bytes) -> int:  # noqa: N805
+        """
+        Relay a value to every subscriber of C{topic} but C{source}.  Report
+        L{RecipientBusy}, naming the subscriber, for each full queue.
+
+        @return: How many subscribers it was queued for (on this node,
+            for a backend that cannot know at once).
+        """
+
+    def subscribe(endpoint: IRelayEndpoint, topic: str) -> None:  # noqa: N805
+        """
+        The endpoint receives what is published to C{topic} from now on.
+        Subscribing twice is subscribing once.
+        """
+
+    def unsubscribe(endpoint: IRelayEndpoint, topic: str) -> None:  # noqa: N805
+        """
+        The endpoint stops receiving C{topic}; nothing if it was not
+        subscribed.
+        """
+
+    def subscribers(topic: str) -> list[IRelayEndpoint]:  # noqa: N805
+        """
+        @return: The endpoints subscribed to C{topic} on this node.
+        """
+
+
+@implementer(IRelayBackend)
+class LocalRelayBackend:
+    """
+    The relay of one server: names and topics resolved among its own
+    sessions, as the L{RelayService<netstructer.relayservice.RelayService>}
+    attaches them when they open (it observes the server's
+    L{SessionRegistry<netstructer.registry.SessionRegistry>}).  When several
+    sessions hold one name, the newest receives.
+    """
+
+    _log = Logger()
+
+    def __init__(self, logger: Logger | None = None) -> None:
+        if logger is not None:
+            self._log = logger
+        self._byName: dict[str, list[IRelayEndpoint]] = {}
+        self._topics: dict[str, dict[IRelayEndpoint, None]] = {}
+        self._subscribed: dict[IRelayEndpoint, set[str]] = {}
+
+    def attach(self, endpoint: IRelayEndpoint) -> None:
+        if endpoint.name is not None:
+            self._byName.setdefault(endpoint.name, []).append(endpoint)
+
+    def detach(self, endpoint: IRelayEndpoint) -> None:
+        named = self._byName.get(endpoint.name) if endpoint.name is not None else None
+        if named is not None and endpoint in named:
+            named.remove(endpoint)
+            if not named:
+                del self._byName[endpoint.name]
+        for topic in self._subscribed.pop(endpoint, ()):
+            members = self._topics[topic]
+            del members[endpoint]
+            if not members:
+                del self._topics[topic]
+
+    def resolve(self, name: str) -> IRelayEndpoint | None:
+        """
+        @return: The endpoint of the newest session named C{name}, if any.
+        """
+        named = self._byName.get(name)
+        return named[-1] if named else None
+
+    def _failed(self, source: IRelayEndpoint | None, error: RelayError, op: RelayOp) -> None:
+        if source is None:
+            self._log.warn("The server's relayed value was dropped: {error}", error=str(error))
+        else:
+            source.relayFailed(error, op)
+
+    def deliver(self, source: IRelayEndpoint | None, recipient: str, value: bytes) -> None:
+        target = self.resolve(recipient)
+        if target is None:
+            self._failed(
+                source,
+                NoSuchSession(
+                    f"no session named {recipient!r} is connected to the server; the value "
+                    "was not delivered (check the name, or send again once it connects)",
+                    recipient,
+                ),
+                RelayOp.SEND,
+            )
+            return
+        if not target.enqueue(None if source is None else source.name, None, value):
+            self._failed(source, _busy(recipient, None), RelayOp.SEND)
+
+    def publish(self, source: IRelayEndpoint | None, topic: str, value: bytes) -> int:
+        sender = None if source is None else source.name
+        reached = 0
+        for member in list(self._topics.get(topic, ())):
+            if member is source:
+                continue
+            if member.enqueue(sender, topic, value):
+                reached += 1
+            else:
+                self._failed(source, _busy(member.name or "?", topic), RelayOp.PUBLISH)
+        return reached
+
+    def subscribe(self, endpoint: IRelayEndpoint, topic: str) -> None:
+        self._topics.setdefault(topic, {})[endpoint] = None
+        self._subscribed.setdefault(endpoint, set()).add(topic)
+
+    def unsubscribe(self, endpoint: IRelayEndpoint, topic: str) -> None:
+        members = self._topics.get(topic)
+        if members is None or endpoint not in members:
+            return
+        del members[endpoint]
+        if not members:
+            del self._topics[topic]
+        self._subscribed[endpoint].discard(topic)
+
+    def subscribers(self, topic: str) -> list[IRelayEndpoint]:
+        return list(self._topics.get(topic, ()))
+
+
+def _busy(recipient: str, topic: str | None) -> RecipientBusy:
+    where = f" (topic {topic!r})" if topic is not None else ""
+    return RecipientBusy(
+        f"the server's queue for {recipient!r}{where} is full, so the value was dropped; "
+        "send more slowly, or have the recipient read faster",
+        recipient,
+    )
+
+
+# The per-session piece.
+
+
+class IRelayPolicy(Interface):
+    """
+    Who may relay what (see L{netstructer.relaypolicy}).  Each method is
+    asked with the requesting session's name (never L{None}: anonymous
+    sessions are refused before any policy is asked).
+    """
+
+    def maySend(sender: str, recipient: str) -> bool:  # noqa: N805
+        """
+        @return: Whether C{sender} may send values to C{recipient}.
+        """
+
+    def mayPublish(sender: str, topic: str) -> bool:  # noqa: N805
+        """
+        @return: Whether C{sender} may publish to C{topic}.
+        """
+
+    def maySubscribe(sender: str, topic: str) -> bool:  # noqa: N805
+        """
+        @return: Whether C{sender} may subscribe to C{topic}.
+        """
+
+
+@implementer(IRelayEndpoint)
+class RelayEndpoint:
+    """
+    One server session's relay: parses the relay records its client sends,
+    asks the policy, hands allowed requests to the backend and answers the
+    others with a C{RELAY_ERROR} record; and keeps the bounded queue of
+    values relayed to it, written while the session's transport accepts
+    writes.
+
+    Sans-IO: it is given functions to send a record, to say whether the
+    transport is writable, to be called back once it is, and to check that
+    an encoded value decodes.
+
+    @ivar name: The session's name, or L{None}.
+    @ivar session: The session, for logs.
+    @ivar maxQueued: The bound of the queue, in values.
+    @ivar dropped: Values dropped because the queue was full.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        name: str | None,
+        backend: IRelayBackend | None,
+        policy: IRelayPolicy | None,
+        sendRecord: Callable[[int, bytes], None],
+        writable: Callable[[], bool],
+        whenWritable: Callable[[Callable[[], None]], None],
+        checkValue: Callable[[bytes], object],
+        *,
+        maxQueued: int = DEFAULT_RELAY_QUEUE,
+        session: object = None,
+        logger: Logger | None = None,
+    ) -> None:
+        """
+        @param name: The session's name, or L{None} for an anonymous key.
+        @param backend: Where requests go; L{None} when relay is off (every
+            request is refused).
+        @param policy: Who may do what; L{None} allows every named session
+            everything.
+        @param sendRecord: Sends one relay record to the client.
+        @param writable: Whether the transport accepts writes now.
+        @param whenWritable: Calls its argument once the transport accepts
+            writes again.
+        @param checkValue: Decodes an encoded value, raising
+            L{RemoteProtocolError} (or L{DecodeError}) if it is malformed:
+            nothing malformed is relayed to another client.
+        @param maxQueued: The most values queued for this session.
+        @param session: The session, for logs.
+        @param logger: Where to log.
+        """
+        if maxQueued < 1:
+            raise ValueError("maxQueued must be at least 1")
+        self.name = name
+        self.session = session
+        self.maxQueued = maxQueued
+        self.dropped = 0
+        self._backend = backend
+        self._policy = policy
+        self._sendRecord = sendRecord
+        self._writable = writable
+        self._whenWritable = whenWritable
+        self._checkValue = checkValue
+        self._queue: deque[bytes] = deque()
+        self._waiting = False
+        self._ended = False
+        if logger is not None:
+            self._log = logger
+        if backend is not None:
+            backend.attach(self)
+
+    def __repr__(self) -> str:
+        return f"<RelayEndpoint {self.name!r} {len(self._queue)} queued>"
+
+    @property
+    def queued(self) -> int:
+        """
+        Values waiting for the transport.
+        """
+        return len(self._queue)
+
+    # Requests from the client.
+
+    def recordReceived(self, recordType: int, body: bytes) -> None:
+        """
+        A relay record arrived from the client (a L{RecordRouter
+        <netstructer.records.RecordRouter>} handler).
+
+        @raise RemoteProtocolError: The record is malformed, is not a
+            request, or carries a value that does not decode.
+        """
+        request = parseRequest(recordType, body)
+        if request.value:
+            self._checkValue(request.value)
+        refusal = self._refusal(request)
+        if refusal is not None:
+            self._log.info(
+                "Refused {op} from {sender} for {target}: {why}",
+                op=request.op.name.lower(),
+                sender=self.name,
+                target=request.name,
+                why=refusal,
+            )
+            self.relayFailed(RelayRefused(refusal, request.name), request.op)
+            return
+        backend = self._backend
+        if backend is None:  # pragma: no cover (refused above)
+            return
+        if request.op is RelayOp.SEND:
+            backend.deliver(self, request.name, request.value)
+        elif request.op is RelayOp.PUBLISH:
+            backend.publish(self, request.name, request.value)
+        elif request.op is RelayOp.SUBSCRIBE:
+            backend.subscribe(self, request.name)
+        else:
+            backend.unsubscribe(self, request.name)
+
+    def _refusal(self, request: RelayRequest) -> str | None:
+        """
+        @return: Why the request is refused, or L{None} if it is allowed.
+        """
+        if self._backend is None:
+            return (
+                "relay is not turned on at this server; the operator can turn it on "
+                "with --relay (twistd netstructer) or Server(relay=True)"
+            )
+        if self.name is None:
+            return (
+                "this session's key has no name, and anonymous sessions may not relay; "
+                "ask the operator for a named key (netstructer keygen --name NAME)"
+            )
+        policy = self._policy
+        if policy is None or request.op is RelayOp.UNSUBSCRIBE:
+            return None
+        if request.op is RelayOp.SEND:
+            allowed = policy.maySend(self.name, request.name)
+            what = f"send to {request.name!r}"
+        elif request.op is RelayOp.PUBLISH:
+            allowed = policy.mayPublish(self.name, request.name)
+            what = f"publish to topic {request.name!r}"
+        else:
+            allowed = policy.maySubscribe(self.name, request.name)
+            what = f"subscribe to topic {request.name!r}"
+        if allowed:
+            return None
+        return (
+            f"the server's relay policy does not let {self.name!r} {what}; "
+            "ask the operator to allow it"
+        )
+
+    def relayFailed(self, error: RelayError, op: RelayOp) -> None:
+        """
+        Report a failed request to the client with a C{RELAY_ERROR} record
+        (written at once, ahead of queued values: errors are small and the
+        sender needs them to slow down).
+        """
+        if self._ended:
+            return
+        self._sendRecord(RELAY_ERROR, errorFor(error, op))
+
+    # Values for the client.
+
+    def enqueue(self, sender: str | None, topic: str | None, value: bytes) -> bool:
+        if self._ended:
+            return False
+        if len(self._queue) >= self.maxQueued:
+            self.dropped += 1
+            return False
+        self._queue.append(deliverBody(sender, topic, value))
+        self.flush()
+        return True
+
+    def flush(self) -> None:
+        """
+        Write queued values while the transport accepts writes; once it
+        stops, wait for it to drain.
+        """
+        queue = self._queue
+        while queue and not self._ended:
+            if not self._writable():
+                if not self._waiting:
+                    self._waiting = True
+                    self._whenWritable(self._drained)
+                return
+            self._sendRecord(RELAY_DELIVER, queue.popleft())
+
+    def _drained(self) -> None:
+        self._waiting = False
+        self.flush()
+
+    def ended(self) -> None:
+        """
+        The session ended: detach from the backend and drop the queue.
+        """
+        if self._ended:
+            return
+        self._ended = True
+        if self._queue:
+            self._log.info(
+                "{count} relayed value(s) for {name} were not written before its session ended",
+                count=len(self._queue),
+                name=self.name,
+            )
+            self._queue.clear()
+        if self._backend is not None:
+            self._backend.detach(self)
