@@ -259,11 +259,20 @@ class RelayError(NetStructerError):
     failed.  Subclasses say why.
 
     @ivar name: The recipient or topic the request named.
+    @ivar count: How many requests failed this way in a row (a client keeps
+        consecutive errors of one kind for one name as one).
     """
 
-    def __init__(self, message: str, name: str) -> None:
+    def __init__(self, message: str, name: str, count: int = 1) -> None:
         super().__init__(message)
         self.name = name
+        self.count = count
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        if self.count > 1:
+            return f"{message} ({self.count} times in a row)"
+        return message
 
 
 class NoSuchSession(RelayError):
