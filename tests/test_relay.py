@@ -18,6 +18,7 @@ from twisted.logger import LogEvent, Logger
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from netstructer import tap
 from netstructer.errors import (
     DecodeError,
     NoSuchSession,
@@ -55,6 +56,7 @@ from netstructer.relaypolicy import AllowNamed, RelayPolicy, loadPolicy, parsePo
 from netstructer.server import Server
 from netstructer.values import decode, encode
 from tests.test_registry import Link, Network
+from tests.test_tap import _TemporaryHome
 
 KEY = generateKey()
 
@@ -748,3 +750,49 @@ class EndToEndMemoryTests(RelayNetwork):
         self.pump()
         self.assertEqual(self.successResultOf(bob.client.recvBuffer()), "direct")
         self.assertEqual(self.successResultOf(bob.client.recvFrom()).value, "relayed")
+
+
+class TapTests(_TemporaryHome):
+    """
+    C{twistd netstructer --relay}, C{--handler relay}, C{--relay-policy}
+    and C{--max-relay-queue}.
+    """
+
+    def test_relayOffByDefault(self) -> None:
+        """
+        Without the options relay stays off.
+        """
+        self.assertNotIn("relay", self.parse().serverOptions())
+
+    def test_relayFlag(self) -> None:
+        """
+        C{--relay} and C{--handler relay} turn it on; the latter keeps the
+        echo handler.
+        """
+        for argv in (["--relay"], ["--handler", "relay"]):
+            options = self.parse(*argv, "--max-relay-queue", "7")
+            server = options.serverOptions()
+            self.assertEqual(
+                (server["relay"], server["relayPolicy"], server["maxRelayQueue"]), (True, None, 7)
+            )
+        self.assertEqual(type(options.handler).__name__, "EchoHandler")
+
+    def test_policyFile(self) -> None:
+        """
+        C{--relay-policy} loads the file and turns relay on; a bad file is a
+        usage error naming the line.
+        """
+        path = self.home / "policy"
+        path.write_text("allow alice send bob\n")
+        policy = self.parse("--relay-policy", str(path)).serverOptions()["relayPolicy"]
+        self.assertTrue(policy.maySend("alice", "bob"))
+        self.assertFalse(policy.maySend("bob", "alice"))
+        path.write_text("allow alice\n")
+        self.assertIn("line 1", self.parseError("--relay-policy", str(path)))
+
+    def test_makeService(self) -> None:
+        """
+        The service made from C{--relay} relays.
+        """
+        server = tap.makeService(self.parse("--relay"), MemoryReactorClock())
+        self.assertIsNotNone(server.relay.backend)
