@@ -2236,6 +2236,27 @@ class Server:
         """
         self.close()
 
+    # The relay (created with relay=True or relayPolicy=...).
+
+    def publish(self, topic: str, value: object) -> int:
+        """
+        Send a value to every session subscribed to C{topic}, with no sender
+        name (see L{netstructer.server.Server.publish}).
+
+        @return: How many subscribers it was queued for.
+        @raise RelayRefused: Relay is not turned on.
+        """
+        return cast(int, _callInReactor(self._running().publish, topic, value))
+
+    def sendTo(self, name: str, value: object) -> None:
+        """
+        Send a value to the session named C{name}, with no sender name (see
+        L{netstructer.server.Server.sendTo}).
+
+        @raise RelayRefused: Relay is not turned on.
+        """
+        _callInReactor(self._running().sendTo, name, value)
+
 
 class Bridge:
     """

@@ -796,3 +796,40 @@ class TapTests(_TemporaryHome):
         """
         server = tap.makeService(self.parse("--relay"), MemoryReactorClock())
         self.assertIsNotNone(server.relay.backend)
+
+
+class SpecExampleTests(SynchronousTestCase):
+    """
+    The worked example of docs/protocol.rst's "Relay records" section is
+    what the code writes.
+    """
+
+    def test_workedExample(self) -> None:
+        """
+        Each body of the example, its groups joined, is the record the
+        reference implementation makes.
+        """
+        from pathlib import Path
+
+        text = (Path(__file__).resolve().parent.parent / "docs" / "protocol.rst").read_text()
+        section = text[text.index("Relay records\n=====") : text.index("8. Worked example")]
+        rows = [
+            line.split(")", 1)[1].split()
+            for line in section.splitlines()
+            if line.startswith("    ") and "(0x1" in line
+        ]
+        bodies = [bytes.fromhex("".join(groups)) for groups in rows]
+        value = encode([1, "hi"])
+        self.assertEqual(
+            bodies,
+            [
+                requestBody("news", what="topic"),
+                requestBody("bob", value),
+                deliverBody("alice", None, value),
+                requestBody("news", value),
+                deliverBody("alice", "news", value),
+            ],
+        )
+        error = errorBody(RelayErrorCode.NO_SUCH_SESSION, RelayOp.SEND, "carol", "m")
+        self.assertIn("begins ``01 01 05 6361726f6c``", " ".join(section.split()))
+        self.assertEqual(error[:8], bytes.fromhex("010105") + b"carol")
