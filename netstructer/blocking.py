@@ -147,6 +147,7 @@ from netstructer.errors import (
     ServerInitializeError,
     SessionClosed,
 )
+from netstructer.keyreload import KeyReload
 from netstructer.keys import Keyring, generateKey
 from netstructer.records import RecordRouter
 from netstructer.relayclient import RelayClient
@@ -1616,6 +1617,9 @@ class Session(_ValueChannel):
 
     @ivar key: The session's key, C{"ip:port"} (C{"[ip]:port"} for IPv6).
     @ivar peer: The client's address, C{(host, port)}.
+    @ivar name: The name of the key that authenticated the client (from
+        the server's key file), or L{None} for an anonymous key.
+    @ivar keyId: The non-secret ID of that key (8 hexadecimal digits).
     """
 
     def __init__(self, protocol: BridgeProtocol) -> None:
@@ -1629,8 +1633,12 @@ class Session(_ValueChannel):
         self._ready: list[Deferred[None]] = []
         self.key = protocol.key
         self.peer = _describeAddress(protocol.peer)
+        self.name = protocol.name
+        self.keyId = protocol.keyId
 
     def __repr__(self) -> str:
+        if self.name is not None:
+            return f"<Session {self.name} {self.key}>"
         return f"<Session {self.key}>"
 
     @property
@@ -1940,14 +1948,16 @@ class Server:
     manager, or call L{close}; an C{atexit} hook closes it otherwise.
     """
 
-    def __init__(self, address: Address | int, key: KeyLike, **options: Any) -> None:
+    def __init__(self, address: Address | int, key: KeyLike | None = None, **options: Any) -> None:
         """
         @param address: Where to listen: C{(host, port)}, C{"host:port"},
             C{"[::1]:port"} or a port number (every interface); port 0 picks
             a free port (see L{port}).  A Twisted endpoint description
             (C{"ssl:5000:privateKey=key.pem"}) is accepted too.
         @param key: The server's key, or a list of keys (every one is
-            accepted).
+            accepted), or a L{Keyring} with the keys' names; L{None} to read
+            the C{keyFile} option, the key file (names and all) that
+            L{reloadKeys} reads again.
         @param options: C{maxWorkers} (the most handler threads, see
             L{listen_on}; 64 by default), and the options of
             L{netstructer.server.Server}: C{maxBufferSize}, C{maxSessions},
@@ -2150,8 +2160,8 @@ class Server:
         """
         Find a session, without waiting.
 
-        @param ipOrKey: A session key (C{"ip:port"}) or a bare IP address
-            (the most recent session from it).
+        @param ipOrKey: A key's name, a session key (C{"ip:port"}) or a bare
+            IP address (the most recent session of that name or from it).
         @return: The session, or L{None} if none is open (yet).
         """
         return self._wrapOrNone(_callInReactor(self._running().get, ipOrKey))
@@ -2163,11 +2173,36 @@ class Server:
         """
         return [self._wrap(p) for p in _callInReactor(self._running().allFrom, ip)]
 
+    def allNamed(self, name: str) -> list[Session]:
+        """
+        @param name: A key's name, as in the key file line C{alice <key>}.
+        @return: Every open session authenticated by a key of that name,
+            oldest first.
+        """
+        return [self._wrap(p) for p in _callInReactor(self._running().allNamed, name)]
+
+    def reloadKeys(self, keyring: Keyring | None = None) -> KeyReload:
+        """
+        Replace the accepted keys without a restart: read the C{keyFile}
+        again (or take C{keyring}); new connections use the new keys at
+        once, and the sessions whose key was removed (or renamed) are closed
+        with the reason C{"key revoked"}.  Nothing else is disturbed.
+
+        @param keyring: The new keys, or L{None} to read the key file.
+        @return: What changed (see L{netstructer.keyreload.KeyReload}).
+        @raise KeyFileError: The key file cannot be loaded; the keys in
+            force are kept and the reason is logged.
+        @raise ValueError: No key file was given and no C{keyring} either.
+        @raise ServerInitializeError: The server is not bound.
+        """
+        service = self._running()
+        return cast(KeyReload, _callInReactor(service.reloadKeys, keyring))
+
     def pop(self, ipOrKey: str) -> Session | None:
         """
         Take a session out of the registry, leaving it open.
 
-        @param ipOrKey: A session key or a bare IP address.
+        @param ipOrKey: A key's name, a session key or a bare IP address.
         @return: The session, or L{None}.
         """
         return self._wrapOrNone(_callInReactor(self._running().pop, ipOrKey))
@@ -2180,9 +2215,9 @@ class Server:
 
     def waitFor(self, ipOrKey: str, timeout: float | None = None) -> Session:
         """
-        Wait until a session from C{ipOrKey} is open.
+        Wait until a session named C{ipOrKey}, or from it, is open.
 
-        @param ipOrKey: A session key or a bare IP address.
+        @param ipOrKey: A key's name, a session key or a bare IP address.
         @param timeout: Seconds to wait, or L{None} to wait as long as it
             takes.
         @return: The session (at once if one is already open).

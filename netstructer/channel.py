@@ -82,7 +82,7 @@ from netstructer.errors import (
     RemoteProtocolError,
     TruncationError,
 )
-from netstructer.keys import Keyring, asKeyring
+from netstructer.keys import KeyIdentity, Keyring, asKeyring
 from netstructer.values import DEFAULT_LIMITS, Decoder, Encoder, Limits
 
 __all__ = [
@@ -108,6 +108,7 @@ __all__ = [
     "ValuesReceived",
     "checkOptions",
     "frameOverhead",
+    "warmKeyring",
 ]
 
 MAGIC: Final = b"NSTR"
@@ -599,7 +600,7 @@ class _ServerAwaitingHello(_Refusing):
                 remoteValue=_SUITE_NAMES.get(suiteID, suiteID),
             )
         try:
-            sender, receiver, peerMaxValueSize, reply = _serverHandshake(
+            sender, receiver, peerMaxValueSize, reply, keyIndex = _serverHandshake(
                 channel, suiteID, version, frame, ephemeral
             )
         except AuthenticationError:
@@ -616,6 +617,7 @@ class _ServerAwaitingHello(_Refusing):
             peerMaxValueSize,
             _SUITE_NAMES[suiteID],
             min(version, ours),
+            channel._keyring.identity(keyIndex),
         )
         return None
 
@@ -634,6 +636,7 @@ class _ServerAwaitingConfirmation(_Refusing):
         peerMaxValueSize: int,
         suiteName: str,
         version: int,
+        peerKey: KeyIdentity,
     ) -> None:
         super().__init__(channel)
         self._sender = sender
@@ -641,6 +644,7 @@ class _ServerAwaitingConfirmation(_Refusing):
         self._peerMaxValueSize = peerMaxValueSize
         self._suiteName = suiteName
         self._version = version
+        self._peerKey = peerKey
 
     def receiveFrame(self, frame: bytes | memoryview) -> Event | None:
         try:
@@ -658,6 +662,7 @@ class _ServerAwaitingConfirmation(_Refusing):
         channel._state = _Established(
             channel, self._sender, self._receiver, self._peerMaxValueSize, self._version
         )
+        channel._peerKey = self._peerKey
         return HandshakeCompleted(self._suiteName, self._peerMaxValueSize, self._version)
 
 
@@ -1126,6 +1131,19 @@ def _noiseTemplates(keyring: Keyring, suiteID: int, version: int) -> tuple[NNpsk
     return keyring._derived(("noise handshake templates", suiteID, version), derive)
 
 
+def warmKeyring(keyring: Keyring) -> None:
+    """
+    Compute now, rather than in the first handshake that needs them, the
+    Noise handshake templates of every key for both Noise suites of this
+    protocol version: a server that reloads a large keyring calls it so
+    that the next client does not wait for the whole ring's derivations.
+
+    @param keyring: The keys.
+    """
+    for suiteID in (_SUITE_NOISE_AESGCM, _SUITE_NOISE_CHACHAPOLY):
+        _noiseTemplates(keyring, suiteID, PROTOCOL_VERSION)
+
+
 def _replyPayload(maxSize: int, helloVersion: int, ours: int) -> bytes:
     """
     The server's handshake payload: its maximum value size, then (for a hello
@@ -1268,16 +1286,22 @@ def _serverHandshake(
     version: int,
     hello: bytes,
     ephemeral: X25519PrivateKey | None,
-) -> tuple[_RecordSealer, _RecordOpener, int, bytes]:
+) -> tuple[_RecordSealer, _RecordOpener, int, bytes, int]:
     """
     Answer a client hello whose header was already checked.
+
+    The hello does not say which key the client holds (nothing in clear
+    may tell clients apart), so each key on the ring is tried in turn: in
+    Noise, a C{readMessage1} per key (a hash, an HKDF and an AEAD open of
+    four bytes; no Diffie-Hellman), in Fernet an HMAC check per key.
 
     @param version: The protocol version the hello offers.
     @param ephemeral: The Noise ephemeral key made for this connection by
         L{Channel.prepareHandshake}, or L{None} to make one only once the hello
         has authenticated.
     @return: The sealer and opener for the session, the client's maximum value
-        size, and the reply body (without its status byte).
+        size, the reply body (without its status byte), and the position on
+        the keyring of the key that authenticated the hello.
     @raise AuthenticationError: No key in the keyring authenticates the hello.
     @raise HandshakeError: The hello is malformed.
     """
@@ -1288,7 +1312,7 @@ def _serverHandshake(
         ephemeral = channel._ephemeralFactory()
     # The header was checked, so the prologue is the one of the templates.
     payload2 = _replyPayload(channel._limits.maxSize, version, channel._protocolVersion)
-    for template in _noiseTemplates(channel._keyring, suiteID, version):
+    for index, template in enumerate(_noiseTemplates(channel._keyring, suiteID, version)):
         responder = template.responder(ephemeral)
         try:
             payload = responder.readMessage1(body)
@@ -1302,7 +1326,13 @@ def _serverHandshake(
         except ValueError as e:
             raise HandshakeError(f"the client's ephemeral key is unusable: {e}") from None
         sendCipher, receiveCipher = responder.split()
-        return _NoiseSealer(sendCipher), _NoiseOpener(receiveCipher), peerMaxValueSize, reply
+        return (
+            _NoiseSealer(sendCipher),
+            _NoiseOpener(receiveCipher),
+            peerMaxValueSize,
+            reply,
+            index,
+        )
     raise AuthenticationError(
         "the client's hello failed authentication: it does not hold any key in this "
         "server's keyring"
@@ -1311,8 +1341,8 @@ def _serverHandshake(
 
 def _serverFernetHandshake(
     channel: Channel, version: int, hello: bytes, token: bytes
-) -> tuple[_RecordSealer, _RecordOpener, int, bytes]:
-    for key in channel._keyring.fernetKeys():
+) -> tuple[_RecordSealer, _RecordOpener, int, bytes, int]:
+    for index, key in enumerate(channel._keyring.fernetKeys()):
         fernet = Fernet(key)
         try:
             payload = _fernetDecrypt(fernet, token, channel)
@@ -1332,7 +1362,7 @@ def _serverFernetHandshake(
         sessionID = _fernetSessionID(hello, bytes((_REPLY_ACCEPT,)) + reply)
         sealer = _FernetSealer(fernet, sessionID, 1, channel._currentTime)
         opener = _FernetOpener(fernet, sessionID, 0, channel._fernetTTL, channel._currentTime)
-        return sealer, opener, peerMaxValueSize, reply
+        return sealer, opener, peerMaxValueSize, reply, index
     raise AuthenticationError(
         "the client's hello failed authentication: it does not hold any key in this "
         "server's keyring"
@@ -1412,6 +1442,7 @@ class Channel:
         self.suite = suite
         self._protocolVersion = protocolVersion
         self._keyring = asKeyring(key)
+        self._peerKey: KeyIdentity | None = None
         self._limits = limits
         self._decoder = Decoder(limits)
         self._encoder = Encoder(limits)
@@ -1462,6 +1493,23 @@ class Channel:
         """
         state = self._state
         return state.version if isinstance(state, (_Established, _Closing)) else None
+
+    @property
+    def peerKey(self) -> KeyIdentity | None:
+        """
+        On a server, once the handshake has completed: which key of its
+        keyring the client proved it holds, with that key's name (L{None} for
+        an anonymous key) and key ID.  L{None} before, and on a client.  The
+        name comes from the server's own key file, never from the client.
+        """
+        return self._peerKey
+
+    @property
+    def keyring(self) -> Keyring:
+        """
+        The keyring this channel was made with.
+        """
+        return self._keyring
 
     @property
     def peerMaxValueSize(self) -> int | None:

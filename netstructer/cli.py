@@ -2,8 +2,10 @@
 """
 The C{netstructer} command.
 
-    - C{netstructer keygen [-o FILE] [--force]}: make a key; to standard
-      output, or to a new file with mode 0600.
+    - C{netstructer keygen [-o FILE] [--force] [--name NAME]}: make a key;
+      to standard output, or to a new file with mode 0600.  With a name, the
+      key's line is C{NAME <key>}, and that line (to add to the server's key
+      file) is printed.
     - C{netstructer send ENDPOINT VALUE... [--reply]}: send Python literals
       (and print the replies).
     - C{netstructer listen ENDPOINT}: a server printing every value it
@@ -57,7 +59,14 @@ from netstructer import values
 from netstructer.client import clientEndpoint, connect
 from netstructer.errors import NetStructerError, OperationTimedOut
 from netstructer.handlers import EchoHandler, IHandler
-from netstructer.keys import ENVIRONMENT_VARIABLE, Keyring, generateKey, writeKeyFile
+from netstructer.keys import (
+    ENVIRONMENT_VARIABLE,
+    Keyring,
+    checkName,
+    generateKey,
+    keyFileLine,
+    writeKeyFile,
+)
 from netstructer.protocol import BridgeProtocol
 from netstructer.server import Server
 from netstructer.tap import (
@@ -289,6 +298,12 @@ def _makeParser() -> _ArgumentParser:
     keygen.add_argument("-o", "--output", metavar="FILE", help="write the key to FILE (mode 0600)")
     keygen.add_argument(
         "--force", action="store_true", help="replace FILE if it exists (its old key is lost)"
+    )
+    keygen.add_argument(
+        "--name",
+        metavar="NAME",
+        help="name the key (a client's identity on the server): the key's line is"
+        " 'NAME <key>', printed to add to the server's key file",
     )
 
     send = commands.add_parser(
@@ -1055,21 +1070,41 @@ def _keygen(args: argparse.Namespace, streams: Streams) -> int:
     @raise UserError: The file exists (without C{--force}) or cannot be
         written.
     """
+    name: str | None = args.name
+    if name is not None:
+        try:
+            checkName(name)
+        except NetStructerError as e:
+            raise UserError(f"--name: {e}") from None
     if args.output is None:
         if args.force:
             raise UserError("--force only applies with -o FILE")
-        print(generateKey().decode("ascii"), file=streams.stdout, flush=True)
+        key = generateKey()
+        print(keyFileLine(key, name), file=streams.stdout, flush=True)
+        if name is not None:
+            keyID = Keyring([key]).keyIDs()[0]
+            streams.note(
+                f"that line is the client's key file (save it with mode 0600, or use -o FILE)"
+                f" and the line to add to the server's key file; key ID {keyID}"
+            )
         return 0
     path = os.path.expanduser(args.output)
     try:
-        key = writeKeyFile(path, overwrite=args.force)
+        key = writeKeyFile(path, overwrite=args.force, name=name)
     except NetStructerError as e:
         message = str(e)
         if "already exists" in message:
             message += " Or pass --force to replace it."
         raise UserError(message) from None
     keyID = Keyring([key]).keyIDs()[0]
-    streams.note(f"wrote a new key to {path} (mode 0600, key ID {keyID})")
+    if name is None:
+        streams.note(f"wrote a new key to {path} (mode 0600, key ID {keyID})")
+        return 0
+    print(keyFileLine(key, name), file=streams.stdout, flush=True)
+    streams.note(
+        f"wrote {name}'s key file {path} (mode 0600, key ID {keyID}); add the line above"
+        f" to the server's key file and reload it (SIGHUP) to let {name} in"
+    )
     return 0
 
 

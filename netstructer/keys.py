@@ -25,8 +25,14 @@ distinct C{info} string per purpose:
     8 lowercase hexadecimal digits: a non-secret key identifier, safe to log
     (L{Keyring.keyIDs}).
 
-Key files hold one key per line.  Blank lines and comments (a C{#} at the
-start of a line, or after whitespace) are ignored.  L{readKeyFile} refuses
+Key files hold one key per line, optionally preceded by a I{name} and
+whitespace: C{alice <key>}.  A server's keyring may hold one key per client
+(or per group of clients sharing a name): the session a key authenticates is
+known by that key's name (L{KeyIdentity.name}), and a line without a name
+stands for anonymous clients.  Names never travel on the wire: the server
+learns which key the client holds from the handshake itself, so a client
+cannot claim a name whose key it does not hold.  Blank lines and comments (a
+C{#} at the start of a line, or after whitespace) are ignored.  L{readKeyFile} refuses
 files that are missing, unreadable, not regular files, readable or writable
 by group or others (on POSIX), empty of keys, or that hold a malformed line.
 L{writeKeyFile} writes them with mode 0600, atomically.
@@ -41,12 +47,14 @@ from __future__ import annotations
 
 import base64
 import hmac
+import ipaddress
 import os
 import re
 import secrets
 import shlex
 import stat
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias, TypeVar, Union, cast
 
@@ -58,10 +66,14 @@ from netstructer.errors import InvalidKey, KeyFileError
 __all__ = [
     "ENVIRONMENT_VARIABLE",
     "KEY_LENGTH",
+    "MAX_NAME_LENGTH",
+    "KeyIdentity",
     "Keyring",
     "asKeyring",
+    "checkName",
     "defaultKeyPath",
     "generateKey",
+    "keyFileLine",
     "loadOrCreateKeyFile",
     "parseKey",
     "readKeyFile",
@@ -83,7 +95,13 @@ The environment variable L{Keyring.fromEnvironment} reads: one key, or
 several separated by commas, primary first.
 """
 
+MAX_NAME_LENGTH = 64
+"""
+The longest name a key may carry, in characters.
+"""
+
 _ENCODED_LENGTH = 44
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+-]*\Z")
 _URLSAFE_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 # 32 bytes are 256 bits, and 43 characters carry 258: the last character before
 # the "=" holds 4 bits of key and 2 bits that must be zero.  Only these 16
@@ -95,7 +113,8 @@ _INFO_NOISE_PSK = b"netstructer/1 noise-psk"
 _INFO_FERNET = b"netstructer/1 fernet"
 _INFO_KEY_ID = b"netstructer/1 key-id"
 
-_MAX_KEY_FILE_SIZE = 64 * 1024
+_BY_FINGERPRINT = "names by fingerprint"
+_MAX_KEY_FILE_SIZE = 512 * 1024
 _COMMENT = re.compile(rb"\s#.*\Z", re.DOTALL)
 _UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -212,6 +231,73 @@ def parseKey(key: bytes | str) -> bytes:
     return raw
 
 
+def _nameProblem(name: str) -> str | None:
+    """
+    Say what is wrong with a key's name.
+
+    @param name: The name.
+    @return: The problem, or L{None} if C{name} is valid.
+    """
+    if not name:
+        return "it is empty"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"it is longer than {MAX_NAME_LENGTH} characters"
+    if not name.isascii() or _NAME.match(name) is None:
+        return (
+            "a name is ASCII letters, digits, '_', '.', '@', '+' and '-', starting with"
+            " a letter, digit or '_'"
+        )
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return None
+    return "it is an IP address (sessions are also looked up by IP address)"
+
+
+def checkName(name: str) -> str:
+    """
+    Check the name a key is to carry.
+
+    @param name: The name, as in C{alice <key>}.
+    @return: C{name}.
+    @raise InvalidKey: If C{name} is empty, longer than L{MAX_NAME_LENGTH},
+        holds characters other than ASCII letters, digits, C{_}, C{.}, C{@},
+        C{+} and C{-} (or starts with one of the last four), or is an IP
+        address.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"a key's name must be str, not {type(name).__name__}")
+    problem = _nameProblem(name)
+    if problem is not None:
+        raise InvalidKey(f"Not a valid key name: {problem}.")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class KeyIdentity:
+    """
+    Which key of a keyring authenticated a session: nothing secret.
+
+    @ivar name: The key's name from the key file (C{alice} for C{alice
+        <key>}), or L{None} for an unnamed (anonymous) key.
+    @ivar keyId: The key's short identifier (L{Keyring.keyIDs}), safe to
+        log and show.
+    @ivar fingerprint: 16 bytes that tell keys apart where 8 hexadecimal
+        digits might not (HKDF-SHA256 of the raw key, C{info=b"netstructer/1
+        key-id"}; not secret).
+    """
+
+    name: str | None
+    keyId: str
+    fingerprint: bytes = b""
+
+    def __repr__(self) -> str:
+        """
+        @return: The name and key ID.
+        """
+        return f"<KeyIdentity {self.name or '(anonymous)'} {self.keyId}>"
+
+
 def _derive(raw: bytes, info: bytes, length: int) -> bytes:
     """
     Derive a subkey from a raw key with HKDF-SHA256.
@@ -242,20 +328,37 @@ class Keyring:
         L{_derived}.
     """
 
-    __slots__ = ("_fernetKeys", "_keyIDs", "_keys", "_memo", "_noisePSKs")
+    __slots__ = (
+        "_fernetKeys",
+        "_identities",
+        "_keyIDs",
+        "_keys",
+        "_memo",
+        "_names",
+        "_noisePSKs",
+    )
 
     _keys: tuple[bytes, ...]
+    _names: tuple[str | None, ...]
+    _identities: tuple[KeyIdentity, ...]
     _noisePSKs: tuple[bytes, ...]
     _fernetKeys: tuple[bytes, ...]
     _keyIDs: tuple[str, ...]
     _memo: dict[Hashable, object]
 
-    def __init__(self, keys: Sequence[bytes | str]) -> None:
+    def __init__(
+        self, keys: Sequence[bytes | str], names: Sequence[str | None] | None = None
+    ) -> None:
         """
         @param keys: Fernet-format keys, as bytes or text, primary first.
             Duplicates are removed, keeping the first occurrence.
-        @raise InvalidKey: If C{keys} is empty or holds a malformed key (the
-            message says which, counting from 1).
+        @param names: The name of each key (L{None} for an anonymous one), as
+            many as C{keys}; all anonymous if not given.  Several keys may
+            share a name (a client's old and new key while it rotates).
+        @raise InvalidKey: If C{keys} is empty, holds a malformed key (the
+            message says which, counting from 1), C{names} holds an invalid
+            name or has another length, or one key appears under two
+            different names.
         @raise TypeError: If C{keys} is a single key rather than a sequence of
             keys (use L{asKeyring} or a list), or holds something that is not
             bytes or text.
@@ -267,24 +370,51 @@ class Keyring:
         given = list(keys)
         if not given:
             raise InvalidKey(f"A keyring needs at least one key. {_KEYGEN_ADVICE}")
+        givenNames: list[str | None] = [None] * len(given) if names is None else list(names)
+        if len(givenNames) != len(given):
+            raise InvalidKey(
+                f"A keyring of {len(given)} keys was given {len(givenNames)} names; give one"
+                f" name (or None) per key."
+            )
         raws: list[bytes] = []
-        for number, key in enumerate(given, start=1):
+        keptNames: list[str | None] = []
+        seen: dict[bytes, int] = {}
+        for number, (key, name) in enumerate(zip(given, givenNames, strict=True), start=1):
             problems = _keyProblems(_keyText(key))
             if problems:
                 raise InvalidKey(
                     f"Key {number} of {len(given)} is not a valid NetStructer key:"
                     f" {_explain(problems)}. {_KEYGEN_ADVICE}"
                 )
+            if name is not None:
+                problem = _nameProblem(name) if isinstance(name, str) else "it is not text"
+                if problem is not None:
+                    raise InvalidKey(f"The name of key {number} is not valid: {problem}.")
             raw = base64.urlsafe_b64decode(_keyText(key))
-            if raw not in raws:
-                raws.append(raw)
+            if raw in seen:
+                if keptNames[seen[raw]] != name:
+                    raise InvalidKey(
+                        f"Key {number} of {len(given)} is also key {seen[raw] + 1} under another"
+                        f" name: a key authenticates one name. Give each client its own key."
+                    )
+                continue
+            seen[raw] = len(raws)
+            raws.append(raw)
+            keptNames.append(name)
+        fingerprints = tuple(_derive(raw, _INFO_KEY_ID, 16) for raw in raws)
+        keyIDs = tuple(fingerprint[:4].hex() for fingerprint in fingerprints)
         self._set("_keys", tuple(raws))
+        self._set("_names", tuple(keptNames))
+        self._set(
+            "_identities",
+            tuple(KeyIdentity(*each) for each in zip(keptNames, keyIDs, fingerprints, strict=True)),
+        )
         self._set("_noisePSKs", tuple(_derive(raw, _INFO_NOISE_PSK, 32) for raw in raws))
         self._set(
             "_fernetKeys",
             tuple(base64.urlsafe_b64encode(_derive(raw, _INFO_FERNET, 32)) for raw in raws),
         )
-        self._set("_keyIDs", tuple(_derive(raw, _INFO_KEY_ID, 16)[:4].hex() for raw in raws))
+        self._set("_keyIDs", keyIDs)
         self._set("_memo", {})
 
     def _derived(self, purpose: Hashable, derive: Callable[[Keyring], _T]) -> _T:
@@ -435,6 +565,47 @@ class Keyring:
         """
         return self._keyIDs
 
+    def names(self) -> tuple[str | None, ...]:
+        """
+        The keys' names.
+
+        @return: One name per key, primary first; L{None} for an anonymous
+            key.
+        """
+        return self._names
+
+    def identities(self) -> tuple[KeyIdentity, ...]:
+        """
+        What a session authenticated by each key is known by.
+
+        @return: One L{KeyIdentity} per key, primary first.
+        """
+        return self._identities
+
+    def identity(self, index: int) -> KeyIdentity:
+        """
+        @param index: A key's position on the ring, from 0.
+        @return: Its L{KeyIdentity}.
+        @raise IndexError: There is no such key.
+        """
+        return self._identities[index]
+
+    def accepts(self, identity: KeyIdentity) -> bool:
+        """
+        Whether a session authenticated as C{identity} (by this keyring or
+        another) may stay open under this one: its key is on this ring, under
+        the same name.
+
+        @param identity: A L{KeyIdentity}, of this keyring or an earlier one.
+        @return: Whether the key is still accepted with that name.
+        """
+        # Fingerprints are not secret, so a dictionary may compare them.
+        known = self._derived(
+            _BY_FINGERPRINT,
+            lambda ring: {each.fingerprint: each.name for each in ring._identities},
+        )
+        return identity.fingerprint in known and known[identity.fingerprint] == identity.name
+
     @property
     def _primary(self) -> bytes:
         """
@@ -459,15 +630,18 @@ class Keyring:
 
     def __eq__(self, other: object) -> bool:
         """
-        Keyrings are equal if they hold the same keys in the same order.
+        Keyrings are equal if they hold the same keys in the same order, with
+        the same names.
 
         @param other: Another object.
         @return: Whether C{other} is an equal keyring.
         """
         if not isinstance(other, Keyring):
             return NotImplemented
-        return len(self._keys) == len(other._keys) and hmac.compare_digest(
-            b"".join(self._keys), b"".join(other._keys)
+        return (
+            len(self._keys) == len(other._keys)
+            and self._names == other._names
+            and hmac.compare_digest(b"".join(self._keys), b"".join(other._keys))
         )
 
     def __hash__(self) -> int:
@@ -516,25 +690,48 @@ def _parseKeyFile(data: bytes, name: str) -> Keyring:
     if data.startswith(_UTF8_BOM):
         data = data[len(_UTF8_BOM) :]
     keys: list[bytes] = []
+    names: list[str | None] = []
+    numbers: list[int] = []
     for number, line in enumerate(data.split(b"\n"), start=1):
         content = line.strip()
         if not content or content.startswith(b"#"):
             continue
         content = _COMMENT.sub(b"", content).strip()
+        fields = content.split()
+        keyName: str | None = None
+        if len(fields) == 2:
+            nameField, content = fields
+            problem = _nameProblem(nameField.decode("latin-1"))
+            if problem is not None:
+                raise KeyFileError(
+                    f"{name}, line {number}: the name before the key is not valid: {problem}."
+                    f" A line is a key, or a name, a space and a key ('alice <key>').",
+                    name,
+                )
+            keyName = nameField.decode("ascii")
         problems = _keyProblems(_keyText(content))
         if problems:
             raise KeyFileError(
                 f"{name}, line {number}: not a valid key: {_explain(problems)}."
-                f" Fix or remove that line (one key per line; '#' starts a comment)."
-                f" {_KEYGEN_ADVICE}",
+                f" Fix or remove that line (one key per line, optionally after a name and"
+                f" a space; '#' starts a comment). {_KEYGEN_ADVICE}",
                 name,
             )
         keys.append(content)
+        names.append(keyName)
+        numbers.append(number)
     if not keys:
         raise KeyFileError(
             f"{name} holds no key. Put a key in it, one per line. {_KEYGEN_ADVICE}", name
         )
-    return Keyring(keys)
+    try:
+        return Keyring(keys, names)
+    except InvalidKey as e:
+        # Only a key listed twice under two names gets here; say which lines.
+        raise KeyFileError(
+            f"{name}: {e} (keys are counted from the first key line, line {numbers[0]}).",
+            name,
+        ) from None
 
 
 def _readUpTo(fd: int, limit: int) -> bytes:
@@ -687,15 +884,33 @@ def _writeAll(fd: int, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def _keyFileContents(key: bytes) -> bytes:
+def keyFileLine(key: bytes | str, name: str | None = None) -> str:
+    """
+    The line of a key file that holds a key, with its name if it has one:
+    what an operator adds to a server's key file for a new client.
+
+    @param key: A valid Fernet-format key.
+    @param name: The key's name, or L{None} for an anonymous key.
+    @return: C{"<key>"} or C{"<name> <key>"}, without a newline.
+    @raise InvalidKey: If C{key} or C{name} is malformed.
+    """
+    parseKey(key)
+    text = _keyText(key)
+    return text if name is None else f"{checkName(name)} {text}"
+
+
+def _keyFileContents(key: bytes, name: str | None = None) -> bytes:
     """
     @param key: A valid Fernet-format key.
+    @param name: Its name, or L{None}.
     @return: The text of a key file holding it, with a comment header.
     """
     keyID = Keyring([key]).keyIDs()[0]
     return (
         b"# NetStructer key " + keyID.encode("ascii") + b". Keep this file secret"
-        b" (mode 0600); one key per line, the first is used to connect.\n" + key + b"\n"
+        b" (mode 0600); one key per line, the first is used to connect.\n"
+        + keyFileLine(key, name).encode("ascii")
+        + b"\n"
     )
 
 
@@ -741,7 +956,9 @@ def _replaceKeyFile(path: StrPath, contents: bytes) -> None:
         raise
 
 
-def _writeKeyFile(path: StrPath, key: bytes | str | None, overwrite: bool) -> bytes:
+def _writeKeyFile(
+    path: StrPath, key: bytes | str | None, overwrite: bool, name: str | None = None
+) -> bytes:
     """
     Write a key file, letting L{OSError} (notably L{FileExistsError})
     through.
@@ -758,7 +975,7 @@ def _writeKeyFile(path: StrPath, key: bytes | str | None, overwrite: bool) -> by
         key = generateKey()
     parseKey(key)
     encoded = _keyText(key).encode("ascii")
-    contents = _keyFileContents(encoded)
+    contents = _keyFileContents(encoded, name)
     _makeParents(Path(path).parent)
     if overwrite:
         _replaceKeyFile(path, contents)
@@ -780,10 +997,16 @@ def _exists(name: str) -> KeyFileError:
 
 
 def writeKeyFile(
-    path: StrPath, key: bytes | str | None = None, *, overwrite: bool = False
+    path: StrPath,
+    key: bytes | str | None = None,
+    *,
+    overwrite: bool = False,
+    name: str | None = None,
 ) -> bytes:
     """
     Write a key file holding one key, with a comment header, mode 0600.
+    With a C{name}, the key's line is C{"<name> <key>"}: the same line a
+    server's key file holds for that client.
 
     Missing parent directories are created with mode 0700.  Without
     C{overwrite} the file is created exclusively, so an existing file is
@@ -794,18 +1017,21 @@ def writeKeyFile(
     @param path: The key file.
     @param key: The Fernet-format key to write, or L{None} to make a new one.
     @param overwrite: Whether to replace an existing file.
+    @param name: The key's name, or L{None}.
     @return: The key written, as 44 ASCII bytes.
-    @raise InvalidKey: If C{key} is malformed.
+    @raise InvalidKey: If C{key} or C{name} is malformed.
     @raise KeyFileError: If the file exists and C{overwrite} is false, or it
         cannot be written.
     """
-    name = _pathText(path)
+    fileName = _pathText(path)
     try:
-        return _writeKeyFile(path, key, overwrite)
+        if name is not None:
+            checkName(name)
+        return _writeKeyFile(path, key, overwrite, name)
     except FileExistsError as e:
-        raise _exists(name) from e
+        raise _exists(fileName) from e
     except OSError as e:
-        raise KeyFileError(f"{name} cannot be written: {e.strerror}.", name) from e
+        raise KeyFileError(f"{fileName} cannot be written: {e.strerror}.", fileName) from e
 
 
 def defaultKeyPath(environ: Mapping[str, str] | None = None) -> Path:

@@ -54,7 +54,7 @@ from netstructer.errors import (
     SessionClosed,
     TruncationError,
 )
-from netstructer.keys import Keyring, asKeyring
+from netstructer.keys import KeyIdentity, Keyring, asKeyring
 from netstructer.records import RecordRouter
 from netstructer.relay import ProtocolRelay, RelayedValue
 from netstructer.relayclient import RelayClient
@@ -367,6 +367,17 @@ class BridgeProtocol(Int32StringReceiver):
     control returns to the reactor (see L{_sendNow}).
 
     @ivar key: The session's registry key, C{"ip:port"}.
+    @ivar name: On a server, the name of the key that authenticated the
+        session (C{alice} for the key file line C{alice <key>}), once the
+        handshake has completed; L{None} for an anonymous key, before the
+        handshake, and on a client.
+    @ivar keyId: The non-secret ID of the key that authenticated the
+        session (8 hexadecimal digits, as C{netstructer keygen} shows it):
+        on a server the client's key, on a client the key it connected with;
+        C{""} before the handshake completes.
+    @ivar peerKey: On a server, the L{KeyIdentity} of the client's key once
+        the handshake has completed (what a key reload checks); else
+        L{None}.
     @ivar peer: The peer's address.
     @ivar openedAt: When the handshake completed (L{None} before).
     @ivar lastActivity: When a frame was last received.
@@ -409,6 +420,9 @@ class BridgeProtocol(Int32StringReceiver):
         if logger is not None:
             self._log = logger
         self.key = ""
+        self.name: str | None = None
+        self.keyId = ""
+        self.peerKey: KeyIdentity | None = None
         self.peer: IAddress | None = None
         self.closeReason: Failure | None = None
         self.closeCode: CloseCode | None = None
@@ -794,6 +808,13 @@ class BridgeProtocol(Int32StringReceiver):
             self._handshakeTimer = None
         self._established = True
         self.MAX_LENGTH = self._channel.maxFrameSize
+        peerKey = self._channel.peerKey
+        if peerKey is not None:
+            self.peerKey = peerKey
+            self.name = peerKey.name
+            self.keyId = peerKey.keyId
+        else:
+            self.keyId = self._channel.keyring.keyIDs()[0]
         now = self.clock.seconds()
         self.openedAt = now
         self._lastValue = now

@@ -20,7 +20,15 @@ Sessions are keyed by C{"ip:port"} (C{"[ip]:port"} for IPv6, as
 L{netstructer.protocol.sessionKey} makes them).  Lookups also take a bare IP
 (C{"192.168.1.4"}, C{"::1"} or C{"[::1]"}), answering with the most recently
 opened session from that address: several clients behind one address never
-overwrite each other, and L{SessionRegistry.allFrom} lists them all.  IP
+overwrite each other, and L{SessionRegistry.allFrom} lists them all.
+
+Sessions authenticated by a named key (C{alice <key>} in the server's key
+file) are found by that name too, and a name is looked up before an IP
+address (names are never IP addresses: see L{netstructer.keys.checkName}):
+C{get("alice")} is the most recently opened session named C{alice},
+L{SessionRegistry.allNamed} lists them all, and C{pop}, C{waitFor} and
+C{in} take names as well.  L{SessionRegistry.revokeKeys} closes the sessions
+whose key a new keyring no longer holds.  IP
 addresses are compared in canonical form (C{"0:0::1"} is C{"::1"}), and an
 IPv4-mapped IPv6 address (C{"::ffff:10.0.0.1"}, as a dual-stack listener
 reports IPv4 peers) counts as the IPv4 address it carries, both for lookups
@@ -41,11 +49,13 @@ from zope.interface import Interface, implementer
 
 from netstructer.channel import CloseCode
 from netstructer.errors import OperationTimedOut
+from netstructer.keys import Keyring
 from netstructer.protocol import BridgeProtocol, IConnectionGate
 
 __all__ = [
     "DEFAULT_MAX_PER_IP",
     "DEFAULT_MAX_SESSIONS",
+    "REVOKED_REASON",
     "SHUTDOWN_REASON",
     "ISessionListener",
     "SessionRegistry",
@@ -60,6 +70,10 @@ DEFAULT_MAX_PER_IP = 64
 
 SHUTDOWN_REASON = "server shutting down"
 """The close reason sessions see when the registry stops."""
+
+REVOKED_REASON = "key revoked"
+"""The close reason a session sees when its key is removed from the server's
+key file and the keys are reloaded (close code L{CloseCode.POLICY})."""
 
 
 class ISessionListener(Interface):
@@ -227,6 +241,7 @@ class SessionRegistry(Service):
         # Indexes of the registered sessions; each list or dict is oldest first.
         self._byKey: dict[str, list[BridgeProtocol]] = {}
         self._byHost: dict[str, dict[BridgeProtocol, None]] = {}
+        self._byName: dict[str, dict[BridgeProtocol, None]] = {}
         # Sessions that opened, were taken out by pop or clear, and are open.
         self._detached: dict[BridgeProtocol, None] = {}
         # Admitted connections that have not opened yet.
@@ -284,6 +299,9 @@ class SessionRegistry(Service):
         return list(self._sessions)
 
     def _lookup(self, target: str) -> list[BridgeProtocol]:
+        named = self._byName.get(target.strip())
+        if named:
+            return list(named)
         isKey, token = _parseTarget(target)
         if isKey:
             return self._byKey.get(token, [])
@@ -293,11 +311,16 @@ class SessionRegistry(Service):
         """
         Find a registered session.
 
-        @param target: A session key (C{"ip:port"} or C{"[ipv6]:port"}), or a
-            bare IP address (C{"192.168.1.4"}, C{"::1"}, C{"[::1]"}).
-        @return: The session with that key, or the most recently opened
-            session from that IP address; L{None} if there is none.
+        @param target: A key's name (C{"alice"}), a session key
+            (C{"ip:port"} or C{"[ipv6]:port"}), or a bare IP address
+            (C{"192.168.1.4"}, C{"::1"}, C{"[::1]"}).
+        @return: The most recently opened session authenticated by a key of
+            that name; else the session with that key, or the most recently
+            opened session from that IP address; L{None} if there is none.
         """
+        named = self._byName.get(target.strip())
+        if named:
+            return next(reversed(named))
         isKey, token = _parseTarget(target)
         if isKey:
             sessions = self._byKey.get(token)
@@ -315,6 +338,44 @@ class SessionRegistry(Service):
         """
         return list(self._lookup(target))
 
+    def allNamed(self, name: str) -> list[BridgeProtocol]:
+        """
+        Find every registered session authenticated by a key of one name
+        (several clients may share a key, or a name may have several keys
+        while one is rotated).
+
+        @param name: The name, as in the key file line C{alice <key>}.
+        @return: Those sessions, oldest first; empty if there are none.
+        """
+        return list(self._byName.get(name.strip(), ()))
+
+    def revokeKeys(self, keyring: Keyring, reason: str = REVOKED_REASON) -> list[BridgeProtocol]:
+        """
+        Close, with L{CloseCode.POLICY} and C{reason}, every session (those
+        registered and those taken out with L{pop}) whose key C{keyring} no
+        longer holds under the same name; the other sessions are not touched.
+        Sessions without a recorded key (from a factory that does not
+        authenticate with a keyring) are left alone.
+
+        @param keyring: The keys the server accepts from now on.
+        @param reason: The close reason the revoked peers see.
+        @return: The sessions closed, oldest first.
+        """
+        revoked = [
+            session
+            for session in (*self._sessions, *self._detached)
+            if session.peerKey is not None and not keyring.accepts(session.peerKey)
+        ]
+        for session in revoked:
+            self._log.info(
+                "Closing {peer} ({name}, key {keyId}): its key was revoked",
+                peer=session.key,
+                name=session.name or "anonymous",
+                keyId=session.keyId,
+            )
+            session.close(reason, CloseCode.POLICY)
+        return revoked
+
     def pop(self, target: str | BridgeProtocol) -> BridgeProtocol | None:
         """
         Take a session out of the registry, leaving it open: it is no longer
@@ -322,8 +383,9 @@ class SessionRegistry(Service):
         ends, observers are still told when it closes, and L{stopService}
         still closes it.
 
-        @param target: A session, a session key, or a bare IP address (which
-            takes the most recently opened session from that address).
+        @param target: A session, a key's name, a session key, or a bare IP
+            address (a name or an address takes the most recently opened
+            session).
         @return: The session, or L{None} if there is none.
         """
         if isinstance(target, BridgeProtocol):
@@ -375,8 +437,8 @@ class SessionRegistry(Service):
         """
         Wait for a session to be registered.
 
-        @param target: A session key, or a bare IP address (any session from
-            it will do).
+        @param target: A key's name, a session key, or a bare IP address
+            (any session of that name, or from that address, will do).
         @param timeout: Seconds to wait; L{None} waits as long as it takes.
         @return: A Deferred firing with the session: at once if one is
             already registered (the most recent, for an IP address),
@@ -400,7 +462,9 @@ class SessionRegistry(Service):
             def timedOut() -> None:
                 self._forgetWaiter(slot, d)
                 d.errback(
-                    OperationTimedOut(f"no session from {target} opened within {timeout} seconds")
+                    OperationTimedOut(
+                        f"no session named or from {target} opened within {timeout} seconds"
+                    )
                 )
 
             timer = self.clock.callLater(timeout, timedOut)
@@ -533,10 +597,15 @@ class SessionRegistry(Service):
         self._sessions[session] = (key, host)
         self._byKey.setdefault(key, []).append(session)
         self._byHost.setdefault(host, {})[session] = None
+        if session.name is not None:
+            self._byName.setdefault(session.name, {})[session] = None
         self._notifyOpened(session)
         if session in self._sessions:
             self._fireWaiters((True, key), session)
             self._fireWaiters((False, host), session)
+            if session.name is not None:
+                # Names are never IP addresses, so this slot is the name's.
+                self._fireWaiters((False, session.name), session)
         if self._stopping:
             session.close(SHUTDOWN_REASON, CloseCode.GOING_AWAY)
 
@@ -590,6 +659,11 @@ class SessionRegistry(Service):
         del fromHost[session]
         if not fromHost:
             del self._byHost[host]
+        if session.name is not None:
+            named = self._byName[session.name]
+            del named[session]
+            if not named:
+                del self._byName[session.name]
 
     # The service.
 

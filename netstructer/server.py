@@ -40,10 +40,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from netstructer.channel import CloseCode
-from netstructer.errors import InvalidKey, ServerInitializeError
+from netstructer.channel import CloseCode, warmKeyring
+from netstructer.errors import InvalidKey, KeyFileError, ServerInitializeError
 from netstructer.handlers import checkHandler, isHandlerObject
-from netstructer.keys import Keyring, asKeyring
+from netstructer.keyreload import KeyReload, KeyReloader
+from netstructer.keys import Keyring, StrPath, asKeyring, readKeyFile
 from netstructer.protocol import BridgeConfig, BridgeProtocol, BridgeServerFactory
 from netstructer.registry import ISessionListener, SessionRegistry
 from netstructer.relay import DEFAULT_RELAY_QUEUE, IRelayBackend, IRelayPolicy, LocalRelayBackend
@@ -363,11 +364,12 @@ class Server(MultiService):
     def __init__(
         self,
         endpoint: object,
-        key: bytes | str | Keyring | list[bytes | str],
+        key: bytes | str | Keyring | list[bytes | str] | None,
         handler: object = None,
         *,
         reactor: Any = None,
         logger: Logger | None = None,
+        keyFile: StrPath | None = None,
         relay: bool = False,
         relayPolicy: IRelayPolicy | None = None,
         relayBackend: IRelayBackend | None = None,
@@ -377,7 +379,10 @@ class Server(MultiService):
         """
         @param endpoint: Where to listen: see L{endpointDescription}.
         @param key: The server's key: a Fernet-format key, a list of them
-            (every one is accepted), or a L{Keyring}.
+            (every one is accepted), or a L{Keyring} (with the names of its
+            keys); L{None} to read C{keyFile}.
+        @param keyFile: The key file C{key} was read from (or is to be read
+            from, if C{key} is L{None}): what L{reloadKeys} reads again.
         @param handler: What to do with each session (see
             L{netstructer.handlers}); L{None} leaves values in each
             session's C{recvBuffer} queue.
@@ -421,7 +426,18 @@ class Server(MultiService):
         if maxBufferSize is not None:
             options["limits"] = _withMaxSize(options.get("limits", DEFAULT_LIMITS), maxBufferSize)
         try:
-            keyring = asKeyring(key)
+            if key is None:
+                if keyFile is None:
+                    raise ServerInitializeError(
+                        "the server's key must be a Fernet-format key (bytes or text), a list"
+                        " of them, or a Keyring, not NoneType (or give keyFile= to read one);"
+                        " make one with `netstructer keygen`"
+                    )
+                keyring = readKeyFile(keyFile)
+            else:
+                keyring = asKeyring(key)
+        except KeyFileError as e:
+            raise ServerInitializeError(f"the server's key file is not usable: {e}") from e
         except InvalidKey as e:
             raise ServerInitializeError(f"the server's key is not usable: {e}") from e
         except TypeError:
@@ -430,6 +446,7 @@ class Server(MultiService):
                 f"or a Keyring, not {type(key).__name__}; make one with `netstructer keygen`"
             ) from None
         self.config = BridgeConfig(keyring=keyring, **options)
+        self._keys = KeyReloader(keyring, keyFile)
         self.endpoint = endpointDescription(endpoint)
         self._reactor = reactor
         if logger is not None:
@@ -526,7 +543,8 @@ class Server(MultiService):
 
     def get(self, target: str) -> BridgeProtocol | None:
         """
-        @param target: A session key (C{"ip:port"}) or a bare IP address.
+        @param target: A key's name, a session key (C{"ip:port"}) or a bare
+            IP address.
         @return: See L{SessionRegistry.get}.
         """
         return self.registry.get(target)
@@ -538,9 +556,52 @@ class Server(MultiService):
         """
         return self.registry.allFrom(target)
 
+    def allNamed(self, name: str) -> list[BridgeProtocol]:
+        """
+        @param name: A key's name.
+        @return: See L{SessionRegistry.allNamed}.
+        """
+        return self.registry.allNamed(name)
+
+    def reloadKeys(self, keyring: Keyring | None = None) -> KeyReload:
+        """
+        Replace the keys the server accepts, without a restart: read the key
+        file again (or take C{keyring}); connections made from now on use
+        the new keys, and every session whose key (under its name) is no
+        longer on them is closed with L{CloseCode.POLICY} and the reason
+        C{"key revoked"}.  Other sessions are not touched.  C{twistd
+        netstructer} calls this on C{SIGHUP}.
+
+        @param keyring: The new keys, or L{None} to read the key file the
+            server was started with.
+        @return: What changed.
+        @raise KeyFileError: The key file is missing, unsafe or malformed:
+            the keys in force are kept, and the reason is logged.
+        @raise ValueError: The server has no key file and no C{keyring} was
+            given.
+        """
+        try:
+            change = self._keys.reload(keyring)
+        except KeyFileError as e:
+            self._log.error(
+                "Keeping the current keys: the key file cannot be loaded: {error}", error=e
+            )
+            raise
+        self.config = dataclasses.replace(self.config, keyring=change.keyring)
+        if self._factory is not None:
+            self._factory.config = self.config
+        warmKeyring(change.keyring)
+        revoked = self.registry.revokeKeys(change.keyring)
+        self._log.info(
+            "Keys reloaded: {change}; {count} sessions closed as revoked",
+            change=change.describe(),
+            count=len(revoked),
+        )
+        return change
+
     def pop(self, target: str | BridgeProtocol) -> BridgeProtocol | None:
         """
-        @param target: A session, key or bare IP address.
+        @param target: A session, key's name, session key or bare IP address.
         @return: See L{SessionRegistry.pop}.
         """
         return self.registry.pop(target)
@@ -579,7 +640,7 @@ class Server(MultiService):
 
     def waitFor(self, target: str, timeout: float | None = None) -> defer.Deferred[BridgeProtocol]:
         """
-        @param target: A session key or a bare IP address.
+        @param target: A key's name, a session key or a bare IP address.
         @param timeout: Seconds to wait, or L{None}.
         @return: See L{SessionRegistry.waitFor}.
         """

@@ -39,12 +39,13 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IService
+from twisted.application.service import IService, Service
 from twisted.internet import defer
 from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.internet.interfaces import (
@@ -57,7 +58,7 @@ from twisted.python import usage
 from zope.interface import implementer
 
 from netstructer.channel import MAX_VALUE_SIZE_LIMIT
-from netstructer.errors import InvalidKey, NetStructerError
+from netstructer.errors import InvalidKey, KeyFileError, NetStructerError
 from netstructer.keys import (
     ENVIRONMENT_VARIABLE,
     Keyring,
@@ -70,6 +71,7 @@ from netstructer.tuning import tuneAllocator
 __all__ = [
     "DEFAULT_INTERFACE",
     "DEFAULT_PORT",
+    "KeyReloadOnSignal",
     "KeySource",
     "Options",
     "TLSServerEndpoint",
@@ -865,6 +867,71 @@ def _endpoint(reactor: Any, description: str, tlsOptions: Any) -> IStreamServerE
     return endpoint
 
 
+class KeyReloadOnSignal(Service):
+    """
+    Reload a server's keys when the process receives C{SIGHUP}: the signal
+    handler only asks the reactor to call L{reload}, which calls
+    L{Server.reloadKeys<netstructer.server.Server.reloadKeys>} (that logs
+    what changed, or why the key file was refused and the old keys kept).
+    Started and stopped with the server; stopping restores the previous
+    handler.
+
+    @ivar server: The server whose keys are reloaded.
+    """
+
+    _log = Logger()
+
+    def __init__(self, server: Any, reactor: Any, signalNumber: int | None = None) -> None:
+        """
+        @param server: A L{Server<netstructer.server.Server>}.
+        @param reactor: Runs L{reload} in its thread (C{callFromThread}).
+        @param signalNumber: The signal to reload on: C{SIGHUP} by default.
+        """
+        self.server = server
+        self._reactor = reactor
+        self._signal = signalNumber if signalNumber is not None else _SIGHUP
+        self._previous: Any = None
+
+    def startService(self) -> None:
+        """
+        Install the signal handler (where the platform has the signal).
+        """
+        Service.startService(self)
+        if self._signal is not None:
+            self._previous = signal.signal(self._signal, self._signalled)
+
+    def stopService(self) -> None:
+        """
+        Put the previous handler back.
+        """
+        Service.stopService(self)
+        if self._signal is not None and self._previous is not None:
+            signal.signal(self._signal, self._previous)
+            self._previous = None
+
+    def _signalled(self, signalNumber: int, frame: object) -> None:
+        """
+        The signal arrived: reload from the reactor, not from the handler.
+        """
+        self._reactor.callFromThread(self.reload)
+
+    def reload(self) -> None:
+        """
+        Reload the keys now.  A key file that cannot be loaded was already
+        logged by the server, which keeps its keys: nothing more to do.
+        """
+        self._log.info("Reloading the keys (signal received)")
+        try:
+            self.server.reloadKeys()
+        except KeyFileError:
+            return
+        except ValueError as e:
+            self._log.warn("Cannot reload the keys: {error}", error=e)
+
+
+_SIGHUP: int | None = getattr(signal, "SIGHUP", None)
+
+
 def makeService(options: Options, reactor: Any = None) -> IService:
     """
     Build the whole server from parsed options: its registry, factory and
@@ -906,8 +973,14 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         keyring,
         options.handler,
         reactor=reactor,
+        keyFile=source.path,
         **options.serverOptions(),
     )
+    named = sum(1 for name in keyring.names() if name is not None)
+    if named:
+        _log.info("{named} of the keys are named", named=named)
+    if source.path is not None:
+        KeyReloadOnSignal(server, reactor).setServiceParent(server)
     # As strports.service does: under twistd, a port that cannot be bound
     # raises from privilegedStartService, and twistd stops.
     server._raiseSynchronously = True

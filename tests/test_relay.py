@@ -28,7 +28,8 @@ from netstructer.errors import (
     RemoteProtocolError,
     ServerInitializeError,
 )
-from netstructer.keys import generateKey
+from netstructer.keys import Keyring, generateKey
+from netstructer.protocol import BridgeConfig
 from netstructer.relay import (
     RELAY_DELIVER,
     RELAY_ERROR,
@@ -525,10 +526,16 @@ class ClientTests(SynchronousTestCase):
         )
 
 
+NAMES = ("alice", "bob", "carol", "mallory")
+NAMED_KEYS = {name: generateKey() for name in NAMES}
+ANONYMOUS_KEY = generateKey()
+SERVER_KEYRING = Keyring([*NAMED_KEYS.values(), ANONYMOUS_KEY], names=[*NAMES, None])
+
+
 class RelayNetwork(SynchronousTestCase):
     """
     A L{Server} on a L{MemoryReactorClock} with clients connected to its
-    factory in memory.
+    factory in memory, each with the key of its name.
     """
 
     def setUp(self) -> None:
@@ -537,21 +544,25 @@ class RelayNetwork(SynchronousTestCase):
         self.logger = Logger(observer=self.events.append)
 
     def makeServer(self, **options: Any) -> Server:
-        self.server = Server("tcp:5000", KEY, reactor=self.reactor, logger=self.logger, **options)
-        self.network = Network(self.server.factory, self.reactor, self.logger, key=KEY)
+        self.server = Server(
+            "tcp:5000", SERVER_KEYRING, reactor=self.reactor, logger=self.logger, **options
+        )
+        self.network = Network(self.server.factory, self.reactor, self.logger)
         self._port = 40000
         return self.server
 
     def connect(self, name: str | None) -> Link:
         """
-        Connect a client whose session has C{name}.
+        Connect a client with the key named C{name} (L{None}: an anonymous
+        key).
         """
         self._port += 1
-        link = self.network.connect("127.0.0.1", self._port)
+        key = ANONYMOUS_KEY if name is None else NAMED_KEYS[name]
+        link = self.network.connect("127.0.0.1", self._port, BridgeConfig.fromKey(key))
         assert link is not None
-        link.server.name = name  # type: ignore[attr-defined]
         self.network.pump()
         self.assertTrue(link.client.established)
+        self.assertEqual(link.server.name, name)
         return link
 
     def pump(self) -> None:
@@ -833,3 +844,40 @@ class SpecExampleTests(SynchronousTestCase):
         error = errorBody(RelayErrorCode.NO_SUCH_SESSION, RelayOp.SEND, "carol", "m")
         self.assertIn("begins ``01 01 05 6361726f6c``", " ".join(section.split()))
         self.assertEqual(error[:8], bytes.fromhex("010105") + b"carol")
+
+
+class IdentityTests(RelayNetwork):
+    """
+    The relay over named keys: anonymous keys, revocation.
+    """
+
+    def test_anonymousKey(self) -> None:
+        """
+        A client with an anonymous key is refused, and cannot be addressed.
+        """
+        self.makeServer(relay=True)
+        anonymous, alice = self.connect(None), self.connect("alice")
+        anonymous.client.sendTo("alice", 1)
+        self.pump()
+        error = self.failureResultOf(anonymous.client.recvFrom(), RelayRefused).value
+        self.assertIn("no name", str(error))
+        self.assertNoResult(alice.client.recvFrom())
+
+    def test_revokedKey(self) -> None:
+        """
+        Once a key is revoked by a reload, its session is closed and values
+        sent to its name are reported as having no such session; the others
+        are untouched.
+        """
+        self.makeServer(relay=True)
+        alice, bob, carol = self.connect("alice"), self.connect("bob"), self.connect("carol")
+        self.server.reloadKeys(
+            Keyring([NAMED_KEYS["alice"], NAMED_KEYS["carol"]], names=["alice", "carol"])
+        )
+        self.pump()
+        self.assertIsNotNone(bob.server.closeReason)
+        alice.client.sendTo("bob", 1)
+        alice.client.sendTo("carol", 2)
+        self.pump()
+        self.failureResultOf(alice.client.recvFrom(), NoSuchSession)
+        self.assertEqual(tuple(self.successResultOf(carol.client.recvFrom())), ("alice", 2))
