@@ -1231,11 +1231,19 @@ class Link(_ValueChannel):
     def _relayRecordReceived(self, recordType: int, body: bytes) -> None:
         self._relayClient().recordReceived(recordType, body)
 
+    def _pollRelay(self) -> None:
+        # As sendBuffer does: now and then, read what the server sent, so
+        # that a sender that never reads still learns of its failures.
+        if time.monotonic() >= self._nextPoll:
+            self.poll()
+
     def sendTo(self, name: str, value: object, timeout: float | None = None) -> None:
         """
         Send a value through the server to the session named C{name}.  The
         server answers only failures: the next relay call (L{sendTo},
-        L{publish}, L{subscribe}, L{unsubscribe}, L{recvFrom}) raises them.
+        L{publish}, L{subscribe}, L{unsubscribe}, L{recvFrom}) raises them
+        (L{sendTo} and L{publish} read what arrived at least once a second,
+        as L{sendBuffer} does).
 
         @param timeout: As for L{sendBuffer}.
         @raise NoSuchSession: An earlier value went to a name no session
@@ -1244,6 +1252,7 @@ class Link(_ValueChannel):
         @raise RecipientBusy: An earlier value was dropped for a full queue.
         @raise PeerVersionError: The server speaks protocol version 1.
         """
+        self._pollRelay()
         self.sendRecord(*self._relayClient().sendTo(name, value), timeout=timeout)
 
     def publish(self, topic: str, value: object, timeout: float | None = None) -> None:
@@ -1252,6 +1261,7 @@ class Link(_ValueChannel):
 
         @raise RelayError: As for L{sendTo}.
         """
+        self._pollRelay()
         self.sendRecord(*self._relayClient().publish(topic, value), timeout=timeout)
 
     def subscribe(self, topic: str, timeout: float | None = None) -> None:

@@ -37,7 +37,7 @@ Delivery semantics, which every backend keeps:
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from twisted.internet import defer
@@ -56,6 +56,7 @@ from netstructer.relayclient import RelayClient as _RelayClient
 from netstructer.relaywire import (
     DEFAULT_RELAY_QUEUE,
     MAX_NAME_LENGTH,
+    MAX_PENDING_ERRORS,
     RELAY_DELIVER,
     RELAY_ERROR,
     RELAY_PUBLISH,
@@ -79,6 +80,7 @@ from netstructer.relaywire import (
 __all__ = [
     "DEFAULT_RELAY_QUEUE",
     "MAX_NAME_LENGTH",
+    "MAX_PENDING_ERRORS",
     "RELAY_DELIVER",
     "RELAY_ERROR",
     "RELAY_PUBLISH",
@@ -397,6 +399,7 @@ class RelayEndpoint:
         self._whenWritable = whenWritable
         self._checkValue = checkValue
         self._queue: deque[bytes] = deque()
+        self._errors: OrderedDict[tuple[type, RelayOp, str], RelayError] = OrderedDict()
         self._waiting = False
         self._ended = False
         if logger is not None:
@@ -485,13 +488,35 @@ class RelayEndpoint:
 
     def relayFailed(self, error: RelayError, op: RelayOp) -> None:
         """
-        Report a failed request to the client with a C{RELAY_ERROR} record
-        (written at once, ahead of queued values: errors are small and the
-        sender needs them to slow down).
+        Report a failed request to the client with a C{RELAY_ERROR} record,
+        written at once (ahead of queued values: the sender needs it to slow
+        down) while the transport accepts writes.  While it does not (a
+        sender that floods and does not read), failures are counted instead,
+        one record per kind, name and request, at most L{MAX_PENDING_ERRORS}
+        of them (further kinds are counted under the last), and written once
+        it drains: a client that never reads cannot grow the server's
+        memory.
         """
         if self._ended:
             return
-        self._sendRecord(RELAY_ERROR, errorFor(error, op))
+        if not self._errors and self._writable():
+            self._sendRecord(RELAY_ERROR, errorFor(error, op))
+            return
+        key = (type(error), op, error.name)
+        pending = self._errors.get(key)
+        if pending is None and len(self._errors) >= MAX_PENDING_ERRORS:
+            key = next(reversed(self._errors))
+            pending = self._errors[key]
+        if pending is None:
+            self._errors[key] = error
+        else:
+            pending.count += error.count
+        self._waitWritable()
+
+    def _waitWritable(self) -> None:
+        if not self._waiting:
+            self._waiting = True
+            self._whenWritable(self._drained)
 
     # Values for the client.
 
@@ -510,12 +535,17 @@ class RelayEndpoint:
         Write queued values while the transport accepts writes; once it
         stops, wait for it to drain.
         """
+        errors = self._errors
+        while errors and not self._ended:
+            if not self._writable():
+                self._waitWritable()
+                return
+            (_, op, _), error = errors.popitem(last=False)
+            self._sendRecord(RELAY_ERROR, errorFor(error, op))
         queue = self._queue
         while queue and not self._ended:
             if not self._writable():
-                if not self._waiting:
-                    self._waiting = True
-                    self._whenWritable(self._drained)
+                self._waitWritable()
                 return
             self._sendRecord(RELAY_DELIVER, queue.popleft())
 
@@ -530,6 +560,7 @@ class RelayEndpoint:
         if self._ended:
             return
         self._ended = True
+        self._errors.clear()
         if self._queue:
             self._log.info(
                 "{count} relayed value(s) for {name} were not written before its session ended",

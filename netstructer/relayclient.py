@@ -138,7 +138,7 @@ class RelayClient:
         if self.errors:
             last = self.errors[-1]
             if type(last) is type(error) and last.name == error.name:
-                last.count += 1
+                last.count += error.count
                 return
         self.errors.append(error)
 

@@ -26,6 +26,7 @@ from netstructer.errors import (
 __all__ = [
     "DEFAULT_RELAY_QUEUE",
     "MAX_NAME_LENGTH",
+    "MAX_PENDING_ERRORS",
     "RELAY_DELIVER",
     "RELAY_ERROR",
     "RELAY_PUBLISH",
@@ -65,7 +66,13 @@ MAX_NAME_LENGTH = 255
 DEFAULT_RELAY_QUEUE = 1024
 """The default bound of each recipient's queue, in values."""
 
+MAX_PENDING_ERRORS = 1024
+"""The most kinds of failure a server counts for a client whose transport
+is not taking writes (see L{RelayEndpoint.relayFailed
+<netstructer.relay.RelayEndpoint.relayFailed>})."""
+
 _U8 = struct.Struct("!B")
+_U32 = struct.Struct("!I")
 
 
 class RelayOp(enum.IntEnum):
@@ -254,30 +261,39 @@ def parseDeliver(body: bytes) -> tuple[str | None, str | None, bytes]:
     return sender or None, topic or None, value
 
 
-def errorBody(code: RelayErrorCode, op: RelayOp, name: str, message: str) -> bytes:
+def errorBody(code: RelayErrorCode, op: RelayOp, name: str, message: str, count: int = 1) -> bytes:
     """
     The body of a C{RELAY_ERROR} record: the code (one byte), the request
-    (one byte), the name or topic (length byte, UTF-8), then the message
-    (UTF-8, to the end).
+    (one byte), how many requests failed so (C{u32}, at least 1), the name
+    or topic (length byte, UTF-8), then the message (UTF-8, to the end).
     """
-    return _U8.pack(code) + _U8.pack(op) + _name(name) + message.encode("utf-8")
+    return (
+        _U8.pack(code)
+        + _U8.pack(op)
+        + _U32.pack(min(max(count, 1), 0xFFFFFFFF))
+        + _name(name)
+        + message.encode("utf-8")
+    )
 
 
 def errorFor(error: RelayError, op: RelayOp) -> bytes:
     """
-    @return: The body of the C{RELAY_ERROR} record reporting C{error}.
+    @return: The body of the C{RELAY_ERROR} record reporting C{error}
+        (and its C{count}).
     """
-    return errorBody(_ERROR_CODES[type(error)], op, error.name, str(error))
+    message = str(error.args[0]) if error.args else ""
+    return errorBody(_ERROR_CODES[type(error)], op, error.name, message, error.count)
 
 
 def parseError(body: bytes) -> tuple[RelayOp, RelayError]:
     """
     Parse a C{RELAY_ERROR} record.
 
-    @return: The request it answers and the error to raise.
+    @return: The request it answers and the error to raise (with its
+        C{count}).
     @raise RemoteProtocolError: The record is malformed.
     """
-    if len(body) < 2:
+    if len(body) < 6:
         raise RemoteProtocolError("a relay error record is too short")
     try:
         code = RelayErrorCode(body[0])
@@ -286,9 +302,12 @@ def parseError(body: bytes) -> tuple[RelayOp, RelayError]:
         raise RemoteProtocolError(
             f"a relay error record has an unknown code {body[0]} or request {body[1]}"
         ) from None
-    name, offset = _readName(body, 2, "name")
+    (count,) = _U32.unpack_from(body, 2)
+    if count == 0:
+        raise RemoteProtocolError("a relay error record counts no failed request")
+    name, offset = _readName(body, 6, "name")
     try:
         message = body[offset:].decode("utf-8")
     except UnicodeDecodeError:
         raise RemoteProtocolError("a relay error record's message is not UTF-8") from None
-    return op, _ERROR_CLASSES[code](message, name)
+    return op, _ERROR_CLASSES[code](message, name, count)

@@ -31,6 +31,7 @@ from netstructer.errors import (
 from netstructer.keys import Keyring, generateKey
 from netstructer.protocol import BridgeConfig
 from netstructer.relay import (
+    MAX_PENDING_ERRORS,
     RELAY_DELIVER,
     RELAY_ERROR,
     RELAY_PUBLISH,
@@ -135,7 +136,8 @@ class WireTests(SynchronousTestCase):
         self.assertRaises(RemoteProtocolError, parseDeliver, b"\x09bob")
         self.assertRaises(RemoteProtocolError, parseError, b"\x01")
         self.assertRaises(RemoteProtocolError, parseError, b"\x09\x01\x00")
-        self.assertRaises(RemoteProtocolError, parseError, b"\x01\x01\x00\xff")
+        self.assertRaises(RemoteProtocolError, parseError, b"\x01\x01\x00\x00\x00\x01\x00\xff")
+        self.assertRaises(RemoteProtocolError, parseError, b"\x01\x01\x00\x00\x00\x00\x00")
 
     def test_relayedValueUnpacks(self) -> None:
         """
@@ -293,6 +295,28 @@ class EndpointTests(SynchronousTestCase):
         bobSession.drain()
         self.assertEqual([v for _, _, v in bobSession.deliveries()], [0, 1, 2])
         self.assertEqual(bob.queued, 0)
+
+    def test_errorsCountedWhileNotReading(self) -> None:
+        """
+        While a sender's transport takes no writes, its failures are
+        counted, one record per kind and name, a bounded number of them, and
+        written once it drains.
+        """
+        alice, aliceSession = self.endpoint("alice")
+        aliceSession.writable = False
+        for _ in range(100):
+            alice.recordReceived(RELAY_SEND, requestBody("carol", encode(1)))
+        for _ in range(50):
+            alice.recordReceived(RELAY_SEND, requestBody("dave", encode(1)))
+        for i in range(MAX_PENDING_ERRORS + 10):
+            alice.recordReceived(RELAY_SEND, requestBody(f"n{i}", encode(1)))
+        self.assertEqual(aliceSession.sent, [])
+        aliceSession.drain()
+        errors = aliceSession.errors()
+        self.assertEqual(len(errors), MAX_PENDING_ERRORS)
+        self.assertEqual([(e.name, e.count) for _, e in errors[:2]], [("carol", 100), ("dave", 50)])
+        self.assertEqual(sum(e.count for _, e in errors), 150 + MAX_PENDING_ERRORS + 10)
+        self.assertIn("100 times in a row", str(errors[0][1]))
 
     def test_publish(self) -> None:
         """
@@ -842,8 +866,8 @@ class SpecExampleTests(SynchronousTestCase):
             ],
         )
         error = errorBody(RelayErrorCode.NO_SUCH_SESSION, RelayOp.SEND, "carol", "m")
-        self.assertIn("begins ``01 01 05 6361726f6c``", " ".join(section.split()))
-        self.assertEqual(error[:8], bytes.fromhex("010105") + b"carol")
+        self.assertIn("begins ``01 01 00000001 05 6361726f6c``", " ".join(section.split()))
+        self.assertEqual(error[:12], bytes.fromhex("01010000000105") + b"carol")
 
 
 class IdentityTests(RelayNetwork):
