@@ -268,7 +268,11 @@ class LocalRelayBackend:
             )
             return
         if not target.enqueue(None if source is None else source.name, None, value):
-            self._failed(source, _busy(recipient, None), RelayOp.SEND)
+            if self.resolve(recipient) is target:
+                self._failed(source, _busy(recipient, None), RelayOp.SEND)
+            else:
+                # It ended meanwhile (its session was closing).
+                self.deliver(source, recipient, value)
 
     def publish(self, source: IRelayEndpoint | None, topic: str, value: bytes) -> int:
         sender = None if source is None else source.name
@@ -278,7 +282,7 @@ class LocalRelayBackend:
                 continue
             if member.enqueue(sender, topic, value):
                 reached += 1
-            else:
+            elif member in self._subscribed:
                 self._failed(source, _busy(member.name or "?", topic), RelayOp.PUBLISH)
         return reached
 
@@ -528,7 +532,9 @@ class RelayEndpoint:
             return False
         self._queue.append(deliverBody(sender, topic, value))
         self.flush()
-        return True
+        # Writing may have found the session closing, which ends this
+        # endpoint (and detaches it): the value was not taken.
+        return not self._ended
 
     def flush(self) -> None:
         """
