@@ -150,7 +150,8 @@ from netstructer.errors import (
 from netstructer.keyreload import KeyReload
 from netstructer.keys import Keyring, generateKey
 from netstructer.records import RecordRouter
-from netstructer.values import DEFAULT_LIMITS, Limits
+from netstructer.relayclient import RelayClient
+from netstructer.values import DEFAULT_LIMITS, Decoder, Limits
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
@@ -455,6 +456,8 @@ class Link(_ValueChannel):
         self.closedCleanly = False
         self.valuesSent = 0
         self.records = RecordRouter()
+        self._relay: RelayClient | None = None
+        self.records.register("relay", self._relayRecordReceived)
         sendmsg = getattr(sock, "sendmsg", None)
         self._sendmsg: Callable[[Iterable[bytes | memoryview]], int] | None = (
             None if isinstance(sock, ssl.SSLSocket) else sendmsg
@@ -1217,6 +1220,100 @@ class Link(_ValueChannel):
         @param seconds: The timeout, or L{None}.
         """
         self.settimeout(seconds)
+
+    # The relay (netstructer.relayclient): requests and relayed values.
+
+    def _relayClient(self) -> RelayClient:
+        if self._relay is None:
+            self._relay = RelayClient(self._channel.encodeValue, Decoder(self._limits).decode)
+        return self._relay
+
+    def _relayRecordReceived(self, recordType: int, body: bytes) -> None:
+        self._relayClient().recordReceived(recordType, body)
+
+    def _pollRelay(self) -> None:
+        # As sendBuffer does: now and then, read what the server sent, so
+        # that a sender that never reads still learns of its failures.
+        if time.monotonic() >= self._nextPoll:
+            self.poll()
+
+    def sendTo(self, name: str, value: object, timeout: float | None = None) -> None:
+        """
+        Send a value through the server to the session named C{name}.  The
+        server answers only failures: the next relay call (L{sendTo},
+        L{publish}, L{subscribe}, L{unsubscribe}, L{recvFrom}) raises them
+        (L{sendTo} and L{publish} read what arrived at least once a second,
+        as L{sendBuffer} does).
+
+        @param timeout: As for L{sendBuffer}.
+        @raise NoSuchSession: An earlier value went to a name no session
+            holds (nothing was sent this time; the link stays open).
+        @raise RelayRefused: The server's policy refused an earlier request.
+        @raise RecipientBusy: An earlier value was dropped for a full queue.
+        @raise PeerVersionError: The server speaks protocol version 1.
+        """
+        self._pollRelay()
+        self.sendRecord(*self._relayClient().sendTo(name, value), timeout=timeout)
+
+    def publish(self, topic: str, value: object, timeout: float | None = None) -> None:
+        """
+        Send a value through the server to every subscriber of C{topic}.
+
+        @raise RelayError: As for L{sendTo}.
+        """
+        self._pollRelay()
+        self.sendRecord(*self._relayClient().publish(topic, value), timeout=timeout)
+
+    def subscribe(self, topic: str, timeout: float | None = None) -> None:
+        """
+        Receive, through L{recvFrom}, what is published to C{topic}.
+
+        @raise RelayError: As for L{sendTo}.
+        """
+        self.sendRecord(*self._relayClient().subscribe(topic), timeout=timeout)
+
+    def unsubscribe(self, topic: str, timeout: float | None = None) -> None:
+        """
+        Stop receiving C{topic}.
+
+        @raise RelayError: As for L{sendTo}.
+        """
+        self.sendRecord(*self._relayClient().unsubscribe(topic), timeout=timeout)
+
+    def recvFrom(self, timeout: float | None = None) -> tuple[str | None, object]:
+        """
+        Receive the next value relayed to this link, with the same timeout
+        semantics as L{recvBuffer} (values that are not relayed arrive in
+        the meantime are queued for L{recvBuffer}).
+
+        @return: C{(sender, value)}; the sender is L{None} for a value the
+            server published.
+        @raise RelayError: An earlier relay request failed.
+        @raise OperationTimedOut: Nothing was relayed in time.
+        @raise ChannelClosedError: The link is closed.
+        """
+        client = self._relayClient()
+        relayed = client.nextRelayed()
+        if relayed is None:
+            if self._ended or self._error is not None:
+                raise self._closedError("receive")
+            deadline = (
+                None if timeout is None and self._timeout is None else self._deadline(timeout)
+            )
+            if self._out:
+                self._flush(deadline)
+            while relayed is None:
+                event = self._processOne(self._maxFrame)
+                if isinstance(event, _NeedData):
+                    self._fill(deadline)
+                elif type(event) is ValueReceived:
+                    self._queueValue(event)
+                elif not isinstance(event, _Queued):
+                    self._controlEvent(event)
+                    relayed = client.nextRelayed()
+                    if relayed is None and self._ended:
+                        raise self._closedError("receive")
+        return relayed.sender, relayed.value
 
 
 class _Unset:
@@ -2183,6 +2280,27 @@ class Server:
         Close the server.
         """
         self.close()
+
+    # The relay (created with relay=True or relayPolicy=...).
+
+    def publish(self, topic: str, value: object) -> int:
+        """
+        Send a value to every session subscribed to C{topic}, with no sender
+        name (see L{netstructer.server.Server.publish}).
+
+        @return: How many subscribers it was queued for.
+        @raise RelayRefused: Relay is not turned on.
+        """
+        return cast(int, _callInReactor(self._running().publish, topic, value))
+
+    def sendTo(self, name: str, value: object) -> None:
+        """
+        Send a value to the session named C{name}, with no sender name (see
+        L{netstructer.server.Server.sendTo}).
+
+        @raise RelayRefused: Relay is not turned on.
+        """
+        _callInReactor(self._running().sendTo, name, value)
 
 
 class Bridge:

@@ -30,9 +30,13 @@ __all__ = [
     "KeyFileError",
     "LocalProtocolError",
     "NetStructerError",
+    "NoSuchSession",
     "OperationTimedOut",
     "PeerVersionError",
     "ProtocolError",
+    "RecipientBusy",
+    "RelayError",
+    "RelayRefused",
     "RemoteProtocolError",
     "ServerInitializeError",
     "SessionClosed",
@@ -245,4 +249,51 @@ class OperationTimedOut(NetStructerError, TimeoutError):
     """
     An operation given a timeout (receiving a value, connecting, waiting for a
     session) did not complete in time.  Nothing was consumed.
+    """
+
+
+class RelayError(NetStructerError):
+    """
+    A relayed value (C{sendTo}, C{publish}) or a subscription could not be
+    handled by the server.  The session stays open; only that request
+    failed.  Subclasses say why.
+
+    @ivar name: The recipient or topic the request named.
+    @ivar count: How many requests failed this way in a row (a client keeps
+        consecutive errors of one kind for one name as one).
+    """
+
+    def __init__(self, message: str, name: str, count: int = 1) -> None:
+        super().__init__(message)
+        self.name = name
+        self.count = count
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        if self.count > 1:
+            return f"{message} ({self.count} times in a row)"
+        return message
+
+
+class NoSuchSession(RelayError):
+    """
+    No session with that name is connected to the server, so the value was
+    not delivered.  Check the name, or send again once the recipient has
+    connected.
+    """
+
+
+class RelayRefused(RelayError):
+    """
+    The server's relay policy does not let this client send to that
+    recipient, publish to that topic or subscribe to it (or relay is not
+    turned on at the server).  Ask the operator to allow it.
+    """
+
+
+class RecipientBusy(RelayError):
+    """
+    The recipient's bounded queue on the server was full, so the value was
+    dropped (never silently: this error reports it).  Send more slowly, or
+    have the recipient read faster.
     """

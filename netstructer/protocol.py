@@ -56,8 +56,10 @@ from netstructer.errors import (
 )
 from netstructer.keys import KeyIdentity, Keyring, asKeyring
 from netstructer.records import RecordRouter
+from netstructer.relay import ProtocolRelay, RelayedValue
+from netstructer.relayclient import RelayClient
 from netstructer.tlsfailure import TLSFailureLimiter, describeTLSFailure, tlsHandshakeError
-from netstructer.values import DEFAULT_LIMITS, Limits
+from netstructer.values import DEFAULT_LIMITS, Decoder, Limits
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall
@@ -434,6 +436,9 @@ class BridgeProtocol(Int32StringReceiver):
         self._pending: deque[bytes] = deque()
         self._channel: Channel = config.makeChannel(role, clock.seconds)
         self.records = RecordRouter()
+        self._relay: ProtocolRelay | None = None
+        if role is Role.CLIENT:
+            self.records.register("relay", self._relayRecordReceived)
         self._buffer = bytearray()
         self._processing = False
         self._receivePaused = False
@@ -1463,6 +1468,81 @@ class BridgeProtocol(Int32StringReceiver):
         d: defer.Deferred[None] = defer.Deferred()
         self._whenClosed.append(d)
         return d
+
+    # The relay (netstructer.relayclient): requests and relayed values.
+
+    def _relayState(self) -> ProtocolRelay:
+        if self._relay is None:
+            relay = self._relay = ProtocolRelay(
+                RelayClient(self._channel.encodeValue, Decoder(self.config.limits).decode),
+                self.sendRecord,
+                self.clock,
+                lambda: self.key or "the server",
+            )
+            self.whenClosed().addCallback(lambda _: relay.connectionLost(self._relayClosedError()))
+        return self._relay
+
+    def _relayClosedError(self) -> BaseException:
+        reason = self.closeReason
+        value = None if reason is None else reason.value
+        return value if isinstance(value, BaseException) else ConnectionDone()
+
+    def _relayRecordReceived(self, recordType: int, body: bytes) -> None:
+        self._relayState().client.recordReceived(recordType, body)
+
+    def sendTo(self, name: str, value: object) -> None:
+        """
+        Send a value through the server to the session named C{name}.  The
+        server answers only failures, which the next relay call raises (or
+        a waiting L{recvFrom} fails with).
+
+        @raise RelayError: An earlier relay request failed
+            (L{NoSuchSession}, L{RelayRefused}, L{RecipientBusy}); nothing
+            was sent.
+        @raise PeerVersionError: The server speaks protocol version 1.
+        """
+        relay = self._relayState()
+        relay.send(relay.client.sendTo(name, value))
+
+    def publish(self, topic: str, value: object) -> None:
+        """
+        Send a value through the server to every subscriber of C{topic}.
+
+        @raise RelayError: As for L{sendTo}.
+        """
+        relay = self._relayState()
+        relay.send(relay.client.publish(topic, value))
+
+    def subscribe(self, topic: str) -> None:
+        """
+        Receive, through L{recvFrom}, what is published to C{topic}.
+
+        @raise RelayError: As for L{sendTo}.
+        """
+        relay = self._relayState()
+        relay.send(relay.client.subscribe(topic))
+
+    def unsubscribe(self, topic: str) -> None:
+        """
+        Stop receiving C{topic}.
+
+        @raise RelayError: As for L{sendTo}.
+        """
+        relay = self._relayState()
+        relay.send(relay.client.unsubscribe(topic))
+
+    def recvFrom(self, timeout: float | None = None) -> defer.Deferred[RelayedValue]:
+        """
+        Receive the next value relayed to this session.
+
+        @param timeout: Seconds to wait; L{None} waits as long as the
+            connection lasts.
+        @return: A Deferred firing with a L{RelayedValue} (it unpacks as
+            C{(sender, value)}), failing with a relay error not yet raised,
+            with L{OperationTimedOut} after C{timeout} seconds (consuming
+            nothing), or with the reason the connection ended.
+        """
+        return self._relayState().recvFrom(timeout)
 
 
 class IConnectionGate(ISessionObserver):

@@ -47,7 +47,9 @@ from netstructer.keyreload import KeyReload, KeyReloader
 from netstructer.keys import Keyring, StrPath, asKeyring, readKeyFile
 from netstructer.protocol import BridgeConfig, BridgeProtocol, BridgeServerFactory
 from netstructer.registry import ISessionListener, SessionRegistry
-from netstructer.values import DEFAULT_LIMITS, Limits
+from netstructer.relay import DEFAULT_RELAY_QUEUE, IRelayBackend, IRelayPolicy, LocalRelayBackend
+from netstructer.relayservice import RelayService
+from netstructer.values import DEFAULT_LIMITS, Encoder, Limits
 
 __all__ = ["INTERNAL_ERROR_REASON", "Server", "endpointDescription"]
 
@@ -343,6 +345,9 @@ class Server(MultiService):
     first, then closes every session cleanly.
 
     @ivar registry: The sessions.
+    @ivar relay: The relay between the sessions (L{RelayService
+        <netstructer.relayservice.RelayService>}); it refuses every request
+        unless relay was turned on.
     @ivar config: The configuration every connection shares.
     @ivar endpoint: The endpoint description, or endpoint, to listen on.
     @ivar port: The listening port once listening, else L{None}.
@@ -365,6 +370,10 @@ class Server(MultiService):
         reactor: Any = None,
         logger: Logger | None = None,
         keyFile: StrPath | None = None,
+        relay: bool = False,
+        relayPolicy: IRelayPolicy | None = None,
+        relayBackend: IRelayBackend | None = None,
+        maxRelayQueue: int = DEFAULT_RELAY_QUEUE,
         **options: Any,
     ) -> None:
         """
@@ -381,6 +390,17 @@ class Server(MultiService):
             imported only when first needed, by default.
         @param logger: Where the server, its registry and its connections
             log.
+        @param relay: Whether clients may send to each other by name and
+            publish and subscribe to topics (see L{netstructer.relay}); off
+            by default, when every relay request is refused.
+        @param relayPolicy: Who may relay what (see
+            L{netstructer.relaypolicy}); L{None} lets every named session
+            do everything.  Setting it turns relay on.
+        @param relayBackend: Where relayed values are routed; a
+            L{LocalRelayBackend<netstructer.relay.LocalRelayBackend>} over
+            this server's sessions by default.  Setting it turns relay on.
+        @param maxRelayQueue: The bound of each recipient's queue of relayed
+            values (1024 by default).
         @param options: Fields of L{BridgeConfig} (C{suite}, C{cipher},
             C{acceptSuites}, C{limits}, C{handshakeTimeout},
             C{keepAliveInterval}, C{idleTimeout}, C{shutdownGrace} (the
@@ -434,6 +454,10 @@ class Server(MultiService):
         self._logger = logger
         self.registry = SessionRegistry(reactor, logger=logger, **registryOptions)
         self.registry.setServiceParent(self)
+        if relayBackend is None and (relay or relayPolicy is not None):
+            relayBackend = LocalRelayBackend(logger=logger)
+        self.relay = RelayService(relayBackend, relayPolicy, maxQueued=maxRelayQueue, logger=logger)
+        self.registry.addObserver(self.relay)
         self._dispatcher = _HandlerDispatcher(self._log)
         self.registry.addObserver(self._dispatcher)
         self._factory: _ServerFactory | None = None
@@ -591,6 +615,28 @@ class Server(MultiService):
         @return: See L{SessionRegistry.clear}.
         """
         return self.registry.clear(reason, code)
+
+    def publish(self, topic: str, value: object) -> int:
+        """
+        Send a value to every session subscribed to C{topic}, with no sender
+        name (subscribers' C{recvFrom} gives L{None} as the sender).  A
+        subscriber whose queue is full misses it; that is logged.
+
+        @return: How many subscribers it was queued for.
+        @raise RelayRefused: Relay is not turned on.
+        @raise EncodeError: The value cannot be encoded.
+        """
+        return self.relay.publish(topic, Encoder(self.config.limits).encode(value))
+
+    def sendTo(self, name: str, value: object) -> None:
+        """
+        Send a value to the session named C{name}, with no sender name.  No
+        such session, or a full queue, is logged.
+
+        @raise RelayRefused: Relay is not turned on.
+        @raise EncodeError: The value cannot be encoded.
+        """
+        self.relay.sendTo(name, Encoder(self.config.limits).encode(value))
 
     def waitFor(self, target: str, timeout: float | None = None) -> defer.Deferred[BridgeProtocol]:
         """

@@ -521,6 +521,7 @@ class Options(usage.Options):
     @ivar keyring: The server's keys.
     @ivar keySource: Where they came from.
     @ivar handler: The handler object named by C{--handler}.
+    @ivar relayPolicy: The policy of C{--relay-policy}, or L{None}.
     @ivar tlsOptions: The TLS context factory of C{--tls-cert}, or L{None}.
     @ivar environ: The environment read for C{NETSTRUCTER_KEY} and the
         default key file.
@@ -648,12 +649,39 @@ class Options(usage.Options):
             _path("--tls-key"),
         ],
         [
+            "relay-policy",
+            None,
+            None,
+            "Turn relay on (as --relay does) under this policy file: lines of"
+            " 'allow|deny WHO send|publish|subscribe|* TARGET', first match decides,"
+            " no match refuses.",
+            _path("--relay-policy"),
+        ],
+        [
+            "max-relay-queue",
+            None,
+            1024,
+            "The most relayed values queued on the server for one slow recipient;"
+            " more are dropped and each sender is told.",
+            _positiveInt("--max-relay-queue"),
+        ],
+        [
             "tls-ca",
             None,
             None,
             "Require TLS client certificates issued by the CA certificates in this PEM"
             " file (mutual TLS; needs --tls-cert).",
             _path("--tls-ca"),
+        ],
+    ]
+
+    optFlags: list[Sequence[Any]] = [
+        [
+            "relay",
+            None,
+            "Let clients with named keys send values to each other by name and publish"
+            " and subscribe to topics (--handler relay does the same, with the echo"
+            " handler).",
         ],
     ]
 
@@ -669,6 +697,7 @@ class Options(usage.Options):
         self.keyring: Keyring | None = None
         self.keySource: KeySource | None = None
         self.handler: object = None
+        self.relayPolicy: Any = None
         self.tlsOptions: Any = None
 
     def opt_listen(self, description: str) -> None:
@@ -745,10 +774,22 @@ class Options(usage.Options):
         """
         from netstructer.handlers import handlerFromName
 
+        name = self["handler"]
+        if name.strip().lower() == "relay":
+            self["relay"] = True
+            name = "echo"
         try:
-            self.handler = handlerFromName(self["handler"])
+            self.handler = handlerFromName(name)
         except NetStructerError as e:
             raise usage.UsageError(f"--handler {self['handler']}: {e}") from e
+        self.relayPolicy = None
+        if self["relay-policy"] is not None:
+            from netstructer.relaypolicy import loadPolicy
+
+            try:
+                self.relayPolicy = loadPolicy(self["relay-policy"])
+            except NetStructerError as e:
+                raise usage.UsageError(f"--relay-policy: {e}") from e
 
     def _loadTLS(self) -> None:
         """
@@ -794,6 +835,10 @@ class Options(usage.Options):
             options["maxSessions"] = self["max-sessions"]
         if self["max-per-ip"] is not None:
             options["maxPerIP"] = self["max-per-ip"]
+        if self["relay"] or self.relayPolicy is not None:
+            options["relay"] = True
+            options["relayPolicy"] = self.relayPolicy
+            options["maxRelayQueue"] = self["max-relay-queue"]
         return options
 
 

@@ -58,8 +58,17 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from netstructer.blocking import Link, link
 from netstructer.channel import PROTOCOL_VERSION, Channel, HandshakeCompleted, Role
-from netstructer.errors import AuthenticationError, HandshakeError
-from netstructer.keys import ENVIRONMENT_VARIABLE, Keyring, generateKey, writeKeyFile
+from netstructer.errors import (
+    AuthenticationError,
+    HandshakeError,
+    NetStructerError,
+    OperationTimedOut,
+    RecipientBusy,
+    RelayRefused,
+)
+from netstructer.keys import ENVIRONMENT_VARIABLE, Keyring, generateKey, keyFileLine, writeKeyFile
+from netstructer.relay import RELAY_DELIVER, deliverBody
+from netstructer.values import encode
 
 __all__ = [
     "HANDLER_SOURCE",
@@ -1532,3 +1541,250 @@ class ResourceAttackTests(_ServerTestCase):
         established session keeps working throughout.
         """
         self.check(attackFlood)
+
+
+# The relay (docs/reliability.rst, "Hostile peers of the relay").
+
+RELAY_NAMES = ("alice", "bob", "carol", "mallory", "admin")
+RELAY_POLICY = "deny * send admin\nallow * * *\n"
+RELAY_QUEUE = 16
+
+
+@dataclass
+class RelayResult:
+    """
+    What a relay attack measured, for the tests and the published table.
+
+    @ivar case: The case's name.
+    @ivar load: What the attacker did.
+    @ivar notes: What happened, one phrase each.
+    @ivar figures: Measured numbers, by name.
+    """
+
+    case: str
+    load: str
+    notes: list[str] = field(default_factory=list)
+    figures: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """
+        @return: The table's result cell.
+        """
+        return "; ".join(self.notes)
+
+
+class RelayServer:
+    """
+    A real C{twistd -n netstructer --relay} process with named keys, a
+    policy that refuses sends to C{admin}, and small per-recipient queues.
+
+    @ivar keys: Each name's key.
+    @ivar process: The L{ServerProcess}.
+    """
+
+    def __init__(self, home: Path) -> None:
+        home.mkdir(parents=True, exist_ok=True)
+        self.keys = {name: generateKey() for name in RELAY_NAMES}
+        policy = home / "relay.policy"
+        policy.write_text(RELAY_POLICY)
+        keyLines = "\n".join(keyFileLine(key, name) for name, key in self.keys.items())
+        self.process = ServerProcess(
+            home,
+            (
+                *HOSTILE_OPTIONS,
+                "--relay-policy",
+                str(policy),
+                "--max-relay-queue",
+                str(RELAY_QUEUE),
+            ),
+            key=keyLines.encode(),
+        )
+
+    def connect(self, name: str, receiveBuffer: int | None = None) -> Link:
+        """
+        A blocking link with C{name}'s key; C{receiveBuffer} shrinks its
+        socket's receive buffer (a recipient that reads slowly).
+        """
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if receiveBuffer is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receiveBuffer)
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", self.process.port))
+        return Link(sock, self.keys[name], timeout=10)
+
+
+def relayRefusedName(server: RelayServer) -> RelayResult:
+    """
+    C{mallory} sends to C{admin}, which the policy refuses.
+    """
+    result = RelayResult(
+        "send to a refused name", "sendTo('admin', value) under 'deny * send admin'"
+    )
+    with server.connect("admin") as admin, server.connect("mallory") as mallory:
+        started = time.monotonic()
+        mallory.sendTo("admin", "let me in")
+        try:
+            mallory.recvFrom(timeout=10)
+        except RelayRefused as e:
+            elapsed = (time.monotonic() - started) * 1000
+            result.notes.append(f"RelayRefused in {elapsed:.1f} ms: {e}")
+        mallory.sendTo("mallory", "still open")
+        result.notes.append(f"the session stays open: {mallory.recvFrom(timeout=10)!r} came back")
+        try:
+            admin.recvFrom(timeout=0.5)
+            result.notes.append("admin RECEIVED the value")
+        except OperationTimedOut:
+            result.notes.append("admin received nothing")
+    return result
+
+
+def relayForgedSender(server: RelayServer) -> RelayResult:
+    """
+    C{mallory} sends a DELIVER record claiming to be C{alice}.
+    """
+    result = RelayResult(
+        "forged sender name", "a DELIVER record (server to client only) naming alice as the sender"
+    )
+    with server.connect("bob") as bob, server.connect("mallory") as mallory:
+        mallory.sendTo("bob", "who am I")
+        result.notes.append(f"an ordinary send arrives as {bob.recvFrom(timeout=10)!r}")
+        mallory.sendRecord(RELAY_DELIVER, deliverBody("alice", None, encode("forged")))
+        try:
+            mallory.recvFrom(timeout=10)
+            result.notes.append("mallory's session was NOT closed")
+        except (NetStructerError, OSError) as e:
+            result.notes.append(f"mallory's session closed ({type(e).__name__})")
+        try:
+            bob.recvFrom(timeout=0.5)
+            result.notes.append("bob RECEIVED a forged value")
+        except OperationTimedOut:
+            result.notes.append("bob received nothing forged")
+        deadline = time.monotonic() + 5
+        while "only a server sends" not in server.process.log() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        result.notes.append(f"log: ``{_shortLog(server.process, 'only a server sends')}``")
+    return result
+
+
+def _shortLog(process: ServerProcess, needle: str) -> str:
+    for line in process.log().splitlines():
+        if needle in line:
+            return re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", line.split("] ", 1)[-1])
+    return "(not logged)"
+
+
+def relayFloodSlowRecipient(
+    server: RelayServer, count: int = 2000, size: int = 16384
+) -> RelayResult:
+    """
+    C{mallory} floods C{bob}, whose 4 KiB receive buffer is never read,
+    while C{alice} and C{carol} keep exchanging values.
+    """
+    result = RelayResult(
+        "flood a slow recipient",
+        f"{count} values of {size // 1024} KiB to a recipient that never reads (4 KiB receive"
+        f" buffer), queue bound {RELAY_QUEUE}",
+    )
+    payload = b"x" * size
+    with (
+        server.connect("bob", receiveBuffer=4096),
+        server.connect("mallory") as mallory,
+        server.connect("alice") as alice,
+        server.connect("carol") as carol,
+    ):
+        before = server.process.rss()
+        peak = before
+        slowest = 0.0
+        trips = 0
+        busy = 0
+        for i in range(count):
+            try:
+                mallory.sendTo("bob", payload)
+            except RecipientBusy as e:
+                busy += e.count
+                mallory.sendTo("bob", payload)
+            if i % 100 == 0:
+                started = time.monotonic()
+                alice.sendTo("carol", i)
+                if carol.recvFrom(timeout=10) == ("alice", i):
+                    trips += 1
+                slowest = max(slowest, time.monotonic() - started)
+                peak = max(peak, server.process.rss())
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                mallory.recvFrom(timeout=0.5)
+            except RecipientBusy as e:
+                busy += e.count
+            except OperationTimedOut:
+                break
+        peak = max(peak, server.process.rss())
+        result.notes.append(
+            f"{busy} drops reported to the sender as RecipientBusy (of {count} sent)"
+        )
+        result.notes.append(
+            f"{trips} of {count // 100} round trips between two other clients OK"
+            f" (slowest {slowest * 1000:.1f} ms)"
+        )
+        result.notes.append(f"server RSS +{(peak - before) // 1024} KiB at peak")
+        result.figures.update(busy=busy, trips=trips, growth=peak - before)
+    return result
+
+
+RELAY_CASES = (relayRefusedName, relayForgedSender, relayFloodSlowRecipient)
+"""The relay's hostile cases, in the order of the published table."""
+
+
+class RelayAttackTests(SynchronousTestCase):
+    """
+    Hostile clients of the relay, against one real server process.
+    """
+
+    server: ClassVar[RelayServer]
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        """
+        Start the server.
+        """
+        home = Path(tempfile.mkdtemp(prefix="nsrelay-"))
+        cls.addClassCleanup(shutil.rmtree, home, ignore_errors=True)
+        cls.server = RelayServer(home)
+        cls.addClassCleanup(cls.server.process.kill)
+
+    def test_refusedName(self) -> None:
+        """
+        A send the policy refuses gets RelayRefused naming the recipient;
+        the sender's session stays open and the recipient gets nothing.
+        """
+        result = relayRefusedName(self.server)
+        self.assertIn("RelayRefused", result.notes[0])
+        self.assertIn("'admin'", result.notes[0])
+        self.assertIn("'still open'", result.notes[1])
+        self.assertEqual(result.notes[2], "admin received nothing")
+        self.assertIn("Refused send from mallory for admin", self.server.process.log())
+
+    def test_forgedSender(self) -> None:
+        """
+        A client cannot choose its sender name: an ordinary send carries
+        its own, and a DELIVER record from a client fails its session, is
+        logged, and reaches no one.
+        """
+        result = relayForgedSender(self.server)
+        self.assertEqual(result.notes[0], "an ordinary send arrives as ('mallory', 'who am I')")
+        self.assertIn("session closed", result.notes[1])
+        self.assertEqual(result.notes[2], "bob received nothing forged")
+        self.assertNotIn("(not logged)", result.notes[3])
+
+    def test_floodSlowRecipient(self) -> None:
+        """
+        Flooding a recipient that never reads fills only its bounded queue:
+        the drops are reported to the sender, other clients keep their
+        round trips, and the server's memory stays bounded.
+        """
+        result = relayFloodSlowRecipient(self.server)
+        figures = result.figures
+        self.assertGreater(figures["busy"], 1000, result.summary())
+        self.assertEqual(figures["trips"], 20, result.summary())
+        self.assertLess(figures["growth"], RSS_BOUND, result.summary())
