@@ -12,16 +12,24 @@ their standard input closes (or reads C{quit}); C{stats} on standard input
 makes them collect garbage and print their session count::
 
     _bridge_peer.py server ns|plain|tls [--cert-dir DIR] [--max-sessions N]
-    _bridge_peer.py client ns|plain|tls PORT [--stream N] [--echo N]
-        [--bulk SIZE:COUNT ...] [--connect N] [--hold N --warm N] [--cert-dir DIR]
+    _bridge_peer.py client ns|plain|tls|blocking PORT [--stream N] [--batch N]
+        [--echo N] [--bulk SIZE:COUNT ...] [--connect N] [--hold N --warm N]
+        [--cert-dir DIR]
+    _bridge_peer.py zmqserver
+    _bridge_peer.py zmqclient PORT SERVERKEY [--stream N] [--echo N]
+        [--bulk SIZE:COUNT ...]
     _bridge_peer.py rawsink
     _bridge_peer.py rawsource PORT SIZE:COUNT ...
 
 C{ns} is NetStructer (L{netstructer.server.Server} and
 L{netstructer.client.connect}), C{plain} a stock L{Int32StringReceiver} with
 plain C{msgpack.packb}/C{unpackb}, and C{tls} the same over TLS (a Twisted
-C{ssl:} server endpoint and a C{tls:} client endpoint).  C{rawsink} and
-C{rawsource} copy bytes through blocking sockets: the transport's ceiling.
+C{ssl:} server endpoint and a C{tls:} client endpoint).  The C{blocking}
+client is NetStructer's blocking L{netstructer.blocking.link}, talking to the
+C{ns} server.  C{zmqserver} and C{zmqclient} are pyzmq ROUTER and DEALER
+sockets with CURVE encryption carrying plain msgpack (the server prints its
+CURVE public key with its port).  C{rawsink} and C{rawsource} copy bytes
+through blocking sockets: the transport's ceiling.
 
 NetStructer's key comes from the C{NETSTRUCTER_BENCH_KEY} environment
 variable.  Every wait is bounded: a peer gives up, prints an C{"error"}
@@ -580,13 +588,15 @@ async def _countRun(link: Link, value: object, count: int, batch: int) -> float:
     return elapsed
 
 
-async def streamWorkload(opener: Opener, count: int) -> None:
+async def streamWorkload(opener: Opener, count: int, batch: int = 100) -> None:
     """
     One-way example values: values per second counted by the server.
+
+    @param batch: Values sent between two waits on C{whenWritable()}.
     """
     link = await opener()
-    await _countRun(link, EXAMPLE, min(2000, count), 100)
-    seconds = await _countRun(link, EXAMPLE, count, 100)
+    await _countRun(link, EXAMPLE, min(2000, count), batch)
+    seconds = await _countRun(link, EXAMPLE, count, batch)
     await link.close()
     emit("result", workload="stream", values=count, seconds=seconds, rate=count / seconds)
 
@@ -750,7 +760,9 @@ def client(options: argparse.Namespace) -> int:
                     reactor, echoWorkload(opener, options.echo, options.impl == "ns"), "echo"
                 )
             if options.stream:
-                await _deadline(reactor, streamWorkload(opener, options.stream), "stream")
+                await _deadline(
+                    reactor, streamWorkload(opener, options.stream, options.batch), "stream"
+                )
             for size, count in options.bulk:
                 await _deadline(reactor, bulkWorkload(opener, size, count), "bulk")
             if options.connect:
@@ -769,6 +781,289 @@ def client(options: argparse.Namespace) -> int:
     reactor.callWhenRunning(start)
     reactor.run()
     return status[0]
+
+
+# The blocking NetStructer client and pyzmq: blocking sockets, no reactor.
+
+
+class _Deadline:
+    """
+    Fails a blocking workload that overruns L{WORKLOAD_DEADLINE}.
+    """
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._end = time.monotonic() + WORKLOAD_DEADLINE
+
+    def check(self) -> None:
+        """
+        @raise RuntimeError: The workload overran its deadline.
+        """
+        if time.monotonic() > self._end:
+            raise RuntimeError(f"{self._what} overran its {WORKLOAD_DEADLINE} s deadline")
+
+
+def _checkCount(reply: object, count: int) -> None:
+    if not (isinstance(reply, list | tuple) and list(reply[:2]) == [DONE, count]):
+        raise RuntimeError(f"the server answered {reply!r} to a count of {count}")
+
+
+def blockingClient(options: argparse.Namespace) -> int:
+    """
+    The workloads over NetStructer's blocking L{link
+    <netstructer.blocking.link>}: one L{sendBuffer
+    <netstructer.blocking.Link.sendBuffer>} per value (or, with
+    C{--batch N} over 1, L{sendBuffers
+    <netstructer.blocking.Link.sendBuffers>} of N values), and
+    C{recvBuffer} for answers.
+
+    @return: The exit status.
+    """
+    from netstructer.blocking import link
+    from netstructer.keys import asKeyring
+
+    keyring = asKeyring(os.environ[KEY_VARIABLE])
+    address = ("127.0.0.1", options.port)
+
+    def openLink() -> Any:
+        return link(address, keyring, timeout=WORKLOAD_DEADLINE, maxBufferSize=MAX_VALUE_SIZE)
+
+    def countRun(session: Any, value: object, count: int, batch: int) -> float:
+        session.sendBuffer((COUNT_COMMAND, count))
+        started = time.perf_counter()
+        if batch > 1:
+            values = [value] * batch
+            sendBuffers = session.sendBuffers
+            sent = 0
+            while sent < count:
+                n = min(batch, count - sent)
+                sendBuffers(values if n == batch else values[:n])
+                sent += n
+        else:
+            sendBuffer = session.sendBuffer
+            for _ in range(count):
+                sendBuffer(value)
+        reply = session.recvBuffer()
+        elapsed = time.perf_counter() - started
+        _checkCount(reply, count)
+        return elapsed
+
+    try:
+        if options.echo:
+            deadline = _Deadline("echo")
+            with openLink() as session:
+                send, receive = session.sendBuffer, session.recvBuffer
+                for _ in range(min(200, options.echo)):
+                    send(EXAMPLE)
+                    reply = receive()
+                if reply != EXAMPLE:
+                    raise RuntimeError(f"the echo {reply!r} differs from the value sent")
+                clock = time.perf_counter
+                times: list[float] = []
+                for _ in range(options.echo):
+                    started = clock()
+                    send(EXAMPLE)
+                    receive()
+                    times.append(clock() - started)
+                deadline.check()
+            emit("result", workload="echo", samples=times)
+        if options.stream:
+            with openLink() as session:
+                countRun(session, EXAMPLE, min(2000, options.stream), options.batch)
+                seconds = countRun(session, EXAMPLE, options.stream, options.batch)
+            emit(
+                "result",
+                workload="stream",
+                values=options.stream,
+                seconds=seconds,
+                rate=options.stream / seconds,
+            )
+        for size, count in options.bulk:
+            value = os.urandom(size)
+            with openLink() as session:
+                countRun(session, value, 1, 1)
+                seconds = countRun(session, value, count, 1)
+            emit(
+                "result",
+                workload="bulk",
+                size=size,
+                values=count,
+                seconds=seconds,
+                rate=size * count / seconds / 1e6,
+            )
+        if options.connect:
+            deadline = _Deadline("connect")
+            samples: list[float] = []
+            warm = min(5, options.connect)
+            for i in range(warm + options.connect):
+                started = time.perf_counter()
+                session = openLink()
+                session.sendBuffer(EXAMPLE)
+                session.recvBuffer()
+                elapsed = time.perf_counter() - started
+                session.close()
+                if i >= warm:
+                    samples.append(elapsed)
+                deadline.check()
+            emit("result", workload="connect", samples=samples)
+    except Exception as e:  # noqa: BLE001 (reported to the parent, which fails)
+        emit("error", where="blocking client", error=f"{type(e).__name__}: {e}")
+        return 1
+    return 0
+
+
+def zmqServer(options: argparse.Namespace) -> None:
+    """
+    A pyzmq ROUTER socket with CURVE encryption (a fresh server key pair),
+    on 127.0.0.1: counts values after a count command and echoes the
+    others, decoding each with plain msgpack like L{PlainServer}.  Prints
+    its port and public key, and serves until standard input closes.
+    """
+    import zmq
+
+    context = zmq.Context()
+    public, secret = zmq.curve_keypair()
+    router = context.socket(zmq.ROUTER)
+    router.curve_server = True
+    router.curve_publickey = public
+    router.curve_secretkey = secret
+    router.maxmsgsize = MAX_VALUE_SIZE
+    router.linger = 0
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    emit("listening", port=port, pid=os.getpid(), curveKey=public.decode("ascii"))
+    poller = zmq.Poller()
+    poller.register(router, zmq.POLLIN)
+    poller.register(sys.stdin.fileno(), zmq.POLLIN)
+    tallies: dict[bytes, Tally] = {}
+    recv, send = router.recv_multipart, router.send_multipart
+    ends = time.monotonic() + LIFETIME
+    try:
+        while time.monotonic() < ends:
+            ready = dict(poller.poll(1000))
+            if sys.stdin.fileno() in ready:
+                line = sys.stdin.readline()
+                if not line or line.strip() == "quit":
+                    return
+            if router not in ready:
+                continue
+            while True:
+                try:
+                    identity, payload = recv(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                value = unpackb(payload.buffer)
+                key = identity.bytes
+                tally = tallies.get(key)
+                if tally is not None:
+                    if tally.add(value):
+                        del tallies[key]
+                        send([key, plainPack(tally.done())])
+                    continue
+                expected = countCommand(value)
+                if expected is not None:
+                    tallies[key] = Tally(expected)
+                    continue
+                send([key, plainPack(value)])
+    finally:
+        router.close(0)
+        context.term()
+
+
+def zmqClient(options: argparse.Namespace) -> int:
+    """
+    The workloads over a pyzmq DEALER socket with CURVE encryption: one
+    blocking C{send} per value (C{copy=False} for bulk values, as pyzmq
+    advises for large messages; its high-water mark is the backpressure),
+    one C{recv} per answer.
+
+    @return: The exit status.
+    """
+    import zmq
+
+    context = zmq.Context()
+
+    def openSocket() -> Any:
+        dealer = context.socket(zmq.DEALER)
+        public, secret = zmq.curve_keypair()
+        dealer.curve_serverkey = options.server_key.encode("ascii")
+        dealer.curve_publickey = public
+        dealer.curve_secretkey = secret
+        dealer.maxmsgsize = MAX_VALUE_SIZE
+        dealer.linger = 1000
+        dealer.rcvtimeo = int(WORKLOAD_DEADLINE * 1000)
+        dealer.sndtimeo = int(WORKLOAD_DEADLINE * 1000)
+        dealer.connect(f"tcp://127.0.0.1:{options.port}")
+        return dealer
+
+    def receive(dealer: Any) -> object:
+        return unpackb(dealer.recv(copy=False).buffer)
+
+    def countRun(dealer: Any, value: object, count: int) -> float:
+        dealer.send(plainPack((COUNT_COMMAND, count)))
+        started = time.perf_counter()
+        if type(value) is bytes and len(value) > 65536:
+            for _ in range(count):
+                # One encoding per value, as for every other peer.
+                dealer.send(plainPack(value), copy=False)
+        else:
+            send = dealer.send
+            for _ in range(count):
+                send(plainPack(value))
+        reply = receive(dealer)
+        elapsed = time.perf_counter() - started
+        _checkCount(reply, count)
+        return elapsed
+
+    try:
+        if options.echo:
+            deadline = _Deadline("echo")
+            dealer = openSocket()
+            for _ in range(min(200, options.echo)):
+                dealer.send(plainPack(EXAMPLE))
+                receive(dealer)
+            clock = time.perf_counter
+            times: list[float] = []
+            send = dealer.send
+            for _ in range(options.echo):
+                started = clock()
+                send(plainPack(EXAMPLE))
+                receive(dealer)
+                times.append(clock() - started)
+            deadline.check()
+            dealer.close()
+            emit("result", workload="echo", samples=times)
+        if options.stream:
+            dealer = openSocket()
+            countRun(dealer, EXAMPLE, min(2000, options.stream))
+            seconds = countRun(dealer, EXAMPLE, options.stream)
+            dealer.close()
+            emit(
+                "result",
+                workload="stream",
+                values=options.stream,
+                seconds=seconds,
+                rate=options.stream / seconds,
+            )
+        for size, count in options.bulk:
+            value = os.urandom(size)
+            dealer = openSocket()
+            countRun(dealer, value, 1)
+            seconds = countRun(dealer, value, count)
+            dealer.close()
+            emit(
+                "result",
+                workload="bulk",
+                size=size,
+                values=count,
+                seconds=seconds,
+                rate=size * count / seconds / 1e6,
+            )
+    except Exception as e:  # noqa: BLE001 (reported to the parent, which fails)
+        emit("error", where="zmq client", error=f"{type(e).__name__}: {e}")
+        return 1
+    finally:
+        context.term()
+    return 0
 
 
 # Raw sockets: the transport's ceiling.
@@ -858,15 +1153,23 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument("--cert-dir")
     server.add_argument("--max-sessions", type=int, default=1100)
     peer = roles.add_parser("client")
-    peer.add_argument("impl", choices=("ns", "plain", "tls"))
+    peer.add_argument("impl", choices=("ns", "plain", "tls", "blocking"))
     peer.add_argument("port", type=int)
     peer.add_argument("--cert-dir")
     peer.add_argument("--stream", type=int, default=0)
+    peer.add_argument("--batch", type=int, default=100)
     peer.add_argument("--echo", type=int, default=0)
     peer.add_argument("--bulk", type=_sizeCount, action="append", default=[])
     peer.add_argument("--connect", type=int, default=0)
     peer.add_argument("--hold", type=int, default=0)
     peer.add_argument("--warm", type=int, default=10)
+    roles.add_parser("zmqserver")
+    zmqPeer = roles.add_parser("zmqclient")
+    zmqPeer.add_argument("port", type=int)
+    zmqPeer.add_argument("server_key")
+    zmqPeer.add_argument("--stream", type=int, default=0)
+    zmqPeer.add_argument("--echo", type=int, default=0)
+    zmqPeer.add_argument("--bulk", type=_sizeCount, action="append", default=[])
     roles.add_parser("rawsink")
     source = roles.add_parser("rawsource")
     source.add_argument("port", type=int)
@@ -888,7 +1191,11 @@ def main() -> int:
         raise SystemExit("a tls client needs --cert-dir")
     roles: dict[str, Callable[[argparse.Namespace], int | None]] = {
         "server": serve,
-        "client": client,
+        "client": blockingClient
+        if options.role == "client" and options.impl == "blocking"
+        else client,
+        "zmqserver": zmqServer,
+        "zmqclient": zmqClient,
         "rawsink": rawSink,
         "rawsource": rawSource,
     }

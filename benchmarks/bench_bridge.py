@@ -317,43 +317,52 @@ class Peers:
         self._profileDir = profileDir
         self._peers: list[Peer] = []
 
-    def spawn(self, name: str, args: list[str]) -> Peer:
+    def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Peer:
         """
         Start a peer.
 
         @param name: Its name (unique within the run).
         @param args: The arguments of C{_bridge_peer.py}.
+        @param env: Variables to add to its environment.
         @return: The peer.
         """
         if self._profileDir is not None:
             args = ["--profile", str(self._profileDir / f"{name}.prof"), *args]
-        peer = Peer(name, args, self._env, self._logDir)
+        peer = Peer(name, args, {**self._env, **(env or {})}, self._logDir)
         self._peers.append(peer)
         return peer
 
-    def server(self, name: str, args: list[str]) -> tuple[Peer, int]:
+    def server(
+        self, name: str, args: list[str], env: dict[str, str] | None = None
+    ) -> tuple[Peer, int]:
         """
         Start a server and wait for its port.
 
         @return: The peer and its port.
         """
-        peer = self.spawn(name, args)
+        peer = self.spawn(name, args, env)
         port = peer.expect("listening", 60)["port"]
         assert isinstance(port, int)
         return peer, port
 
     def client(
-        self, name: str, args: list[str], expected: int, timeout: float = 300
+        self,
+        name: str,
+        args: list[str],
+        expected: int,
+        timeout: float = 300,
+        env: dict[str, str] | None = None,
     ) -> list[dict[str, Any]]:
         """
         Run a client to its end.
 
         @param expected: The result lines it must print.
+        @param env: Variables to add to its environment.
         @return: Its result lines.
         @raise PeerError: It failed, overran, or printed another number of
             results.
         """
-        peer = self.spawn(name, args)
+        peer = self.spawn(name, args, env)
         try:
             results = peer.results(timeout)
         finally:

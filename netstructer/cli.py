@@ -10,7 +10,8 @@ The C{netstructer} command.
       (and print the replies).
     - C{netstructer listen ENDPOINT}: a server printing every value it
       receives, with its sender (a secure C{nc -l}).
-    - C{netstructer bench [ENDPOINT]}: measure messages per second, round-trip
+    - C{netstructer bench [ENDPOINT]} (or C{bench --peers}, the comparison with
+      other peers): measure messages per second, round-trip
       latency and bulk throughput, against a running echo server or against
       a server the command starts itself.
 
@@ -400,6 +401,14 @@ def _makeParser() -> _ArgumentParser:
         type=_positiveFloat,
         default=_DEFAULT_TIMEOUT,
         help=f"how long to wait to connect, and for each reply (default {_DEFAULT_TIMEOUT:g})",
+    )
+    bench.add_argument(
+        "--peers",
+        action="store_true",
+        help="instead, compare with the peers users pick (Int32StringReceiver+msgpack, Twisted"
+        " TLS 1.3, pyzmq with CURVE, raw sockets) and print every performance goal as PASS or"
+        " MISS: the quick form of benchmarks/bench_peers.py, from a source checkout with"
+        ' pip install -e ".[bench]" (under a minute)',
     )
     return parser
 
@@ -847,6 +856,16 @@ class _ServerProcess(ProcessProtocol):
         self.ended.callback(None)
 
 
+def peersBenchmark(root: str) -> str | None:
+    """
+    @param root: The directory holding the C{netstructer} package.
+    @return: The path of C{benchmarks/bench_peers.py} under C{root}, if it
+        is there (in a source checkout).
+    """
+    script = os.path.join(root, "benchmarks", "bench_peers.py")
+    return script if os.path.isfile(script) else None
+
+
 class _BenchCommand(Command):
     """
     C{netstructer bench}.
@@ -856,6 +875,8 @@ class _BenchCommand(Command):
 
     def __init__(self, args: argparse.Namespace, streams: Streams) -> None:
         super().__init__(args, streams)
+        if args.peers and args.endpoint is not None:
+            raise UserError("bench --peers starts its own servers: give no ENDPOINT")
         self.spawned = args.endpoint is None
         if self.spawned:
             self.key = generateKey()
@@ -870,8 +891,11 @@ class _BenchCommand(Command):
 
     async def execute(self, reactor: Any) -> int:
         """
-        Run the three tests and print the table.
+        Run the three tests and print the table (or, with C{--peers}, the
+        comparison with other peers).
         """
+        if self.args.peers:
+            return await self._comparePeers(reactor)
         child: _ServerProcess | None = None
         where = self.args.endpoint
         try:
@@ -882,6 +906,36 @@ class _BenchCommand(Command):
             if child is not None:
                 await self._stopServer(reactor, child)
         self._printTable(where, results)
+        return 0
+
+    async def _comparePeers(self, reactor: Any) -> int:
+        """
+        Run C{benchmarks/bench_peers.py --quick} and print its table.
+
+        @return: Its exit status.
+        @raise UserError: It is not there (an installation from a wheel has
+            no benchmarks), or it failed.
+        """
+        from twisted.internet.utils import getProcessOutputAndValue
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(netstructer.__file__)))
+        script = peersBenchmark(root)
+        if script is None:
+            raise UserError(
+                "bench --peers runs benchmarks/bench_peers.py from a source checkout of"
+                ' NetStructer installed with pip install -e ".[bench]"; this installation'
+                " has no benchmarks"
+            )
+        environ = dict(self.streams.environ)
+        environ["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [environ.get("PYTHONPATH")])])
+        out, err, code = await getProcessOutputAndValue(
+            sys.executable, [script, "--quick"], env=environ, path=root, reactor=reactor
+        )
+        self.streams.stdout.write(out.decode("utf-8", "replace"))
+        self.streams.stdout.flush()
+        if code:
+            said = err.decode("utf-8", "replace").strip().splitlines()
+            raise UserError(f"the peer comparison failed: {said[-1] if said else code}")
         return 0
 
     async def _spawnServer(self, reactor: Any) -> tuple[_ServerProcess, str]:

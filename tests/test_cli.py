@@ -255,6 +255,15 @@ class ArgumentTests(_CommandLineTests):
             self.assertEqual((code, out), (2, ""), argv)
             self.assertOneLineError(err, fragment)
 
+    def test_benchPeersNoEndpoint(self) -> None:
+        """
+        C{bench --peers} starts its own servers: an endpoint is a one-line
+        error, with exit status 1.
+        """
+        result, out, err = self.parse("bench", "--peers", "127.0.0.1:5000")
+        self.assertEqual((result, out), (1, ""))
+        self.assertOneLineError(err, "--peers", "ENDPOINT")
+
     def test_notALiteral(self) -> None:
         """
         A value that is not a Python literal is a one-line error naming it,
@@ -807,6 +816,15 @@ class SubprocessTests(SynchronousTestCase):
         self.assertEqual(result.returncode, 1)
         self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
         self.assertTrue(result.stderr.startswith("netstructer: error: cannot connect"))
+
+    def test_benchPeersScript(self) -> None:
+        """
+        C{bench --peers} runs C{benchmarks/bench_peers.py} of the source
+        checkout holding the package, and finds none elsewhere.
+        """
+        root = Path(cli.netstructer.__file__).resolve().parent.parent
+        self.assertEqual(cli.peersBenchmark(str(root)), str(root / "benchmarks" / "bench_peers.py"))
+        self.assertIsNone(cli.peersBenchmark(self.mktemp()))
 
     def test_benchSpawnsServer(self) -> None:
         """
