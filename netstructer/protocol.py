@@ -389,12 +389,14 @@ class BridgeProtocol(Int32StringReceiver):
         the end of the connection (see L{netstructer.events}); set by the
         server factory, a no-op by default.
     @ivar connectedAt: When the connection was made (L{None} before).
+    @ivar suite: The suite the handshake settled on (L{None} before).
     """
 
     MAX_LENGTH = HANDSHAKE_MAX_FRAME
     _log = Logger()
     events: IBridgeEvents = NO_EVENTS
     connectedAt: float | None = None
+    suite: str | None = None
     transport: _Transport  # type: ignore[assignment]
 
     def __init__(
@@ -802,6 +804,7 @@ class BridgeProtocol(Int32StringReceiver):
             self._handshakeTimer.cancel()
             self._handshakeTimer = None
         self._established = True
+        self.suite = event.suite
         self.MAX_LENGTH = self._channel.maxFrameSize
         now = self.clock.seconds()
         self.openedAt = now
@@ -1469,6 +1472,14 @@ class BridgeProtocol(Int32StringReceiver):
         """
         requested = self._closeRequested
         return None if requested is None else requested[0]
+
+    @property
+    def failedLocally(self) -> bool:
+        """
+        Whether this side ended the connection because of a protocol error
+        or a timeout (rather than the peer, or a clean close, ending it).
+        """
+        return self._failure is not None
 
 
 class IConnectionGate(ISessionObserver):
