@@ -54,6 +54,7 @@ from netstructer.errors import (
     SessionClosed,
     TruncationError,
 )
+from netstructer.events import NO_EVENTS, IBridgeEvents
 from netstructer.keys import KeyIdentity, Keyring, asKeyring
 from netstructer.records import RecordRouter
 from netstructer.relay import ProtocolRelay, RelayedValue
@@ -312,14 +313,19 @@ class _WriteFlow:
     @ivar paused: Whether the transport asked writers to pause.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, owner: BridgeProtocol | None = None) -> None:
         self.paused = False
         self._waiting: list[defer.Deferred[None]] = []
+        self._owner = owner
 
     def pauseProducing(self) -> None:
+        if not self.paused and self._owner is not None:
+            self._owner.events.writingPaused(self._owner)
         self.paused = True
 
     def resumeProducing(self) -> None:
+        if self.paused and self._owner is not None:
+            self._owner.events.writingResumed(self._owner)
         self.paused = False
         waiting, self._waiting = self._waiting, []
         for d in waiting:
@@ -392,10 +398,18 @@ class BridgeProtocol(Int32StringReceiver):
     @ivar closeMessage: The peer's close reason text, if it sent one.
     @ivar records: Routes the extension records of protocol version 2 to
         the capabilities (relay, streams) attached to this session.
+    @ivar events: Told of handshake outcomes, received records, pauses and
+        the end of the connection (see L{netstructer.events}); set by the
+        server factory, a no-op by default.
+    @ivar connectedAt: When the connection was made (L{None} before).
+    @ivar suite: The suite the handshake settled on (L{None} before).
     """
 
     MAX_LENGTH = HANDSHAKE_MAX_FRAME
     _log = Logger()
+    events: IBridgeEvents = NO_EVENTS
+    connectedAt: float | None = None
+    suite: str | None = None
     transport: _Transport  # type: ignore[assignment]
 
     def __init__(
@@ -453,7 +467,7 @@ class BridgeProtocol(Int32StringReceiver):
         self._waiters: deque[defer.Deferred[object]] = deque()
         self._whenEstablished: list[defer.Deferred[BridgeProtocol]] = []
         self._whenClosed: list[defer.Deferred[None]] = []
-        self._writeFlow = _WriteFlow()
+        self._writeFlow = _WriteFlow(self)
         self._handshakeTimer: IDelayedCall | None = None
         self._keepAliveTimer: IDelayedCall | None = None
         self._idleTimer: IDelayedCall | None = None
@@ -519,7 +533,7 @@ class BridgeProtocol(Int32StringReceiver):
         self.peer = self.transport.getPeer()
         self.key = sessionKey(self.peer)
         now = self.clock.seconds()
-        self.lastActivity = now
+        self.lastActivity = self.connectedAt = now
         self.transport.registerProducer(self._writeFlow, True)
         self._producerRegistered = True
         self._descriptor = _bufferingDescriptor(self.transport)
@@ -696,10 +710,12 @@ class BridgeProtocol(Int32StringReceiver):
             self.valuesIn += 1
             self._lastValue = now
             self._receivedSize = event.size
+            self.events.valuesReceived(self, 1, event.size)
             self._valueSink()(event.value)
             return
         if type(event) is ValuesReceived:
             self._lastValue = now
+            self.events.valuesReceived(self, len(event.values), event.size // len(event.values))
             self._deliver(event.values, event.size // len(event.values))
             return
         self._flushChannel()
@@ -807,6 +823,7 @@ class BridgeProtocol(Int32StringReceiver):
             self._handshakeTimer.cancel()
             self._handshakeTimer = None
         self._established = True
+        self.suite = event.suite
         self.MAX_LENGTH = self._channel.maxFrameSize
         peerKey = self._channel.peerKey
         if peerKey is not None:
@@ -1222,6 +1239,7 @@ class BridgeProtocol(Int32StringReceiver):
         """
         if not self._receivePaused:
             self._receivePaused = self._halted = True
+            self.events.receivingPaused(self)
             self.transport.pauseProducing()
 
     def resumeReceiving(self) -> None:
@@ -1231,6 +1249,7 @@ class BridgeProtocol(Int32StringReceiver):
         """
         if self._receivePaused:
             self._receivePaused = False
+            self.events.receivingResumed(self)
             self._halted = self.closeReason is not None or self._failure is not None
             if self.closeReason is None:
                 self.transport.resumeProducing()
@@ -1407,6 +1426,7 @@ class BridgeProtocol(Int32StringReceiver):
         established, self._whenEstablished = self._whenEstablished, []
         for opened in established:
             opened.errback(failure)
+        self.events.connectionEnded(self, failure)
         if self.observer is not None:
             try:
                 self.observer.sessionClosed(self, failure)
@@ -1544,6 +1564,24 @@ class BridgeProtocol(Int32StringReceiver):
         """
         return self._relayState().recvFrom(timeout)
 
+    @property
+    def closeSent(self) -> CloseCode | None:
+        """
+        The close code of the close record this side sent, or is to send
+        (a close asked for during the handshake, or the reply to the
+        peer's close); L{None} if it never closed with a record.
+        """
+        requested = self._closeRequested
+        return None if requested is None else requested[0]
+
+    @property
+    def failedLocally(self) -> bool:
+        """
+        Whether this side ended the connection because of a protocol error
+        or a timeout (rather than the peer, or a clean close, ending it).
+        """
+        return self._failure is not None
+
 
 class IConnectionGate(ISessionObserver):
     """
@@ -1608,6 +1646,7 @@ class BridgeServerFactory(Factory):
         self.gate = gate
         self.clock = _maybeGlobalReactor(clock)
         self.tlsFailures = TLSFailureLimiter()
+        self.events: IBridgeEvents = NO_EVENTS
         if logger is not None:
             self._log = logger
 
@@ -1623,6 +1662,7 @@ class BridgeServerFactory(Factory):
         if not self.gate.admit(proto, addr):
             return None
         proto.factory = self
+        proto.events = self.events
         return proto
 
 

@@ -49,6 +49,7 @@ from zope.interface import Interface, implementer
 
 from netstructer.channel import CloseCode
 from netstructer.errors import OperationTimedOut
+from netstructer.events import NO_EVENTS, IBridgeEvents
 from netstructer.keys import Keyring
 from netstructer.protocol import BridgeProtocol, IConnectionGate
 
@@ -208,9 +209,12 @@ class SessionRegistry(Service):
         those in their handshake.
     @ivar maxPerIP: The most connections admitted at once from one IP
         address.
+    @ivar events: Told of refused connections (see L{netstructer.events});
+        a no-op by default.
     """
 
     _log = Logger()
+    events: IBridgeEvents = NO_EVENTS
 
     def __init__(
         self,
@@ -560,6 +564,7 @@ class SessionRegistry(Service):
         key, host = _tokensOf(address, "")
         if self._stopping:
             self._log.info("Refusing {peer}: the server is stopping", peer=key)
+            self.events.connectionRefused("stopping")
             return False
         if self._admitted >= self.maxSessions:
             self._log.warn(
@@ -568,6 +573,7 @@ class SessionRegistry(Service):
                 count=self._admitted,
                 limit="maxSessions",
             )
+            self.events.connectionRefused("max_sessions")
             return False
         fromHost = self._admittedHosts.get(host, 0)
         if fromHost >= self.maxPerIP and isinstance(getattr(address, "host", None), str):
@@ -579,6 +585,7 @@ class SessionRegistry(Service):
                 count=fromHost,
                 limit="maxPerIP",
             )
+            self.events.connectionRefused("max_per_ip")
             return False
         self._admitted += 1
         self._admittedHosts[host] = fromHost + 1
