@@ -234,19 +234,22 @@ class BridgeMetrics:
         self._valueSizes = _Histogram(VALUE_SIZE_BUCKETS)
         self._handshakeSeconds: dict[str, _Histogram] = {}
 
-    def attach(self, sessions: SessionRegistry, factory: object) -> None:
+    def attach(self, sessions: SessionRegistry, factory: object = None) -> None:
         """
         Observe a server: its registry's sessions and refusals, and every
         connection its factory builds from now on.
 
         @param sessions: The server's session registry.
         @param factory: Its L{BridgeServerFactory
-            <netstructer.protocol.BridgeServerFactory>}.
+            <netstructer.protocol.BridgeServerFactory>}, if already made (a
+            L{Server<netstructer.server.Server>} hands its metrics to the
+            factory it makes).
         """
         self._registry = sessions
         sessions.events = self
         sessions.addObserver(self)
-        factory.events = self  # type: ignore[attr-defined]
+        if factory is not None:
+            factory.events = self  # type: ignore[attr-defined]
 
     def register(self, registry: CollectorRegistry | None = None) -> CollectorRegistry:
         """

@@ -118,12 +118,13 @@ def endpointDescription(endpoint: object) -> str | IStreamServerEndpoint:
     )
 
 
-def _initializeError(failure: Failure, where: str) -> Failure:
+def _initializeError(failure: Failure, where: str, option: str = "--port") -> Failure:
     """
     Explain why listening failed.
 
     @param failure: What the endpoint failed with.
     @param where: The endpoint, for the message.
+    @param option: The option that chose the port, for the message.
     @return: A failure of L{ServerInitializeError} naming the cause (or the
         given failure, for cancellation).
     """
@@ -135,12 +136,12 @@ def _initializeError(failure: Failure, where: str) -> Failure:
         port = error.port
         if code in _IN_USE:
             message = (
-                f"port {port} is already in use: stop the other server or choose another --port"
+                f"port {port} is already in use: stop the other server or choose another {option}"
             )
         elif code in _DENIED:
             message = (
                 f"permission denied to listen on port {port}: ports below 1024 need "
-                "privileges; choose another --port"
+                f"privileges; choose another {option}"
             )
         else:
             message = (
@@ -374,6 +375,8 @@ class Server(MultiService):
         relayPolicy: IRelayPolicy | None = None,
         relayBackend: IRelayBackend | None = None,
         maxRelayQueue: int = DEFAULT_RELAY_QUEUE,
+        metrics: str | int | None = None,
+        metricsRegistry: Any = None,
         **options: Any,
     ) -> None:
         """
@@ -401,6 +404,15 @@ class Server(MultiService):
             this server's sessions by default.  Setting it turns relay on.
         @param maxRelayQueue: The bound of each recipient's queue of relayed
             values (1024 by default).
+        @param metrics: Where to serve Prometheus metrics (C{GET /metrics})
+            and the health check (C{GET /healthz}): a server endpoint
+            description such as C{"tcp:9100:interface=127.0.0.1"}, or a
+            port number (on 127.0.0.1); L{None}, the default, serves none.
+            It needs the C{metrics} extra (C{prometheus_client}).  See
+            L{netstructer.metricsweb}.
+        @param metricsRegistry: A C{prometheus_client.CollectorRegistry} to
+            add this server's metrics to, for an application that serves
+            its own; with C{metrics}, that registry is what is served.
         @param options: Fields of L{BridgeConfig} (C{suite}, C{cipher},
             C{acceptSuites}, C{limits}, C{handshakeTimeout},
             C{keepAliveInterval}, C{idleTimeout}, C{shutdownGrace} (the
@@ -411,8 +423,8 @@ class Server(MultiService):
             C{maxPerIP}; and C{maxBufferSize}, the largest encoded value
             accepted (it sets C{limits.maxSize}).
         @raise ServerInitializeError: The key is missing or malformed (the
-            message holds no key material), or a port number is out of
-            range.
+            message holds no key material), a port number is out of
+            range, or metrics were asked for without C{prometheus_client}.
         @raise TypeError: An unknown option, or an endpoint of no accepted
             form.
         @raise ValueError: An option has a bad value.
@@ -465,6 +477,8 @@ class Server(MultiService):
         self._listening: defer.Deferred[IListeningPort] | None = None
         self._listenWaiters: list[defer.Deferred[IListeningPort]] = []
         self._listenedOnStart = False
+        self._stopping = False
+        self.metrics = _serverMetrics(self, metrics, metricsRegistry)
         if handler is not None:
             self.setHandler(handler)
 
@@ -492,7 +506,17 @@ class Server(MultiService):
             self._factory = _ServerFactory(
                 self.config, self.registry, self._dispatcher, self.reactor, self._logger
             )
+            if self.metrics is not None:
+                self._factory.events = self.metrics.collector
         return self._factory
+
+    @property
+    def stopping(self) -> bool:
+        """
+        Whether the server is shutting down: from the start of
+        L{stopService} until it is started again.
+        """
+        return self._stopping
 
     # Handlers.
 
@@ -673,7 +697,13 @@ class Server(MultiService):
         self._listenWaiters.append(d)
         if self._listening is None:
             self._startListening()
-        return d
+        if self.metrics is None:
+            return d
+        metrics = self.metrics.listen()
+        metrics.addErrback(
+            _initializeError, f"the metrics endpoint {self.metrics.endpoint}", "--metrics"
+        )
+        return _bothListening(d, metrics)
 
     def _startListening(self) -> None:
         where = self.endpoint if isinstance(self.endpoint, str) else repr(self.endpoint)
@@ -749,6 +779,7 @@ class Server(MultiService):
         Listen now, while privileges last (C{twistd} calls this before
         dropping them, so ports below 1024 work).
         """
+        self._stopping = False
         MultiService.privilegedStartService(self)
         if not self._listenedOnStart:
             self._listenOnStart()
@@ -758,6 +789,7 @@ class Server(MultiService):
         Start the registry, and listen unless L{privilegedStartService}
         already did.
         """
+        self._stopping = False
         MultiService.startService(self)
         if not self._listenedOnStart:
             self._listenOnStart()
@@ -767,10 +799,14 @@ class Server(MultiService):
         Stop listening, then stop the child services: the registry closes
         every session cleanly (see L{SessionRegistry.stopService}).
 
+        The metrics listener, if any, stays up until every connection has
+        ended, its C{/healthz} answering 503 from the start.
+
         @return: A Deferred that fires with L{None} once the port is closed
             and every connection has ended.
         """
         self.running = 0
+        self._stopping = True
         self._listenedOnStart = False
         if self._listening is not None:
             self._listening.cancel()
@@ -786,7 +822,53 @@ class Server(MultiService):
 
             stopped.addErrback(stopListeningFailed)
         stopped.addCallback(lambda _: MultiService.stopService(self))
+        if self.metrics is not None:
+            metrics = self.metrics
+            stopped.addCallback(lambda _: metrics.stop())
         return stopped.addCallback(lambda _: None)
+
+
+def _serverMetrics(server: Server, endpoint: str | int | None, registry: Any) -> Any:
+    """
+    Make a server's metrics, if asked for (importing C{prometheus_client}
+    only then).
+
+    @return: A L{ServerMetrics<netstructer.metricsweb.ServerMetrics>}, or
+        L{None}.
+    @raise ServerInitializeError: C{prometheus_client} is not installed, or
+        the endpoint is malformed.
+    """
+    if endpoint is None and registry is None:
+        return None
+    try:
+        from netstructer.metricsweb import ServerMetrics, metricsEndpoint
+    except ImportError as e:
+        raise ServerInitializeError(
+            f"metrics need prometheus_client ({e}): pip install 'netstructer[metrics]'"
+        ) from e
+    try:
+        description = None if endpoint is None else metricsEndpoint(endpoint)
+    except ValueError as e:
+        raise ServerInitializeError(f"bad metrics endpoint: {e}") from e
+    return ServerMetrics(server, description, registry)
+
+
+def _bothListening(
+    main: defer.Deferred[IListeningPort], metrics: defer.Deferred[Any]
+) -> defer.Deferred[IListeningPort]:
+    """
+    @return: A Deferred firing with C{main}'s port once both have fired, or
+        failing with the first failure (at once if both fired at once).
+    """
+    both = defer.DeferredList([main, metrics], consumeErrors=True)
+
+    def done(outcomes: list[tuple[bool, Any]]) -> Any:
+        for succeeded, result in outcomes:
+            if not succeeded:
+                return result
+        return outcomes[0][1]
+
+    return both.addCallback(done)
 
 
 def _withMaxSize(limits: Limits, maxSize: int) -> Limits:

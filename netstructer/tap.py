@@ -110,6 +110,27 @@ _T = TypeVar("_T")
 # option.
 
 
+def _metricsEndpoint(value: str) -> str:
+    """
+    Read C{--metrics}, checking that C{prometheus_client} is installed.
+
+    @param value: The option's value.
+    @return: The endpoint description.
+    @raise ValueError: The value is malformed, or the C{metrics} extra is
+        missing; the message names the option.
+    """
+    try:
+        from netstructer.metricsweb import metricsEndpoint
+    except ImportError as e:
+        raise ValueError(
+            f"--metrics needs prometheus_client ({e}): pip install 'netstructer[metrics]'"
+        ) from e
+    try:
+        return metricsEndpoint(value)
+    except ValueError as e:
+        raise ValueError(f"--metrics: {e}") from e
+
+
 def parseSize(
     text: str, option: str = "--max-buffer-size", *, maximum: int = MAX_BUFFER_SIZE
 ) -> int:
@@ -673,6 +694,15 @@ class Options(usage.Options):
             " file (mutual TLS; needs --tls-cert).",
             _path("--tls-ca"),
         ],
+        [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics (GET /metrics) and a health check (GET /healthz) on"
+            " this endpoint, such as tcp:9100:interface=127.0.0.1 (a bare port means that"
+            " port on 127.0.0.1); needs pip install 'netstructer[metrics]'.",
+            _metricsEndpoint,
+        ],
     ]
 
     optFlags: list[Sequence[Any]] = [
@@ -839,6 +869,8 @@ class Options(usage.Options):
             options["relay"] = True
             options["relayPolicy"] = self.relayPolicy
             options["maxRelayQueue"] = self["max-relay-queue"]
+        if self["metrics"] is not None:
+            options["metrics"] = self["metrics"]
         return options
 
 
