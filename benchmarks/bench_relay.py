@@ -3,7 +3,7 @@
 The relay (named clients sending to each other through the server, and
 topics) over loopback, against direct values in the same run.
 
-    PYTHONPATH=. python benchmarks/bench_relay.py [--quick] [--json]
+    PYTHONPATH=. python benchmarks/bench_relay.py [--quick] [--json] [--nodelay]
 
 Every party is its own process, on 127.0.0.1, using the public API only:
 
@@ -44,6 +44,14 @@ Measurements:
   4. I{Reload}: C{Server.reloadKeys} with 1 000 live sessions (100 with
      C{--quick}), one key removed: measured by C{benchmarks/bench_reload.py}
      (in memory), whose rows are printed here.
+
+C{--nodelay} makes the server's handler turn on C{TCP_NODELAY} on its side
+of every session (C{session.transport.setTcpNoDelay(True)} in
+C{sessionOpened}).  Twisted leaves Nagle's algorithm on, and the blocking
+client turns it off; a relayed stream is the case where the server sends
+many small records in a row to a peer that does not answer until the window
+ends, so the last record of a window can wait for the peer's delayed ACK
+(about 40 ms on Linux): compare the relay stream with and without it.
 
 Figures 1 and 2 are the median of interleaved repeats.  Machines are noisy:
 compare the ratios within one run.  About 15 seconds with C{--quick}, one
@@ -181,9 +189,21 @@ class StreamOrEchoHandler:
     the count so far.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, noDelay: bool = False) -> None:
+        """
+        @param noDelay: Turn on C{TCP_NODELAY} on every session's transport
+            (Twisted leaves Nagle's algorithm on).
+        """
         self._echo = EchoHandler()
+        self._noDelay = noDelay
         self._streams: dict[object, list[int]] = {}
+
+    def sessionOpened(self, session: Any) -> None:
+        """
+        Turn on C{TCP_NODELAY} if asked to.
+        """
+        if self._noDelay:
+            session.transport.setTcpNoDelay(True)
 
     def bufferReceived(self, session: Any, value: object) -> None:
         """
@@ -210,7 +230,7 @@ class StreamOrEchoHandler:
         self._streams.pop(session, None)
 
 
-def _serve(directory: str, maxSessions: int) -> None:
+def _serve(directory: str, maxSessions: int, noDelay: bool) -> None:
     """
     Run the relay server until standard input closes; print its port first.
     """
@@ -222,7 +242,7 @@ def _serve(directory: str, maxSessions: int) -> None:
     server = Server(
         ("127.0.0.1", 0),
         None,
-        StreamOrEchoHandler(),
+        StreamOrEchoHandler(noDelay),
         keyFile=Path(directory) / "server.key",
         reactor=reactor,
         relay=True,
@@ -235,7 +255,7 @@ def _serve(directory: str, maxSessions: int) -> None:
 
     def failed(failure: Any) -> None:
         print("FAILED", failure.getErrorMessage(), flush=True)
-        reactor.stop()  # type: ignore[attr-defined]
+        reactor.stop()
 
     server.listen().addCallbacks(listening, failed)
 
@@ -244,7 +264,7 @@ def _serve(directory: str, maxSessions: int) -> None:
         reactor.callFromThread(reactor.stop)  # type: ignore[attr-defined]
 
     threading.Thread(target=waitForStdin, daemon=True).start()
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.run()
 
 
 # Bob.
@@ -408,7 +428,7 @@ class _Subscribers:
         while True:
             try:
                 await session.recvFrom()
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 (whatever ended the session is recorded)
                 if not self.closing:
                     self.errors.append(f"a subscriber failed: {e!r}")
                     self._finish()
@@ -432,7 +452,8 @@ class _Subscribers:
         from twisted.internet import defer
 
         self.expected = self.received + publishes * len(self.sessions)
-        self.done = done = defer.Deferred()
+        done: defer.Deferred[None] = defer.Deferred()
+        self.done = done
         timer = reactor.callLater(_WAIT, self._finish)
         started = time.perf_counter()
         for _ in range(publishes):
@@ -472,7 +493,7 @@ def _fanout(directory: str, port: int, counts: list[int], single: int, burst: in
                 sessions = await defer.gatherResults(
                     [connect(reactor, address, keys[name], timeout=_WAIT) for name in names]
                 )
-                for name, session in zip(names, sessions):
+                for name, session in zip(names, sessions, strict=True):
                     session.subscribe(TOPIC)
                     session.sendTo(name, "subscribed")
                 # Per-sender order: the value to itself comes back once the
@@ -482,9 +503,7 @@ def _fanout(directory: str, port: int, counts: list[int], single: int, burst: in
                     subscribers.add(session)
             connected = time.perf_counter() - started
             await subscribers.deliver(reactor, publisher, 1)
-            latencies = [
-                await subscribers.deliver(reactor, publisher, 1) for _ in range(single)
-            ]
+            latencies = [await subscribers.deliver(reactor, publisher, 1) for _ in range(single)]
             burstSeconds = await subscribers.deliver(reactor, publisher, burst)
             results.append(
                 {
@@ -572,11 +591,13 @@ def _stop(child: subprocess.Popen[str]) -> None:
             child.communicate()
 
 
-def run(quick: bool = False) -> list[Row]:
+def run(quick: bool = False, noDelay: bool = False) -> list[Row]:
     """
     Run every measurement.
 
     @param quick: Small counts, for a smoke test (about 15 seconds).
+    @param noDelay: Turn on C{TCP_NODELAY} on the server's side of every
+        session (see L{StreamOrEchoHandler}).
     @return: Rows of C{name}, C{value}, C{unit}, and either C{baseline},
         C{baselineName} and C{ratio} (value / baseline) or a C{note}.
     """
@@ -597,7 +618,7 @@ def run(quick: bool = False) -> list[Row]:
                 Path(directory) / "keys.json",
                 json.dumps({name: key.decode("ascii") for name, key in keys.items()}),
             )
-            server = _child("--serve", directory, str(subscribers + 10))
+            server = _child("--serve", directory, str(subscribers + 10), str(int(noDelay)))
             children.append(server)
             (port,) = _expect(server, "PORT")
             bob = _child("--bob", directory, port)
@@ -641,7 +662,7 @@ def formatTable(rows: list[Row]) -> str:
     @return: The table.
     """
     lines = [
-        f"{'measurement':<54} {'NetStructer':>12} {'baseline':>12} {'unit':<9}"
+        f"{'measurement':<58} {'NetStructer':>12} {'baseline':>12} {'unit':<9}"
         f" {'ratio':>6}  baseline or note"
     ]
     for row in rows:
@@ -651,24 +672,25 @@ def formatTable(rows: list[Row]) -> str:
             baseline, ratio = row["baseline"], row["ratio"]
             assert isinstance(baseline, float) and isinstance(ratio, float)
             lines.append(
-                f"{row['name']:<54} {_number(value):>12} {_number(baseline):>12}"
+                f"{row['name']:<58} {_number(value):>12} {_number(baseline):>12}"
                 f" {row['unit']:<9} {ratio:>5.2f}x  {row['baselineName']}"
             )
         else:
             lines.append(
-                f"{row['name']:<54} {_number(value):>12} {'-':>12} {row['unit']:<9}"
+                f"{row['name']:<58} {_number(value):>12} {'-':>12} {row['unit']:<9}"
                 f" {'-':>6}  {row['note']}"
             )
     return "\n".join(lines)
 
 
-def header(quick: bool) -> str:
+def header(quick: bool, noDelay: bool = False) -> str:
     """
     @return: The line printed above the table.
     """
     return (
         f"NetStructer {netstructer.__version__} relay benchmark"
-        f" ({'quick' if quick else 'full'} run); os.cpu_count() = {os.cpu_count()};"
+        f" ({'quick' if quick else 'full'} run"
+        f"{', server TCP_NODELAY' if noDelay else ''}); os.cpu_count() = {os.cpu_count()};"
         f" Python {platform.python_version()}"
     )
 
@@ -683,12 +705,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--quick", action="store_true", help="small counts (a smoke test)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
-    parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--nodelay",
+        action="store_true",
+        help="turn on TCP_NODELAY on the server's side of every session",
+    )
+    parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--bob", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--fanout", nargs=5, help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.serve:
-        _serve(options.serve[0], int(options.serve[1]))
+        _serve(options.serve[0], int(options.serve[1]), options.serve[2] == "1")
         return 0
     if options.bob:
         _bob(options.bob[0], int(options.bob[1]))
@@ -698,11 +725,20 @@ def main(argv: list[str] | None = None) -> int:
         _fanout(directory, int(port), [int(c) for c in counts.split(",")], int(single), int(burst))
         return 0
     started = time.monotonic()
-    rows = run(quick=options.quick)
+    rows = run(quick=options.quick, noDelay=options.nodelay)
     if options.json:
-        print(json.dumps({"cpuCount": os.cpu_count(), "quick": options.quick, "rows": rows}))
+        print(
+            json.dumps(
+                {
+                    "cpuCount": os.cpu_count(),
+                    "quick": options.quick,
+                    "noDelay": options.nodelay,
+                    "rows": rows,
+                }
+            )
+        )
     else:
-        print(header(options.quick))
+        print(header(options.quick, options.nodelay))
         print(formatTable(rows))
         print(f"({time.monotonic() - started:.0f} s)")
     return 0
