@@ -38,7 +38,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, NoReturn
 
@@ -289,6 +289,31 @@ def _makeParser() -> _ArgumentParser:
         type=_sizeArgument,
         default=None,
         help="the largest encoded value accepted (default 16M; K, M, G suffixes)",
+    )
+
+    status = commands.add_parser(
+        "status",
+        help="summarize a server's metrics",
+        description=(
+            "Read a server's /metrics (twistd netstructer --metrics ...) twice, --interval"
+            " seconds apart, and print its sessions, failures and rates; with --watch, keep"
+            " refreshing."
+        ),
+    )
+    status.add_argument(
+        "target",
+        metavar="ENDPOINT_OR_URL",
+        help="the metrics URL, host:port, a port on 127.0.0.1, or the --metrics endpoint",
+    )
+    status.add_argument(
+        "--watch", action="store_true", help="refresh every --interval seconds until Ctrl-C"
+    )
+    status.add_argument(
+        "--interval",
+        metavar="SECONDS",
+        type=float,
+        default=2.0,
+        help="seconds between the scrapes (default 2)",
     )
 
     keygen = commands.add_parser(
@@ -1116,6 +1141,46 @@ _COMMANDS: dict[str, type[Command]] = {
 }
 
 
+def _status(args: argparse.Namespace, streams: Streams) -> int:
+    """
+    C{netstructer status}.
+
+    @return: The exit status (0; 130 after Ctrl-C with C{--watch}).
+    @raise UserError: The target is malformed, or the metrics cannot be
+        read.
+    """
+    from netstructer.status import StatusError, metricsURL, watch
+
+    interval: float = args.interval
+    if not interval > 0:
+        raise UserError(f"--interval must be a positive number of seconds, not {interval}")
+    try:
+        url = metricsURL(args.target)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    terminal = args.watch and streams.stdout.isatty()
+    summaries: list[list[str]] = []
+
+    def write(lines: Iterable[str]) -> None:
+        if args.watch:
+            if terminal:
+                streams.stdout.write("\x1b[H\x1b[2J")
+            streams.stdout.write(f"{url}\n" + "\n".join(lines) + "\n\n")
+            streams.stdout.flush()
+        else:
+            summaries.append(list(lines))
+
+    try:
+        watch(url, write, interval=interval, count=None if args.watch else 2)
+    except StatusError as e:
+        raise UserError(str(e)) from None
+    except KeyboardInterrupt:
+        return 130
+    if summaries:
+        streams.stdout.write("\n".join(summaries[-1]) + "\n")
+    return 0
+
+
 def _keygen(args: argparse.Namespace, streams: Streams) -> int:
     """
     C{netstructer keygen}.
@@ -1185,6 +1250,8 @@ def parseCommand(argv: Sequence[str] | None, streams: Streams | None = None) -> 
     try:
         if args.command == "keygen":
             return _keygen(args, streams)
+        if args.command == "status":
+            return _status(args, streams)
         return _COMMANDS[args.command](args, streams)
     except UserError as e:
         streams.error(str(e))

@@ -373,6 +373,63 @@ class QuietFactoryTests(SynchronousTestCase):
         self.assertEqual(events, [])
 
 
+class NoDelayTransport(StringTransport):
+    """
+    A transport that records C{setTcpNoDelay}, as a TCP transport has it.
+    """
+
+    noDelay: bool | None = None
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.noDelay = enabled
+
+
+class WrappingTransport(StringTransport):
+    """
+    A transport over another one (as TLS is over TCP), without
+    C{setTcpNoDelay} of its own.
+    """
+
+    def __init__(self, transport: StringTransport) -> None:
+        super().__init__()
+        self.transport = transport
+
+
+class NoDelayTests(SynchronousTestCase):
+    """
+    Every connection turns Nagle's algorithm off, so that a small record is
+    never held back waiting for the peer's delayed acknowledgement.
+    """
+
+    def connect(self, transport: StringTransport) -> None:
+        protocol = BridgeProtocol(Role.SERVER, BridgeConfig.fromKey(KEY), Clock())
+        protocol.makeConnection(transport)
+
+    def test_tcp(self) -> None:
+        """
+        A TCP transport gets C{setTcpNoDelay(True)}.
+        """
+        transport = NoDelayTransport()
+        self.connect(transport)
+        self.assertIs(transport.noDelay, True)
+
+    def test_wrapped(self) -> None:
+        """
+        A transport over TCP (TLS) has the TCP transport under it tuned.
+        """
+        tcp = NoDelayTransport()
+        self.connect(WrappingTransport(tcp))
+        self.assertIs(tcp.noDelay, True)
+
+    def test_other(self) -> None:
+        """
+        A transport without the option (a UNIX socket, memory) is left alone.
+        """
+        transport = StringTransport()
+        self.connect(transport)
+        self.assertFalse(transport.disconnecting)
+
+
 class ValueTests(SynchronousTestCase):
     """
     Sending and receiving values.
