@@ -144,8 +144,10 @@ def parse(page: str, at: float) -> Snapshot:
         ) from e
     sums: dict[str, float] = {}
     byLabel: dict[str, dict[str, float]] = {}
+    families: set[str] = set()
     try:
         for family in text_string_to_metric_families(page):
+            families.add(family.name)
             for sample in family.samples:
                 sums[sample.name] = sums.get(sample.name, 0.0) + sample.value
                 label = "/".join(sample.labels[name] for name in sorted(sample.labels))
@@ -153,7 +155,7 @@ def parse(page: str, at: float) -> Snapshot:
                 counts[label] = counts.get(label, 0.0) + sample.value
     except ValueError as e:
         raise StatusError(f"the page is not in the Prometheus text format: {e}") from e
-    if "netstructer_handshakes_total" not in sums:
+    if "netstructer_handshakes" not in families:
         raise StatusError("the page has no netstructer_ metrics: is it a NetStructer server's?")
     return Snapshot(
         at=at,
