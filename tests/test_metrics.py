@@ -354,3 +354,38 @@ class NoImportTests(SynchronousTestCase):
             check=True,
         ).stdout
         self.assertEqual(output.strip(), "[]")
+
+
+class EmbeddingTests(SynchronousTestCase):
+    """
+    C{Server(metricsRegistry=...)} adds the server's metrics to an
+    application's own registry, without a listener of its own.
+    """
+
+    def test_registry(self) -> None:
+        """
+        The application's registry holds the server's metrics, which follow
+        its sessions; no port is opened for them.
+        """
+        from prometheus_client import generate_latest
+        from prometheus_client.registry import CollectorRegistry
+        from twisted.internet.testing import MemoryReactor
+
+        from netstructer.server import Server
+
+        registry = CollectorRegistry()
+        reactor = MemoryReactor()
+        server = Server(
+            "tcp:5000:interface=127.0.0.1", generateKey(), reactor=reactor, metricsRegistry=registry
+        )
+        server.listen()
+        self.assertEqual(len(reactor.tcpServers), 1)
+        self.assertIsNone(server.metrics.endpoint)
+        self.assertIs(server.metrics.registry, registry)
+        self.assertIs(server.factory.events, server.metrics.collector)
+        self.assertEqual(server.metrics.health(), (True, "ok: listening, 0 sessions"))
+        page = generate_latest(registry).decode("ascii")
+        self.assertIn("netstructer_sessions_open", page)
+        self.assertIn("process_resident_memory_bytes", page)
+        server.stopService()
+        self.assertEqual(server.metrics.health()[0], False)
