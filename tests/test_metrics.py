@@ -389,3 +389,30 @@ class EmbeddingTests(SynchronousTestCase):
         self.assertIn("process_resident_memory_bytes", page)
         server.stopService()
         self.assertEqual(server.metrics.health()[0], False)
+
+
+class BenchmarkSmokeTests(SynchronousTestCase):
+    """
+    C{benchmarks/bench_metrics.py --quick} runs and prints its figures (no
+    timing is asserted: speed is the benchmark's business).
+    """
+
+    def test_quick(self) -> None:
+        """
+        Both servers' rows, the ratio and the sampled page are printed.
+        """
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        result = subprocess.run(
+            [sys.executable, str(REPO / "benchmarks" / "bench_metrics.py"), "--quick", "--sample"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        self.assertIn(result.returncode, (0, 1), result.stderr)
+        self.assertIn(f"{os.cpu_count()} CPUs", result.stdout)
+        self.assertRegex(result.stdout, r"without --metrics +[\d,]+")
+        self.assertRegex(result.stdout, r"with --metrics +[\d,]+")
+        self.assertRegex(result.stdout, r"ratio with/without: best \d\.\d{3}")
+        self.assertRegex(result.stdout, r'netstructer_values_received_total\{suite="[^"]+"\} [1-9]')
