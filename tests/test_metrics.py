@@ -46,6 +46,23 @@ IDLE = 1.0
 MAX_SIZE = 4096
 
 
+def metricsPortOf(server: ServerProcess) -> int:
+    """
+    Wait until C{server} logs where it serves its metrics.
+
+    @return: The metrics listener's port.
+    @raise AssertionError: It did not start in time.
+    """
+    deadline = time.monotonic() + DEADLINE
+    match = _SERVING.search(server.log())
+    while match is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+        match = _SERVING.search(server.log())
+    if match is None:
+        raise AssertionError(f"the metrics listener did not start:\n{server.log()}")
+    return int(match.group(1))
+
+
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """
     Read C{/metrics}.
@@ -113,14 +130,7 @@ class MetricsEndToEndTests(SynchronousTestCase):
             ),
         )
         self.addCleanup(self.server.kill)
-        deadline = time.monotonic() + DEADLINE
-        match = _SERVING.search(self.server.log())
-        while match is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-            match = _SERVING.search(self.server.log())
-        if match is None:
-            self.fail(f"the metrics listener did not start:\n{self.server.log()}")
-        self.metricsPort = int(match.group(1))
+        self.metricsPort = metricsPortOf(self.server)
 
     def waitFor(self, name: str, expected: float, **labels: str) -> dict:
         """

@@ -7,13 +7,15 @@ real server's C{/metrics}, read over HTTP from 127.0.0.1.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from netstructer import blocking
 from netstructer.cli import Streams, parseCommand
-from netstructer.keys import generateKey
 from netstructer.status import StatusError, metricsURL, parse, summarize, watch
+from tests.test_hostile import ServerProcess
+from tests.test_metrics import metricsPortOf
 
 PAGE = """\
 # TYPE netstructer_sessions_open gauge
@@ -108,20 +110,19 @@ class SummaryTests(SynchronousTestCase):
 
 class LiveServerTests(SynchronousTestCase):
     """
-    C{netstructer status} against a real server with metrics.
+    C{netstructer status} against a real C{twistd netstructer --metrics}
+    process (a child process: the global reactor stays out of the test
+    process, whose other modules run it in trial's asynchronous tests).
     """
 
     def setUp(self) -> None:
-        self.key = generateKey()
-        self.server = blocking.Server(
-            ("127.0.0.1", 0), self.key, metrics="tcp:0:interface=127.0.0.1"
+        home = Path(self.mktemp()).resolve()
+        self.server = ServerProcess(
+            home, ("--metrics", "tcp:0:interface=127.0.0.1"), handler="echo"
         )
-        self.server.listen()
-        self.addCleanup(self.server.close)
-        service = self.server._service
-        assert service is not None and service.metrics is not None
-        port = service.metrics.service.port
-        self.metricsPort = port.getHost().port
+        self.addCleanup(self.server.kill)
+        self.key = self.server.key
+        self.metricsPort = metricsPortOf(self.server)
 
     def test_command(self) -> None:
         """
@@ -130,7 +131,7 @@ class LiveServerTests(SynchronousTestCase):
         """
         with blocking.link(("127.0.0.1", self.server.port), self.key, timeout=10) as bridge:
             bridge.sendBuffer([1, 2])
-            self.assertEqual(self.server.waitFor("127.0.0.1", timeout=10).recvBuffer(10), [1, 2])
+            self.assertEqual(bridge.recvBuffer(10), [1, 2])
             out = io.StringIO()
             err = io.StringIO()
             status = parseCommand(
@@ -166,7 +167,7 @@ class LiveServerTests(SynchronousTestCase):
         """
         A port where nothing serves metrics is a one-line user error.
         """
-        self.server.close()
+        self.server.kill()
         err = io.StringIO()
         status = parseCommand(
             ["status", str(self.metricsPort)], Streams(stdout=io.StringIO(), stderr=err)
