@@ -648,7 +648,7 @@ class _ServerAwaitingConfirmation(_Refusing):
 
     def receiveFrame(self, frame: bytes | memoryview) -> Event | None:
         try:
-            recordType, _ = self._receiver.open(frame)
+            recordType, body = self._receiver.open(frame)
         except IntegrityError as e:
             raise AuthenticationError(
                 "the client's key confirmation failed authentication: its hello may "
@@ -657,6 +657,11 @@ class _ServerAwaitingConfirmation(_Refusing):
         if recordType != _RECORD_CONFIRM:
             raise HandshakeError(
                 f"the client sent record type {recordType} before its key confirmation"
+            )
+        if len(body):
+            raise HandshakeError(
+                f"the client's key confirmation has a body of {len(body)} bytes; it "
+                "must be empty (docs/protocol.rst 4.4)"
             )
         channel = self._channel
         channel._state = _Established(

@@ -14,6 +14,12 @@ The C{netstructer} command.
       other peers): measure messages per second, round-trip
       latency and bulk throughput, against a running echo server or against
       a server the command starts itself.
+    - C{netstructer status ENDPOINT_OR_URL [--watch]}: a summary of a
+      server's C{/metrics}.
+    - C{netstructer conformance ENDPOINT [--echo] [--json]} (or C{--serve
+      PORT}): check a server (or a client) against the MUSTs of
+      C{docs/protocol.rst}, one numbered case each
+      (L{netstructer.conformance}).
 
 Keys are found as by C{twistd netstructer}: C{--key-file}, then the
 C{NETSTRUCTER_KEY} environment variable, then the default key file
@@ -315,6 +321,10 @@ def _makeParser() -> _ArgumentParser:
         default=2.0,
         help="seconds between the scrapes (default 2)",
     )
+
+    from netstructer.conformance._cli import addParser as addConformanceParser
+
+    addConformanceParser(commands)
 
     keygen = commands.add_parser(
         "keygen",
@@ -1252,6 +1262,10 @@ def parseCommand(argv: Sequence[str] | None, streams: Streams | None = None) -> 
             return _keygen(args, streams)
         if args.command == "status":
             return _status(args, streams)
+        if args.command == "conformance":
+            from netstructer.conformance._cli import runConformance
+
+            return runConformance(args, streams)
         return _COMMANDS[args.command](args, streams)
     except UserError as e:
         streams.error(str(e))

@@ -367,6 +367,32 @@ class HandshakeTests(SynchronousTestCase):
         client.framesToSend()
         self.assertRaises(HandshakeError, server.receiveFrame, client.sendValue(1))
 
+    def test_confirmationWithBody(self) -> None:
+        """
+        A key confirmation must have an empty body: one with a body fails
+        the handshake, in each suite, and no session is reported.
+        """
+        from netstructer import channel as module
+
+        for sealer in (module._NoiseSealer, module._FernetSealer):
+            original = sealer.seal
+
+            def seal(self: object, recordType: int, body: bytes, original=original) -> bytes:
+                return original(self, recordType, b"body" if recordType == 5 else body)
+
+            self.patch(sealer, "seal", seal)
+        for suite in ("noise", "fernet"):
+            client = Channel(Role.CLIENT, KEY, suite=suite)
+            server = Channel(Role.SERVER, KEY, suite=suite)
+            (hello,) = client.framesToSend()
+            server.receiveFrame(hello)
+            (reply,) = server.framesToSend()
+            client.receiveFrame(reply)
+            (confirmation,) = client.framesToSend()
+            error = self.assertRaises(HandshakeError, server.receiveFrame, confirmation)
+            self.assertIn("must be empty", str(error))
+            self.assertIsNone(server.peerKey, suite)
+
     def test_lostDuringHandshake(self) -> None:
         """
         A connection lost during the handshake is a L{HandshakeError}.

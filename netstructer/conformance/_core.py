@@ -229,3 +229,194 @@ def runCases(target: Target, only: Sequence[str] = ()) -> list[CaseResult]:
             status, detail = "fail", f"{type(e).__name__}: {e}"
         results.append(CaseResult(number, section, title, status, detail))
     return results
+
+
+# Helpers for the cases of sections 5 and 6: records built by hand.
+
+
+def framed(*payloads: bytes) -> bytes:
+    """
+    @param payloads: Frame payloads.
+    @return: The frames, each behind its 4-byte big-endian length prefix,
+        concatenated: to be written at once, so that a server ending the
+        connection after the first cannot make the write of the others fail.
+    """
+    return b"".join(_U32.pack(len(payload)) + payload for payload in payloads)
+
+
+def sealPlaintext(channel: Channel, plaintext: bytes) -> bytes:
+    """
+    Seal any record plaintext (its type byte first, or nothing at all) with
+    an established channel's sending key and its next nonce or sequence
+    number, as the channel would seal its own records: for records no
+    well-behaved peer sends (an unknown type, a CONFIRM after the handshake,
+    a malformed CLOSE).
+
+    @param channel: An established client channel.
+    @param plaintext: The record's plaintext (for the fernet suite, what
+        follows the 41-byte session, direction and sequence header).
+    @return: The frame payload.
+    @raise ValueError: The channel is not established.
+    """
+    sender = getattr(channel._state, "_sender", None)
+    if sender is None:
+        raise ValueError(f"{channel!r} cannot seal records")
+    payload: bytes = sender.sealPlaintext(plaintext)
+    return payload
+
+
+def openRecord(channel: Channel, payload: bytes) -> tuple[int, bytes]:
+    """
+    Open a record the server sent, without acting on it (a CLOSE does not
+    close the channel, a PING queues no PONG): to read its raw body.
+
+    @param channel: An established (or closing) client channel.
+    @param payload: The frame payload.
+    @return: The record's type and body.
+    @raise NetStructerError: The record does not authenticate.
+    @raise ValueError: The channel cannot open records.
+    """
+    receiver = getattr(channel._state, "_receiver", None)
+    if receiver is None:
+        raise ValueError(f"{channel!r} cannot open records")
+    recordType, body = receiver.open(payload)
+    return recordType, bytes(body)
+
+
+def describeRecord(channel: Channel, payload: bytes) -> str:
+    """
+    @param channel: The client channel the record is for.
+    @param payload: A frame payload the server sent.
+    @return: What it is, for a case's detail: its record type, and for a
+        CLOSE its code, or why it could not be opened.
+    """
+    try:
+        recordType, body = openRecord(channel, payload)
+    except (NetStructerError, ValueError) as e:
+        return f"a {len(payload)}-byte frame that does not open ({type(e).__name__})"
+    names = {1: "VALUE", 2: "PING", 3: "PONG", 4: "CLOSE", 5: "CONFIRM", 6: "VALUES"}
+    name = names.get(recordType, f"type {recordType:#04x}")
+    if recordType == 4 and len(body) >= 2:
+        return f"a CLOSE record (code {int.from_bytes(body[:2], 'big')})"
+    return f"a {name} record of {len(body)} bytes"
+
+
+def refusedAfterHandshake(
+    target: Target,
+    build: Callable[[Channel], Sequence[bytes]],
+    what: str,
+    canary: bool = True,
+    **options: object,
+) -> tuple[bool, str]:
+    """
+    Check a rule of section 5.7: after the handshake, the frames C{build}
+    makes (sent in one write) make the server end the connection, sending
+    nothing more (no CLOSE, no PONG, no echo).
+
+    @param target: The server.
+    @param build: Called with the established client channel; returns the
+        frame payloads to send.
+    @param what: What they are, for the detail.
+    @param canary: Whether to send a well-formed VALUE record after them: an
+        echo target that echoed it would have delivered a value after the
+        failure.
+    @param options: More options of the client's channel.
+    @return: The case's result.
+    """
+    peer = RawPeer(target)
+    try:
+        channel = peer.handshake(target, **options)
+        payloads = list(build(channel))
+        if canary:
+            payloads.append(channel.sendValue("conformance canary"))
+        try:
+            peer.sendRaw(framed(*payloads))
+        except (BrokenPipeError, ConnectionResetError):
+            # The server ended the connection before the whole write.
+            pass
+        try:
+            incoming = peer.receive()
+        except TimeoutError:
+            return False, f"the server kept the connection open after {what}"
+        if incoming is None:
+            return True, f"the server ended the connection after {what}, sending nothing"
+        return False, (
+            f"after {what} the server sent {describeRecord(channel, incoming)} "
+            "instead of ending the connection"
+        )
+    finally:
+        peer.close()
+
+
+def splitValues(body: bytes) -> list[bytes]:
+    """
+    Split the body of a VALUES record into the encodings of its values.
+
+    @param body: The body: one msgpack array.
+    @return: The encoding of each item, in order.
+    @raise ValueError: The body is not one msgpack array.
+    """
+    import msgpack
+
+    unpacker = msgpack.Unpacker(max_buffer_size=max(len(body), 1))
+    unpacker.feed(body)
+    try:
+        count = unpacker.read_array_header()
+        items = []
+        start = unpacker.tell()
+        for _ in range(count):
+            unpacker.skip()
+            end = unpacker.tell()
+            items.append(body[start:end])
+            start = end
+    except (msgpack.UnpackException, msgpack.OutOfData, ValueError) as e:
+        raise ValueError(f"not a msgpack array of values: {e}") from e
+    if start != len(body):
+        raise ValueError("bytes after the array")
+    return items
+
+
+def collectRecords(
+    peer: RawPeer, channel: Channel, *, values: int = 0, pongs: int = 0
+) -> tuple[list[bytes], list[bytes], str | None]:
+    """
+    Receive records from the server until C{values} values (from VALUE
+    records and the items of VALUES records) and C{pongs} PONG records have
+    arrived.
+
+    @param peer: The connection.
+    @param channel: Its established client channel.
+    @param values: How many values to wait for.
+    @param pongs: How many PONG records to wait for.
+    @return: The encodings of the values received, the data of the PONGs
+        received, and what went wrong (L{None} if nothing did: the server
+        ended the connection, sent a CLOSE or an unexpected record, or
+        nothing arrived within the deadline).
+    """
+    encodings: list[bytes] = []
+    pongData: list[bytes] = []
+    while len(encodings) < values or len(pongData) < pongs:
+        try:
+            incoming = peer.receive()
+        except TimeoutError:
+            return encodings, pongData, "nothing more arrived within the deadline"
+        if incoming is None:
+            return encodings, pongData, "the server ended the connection"
+        try:
+            recordType, body = openRecord(channel, incoming)
+        except NetStructerError as e:
+            return encodings, pongData, f"a record from the server did not open: {e}"
+        if recordType == 1:
+            encodings.append(body)
+        elif recordType == 6:
+            try:
+                encodings.extend(splitValues(body))
+            except ValueError as e:
+                return encodings, pongData, f"the server sent a malformed VALUES record: {e}"
+        elif recordType == 3:
+            pongData.append(body)
+        elif recordType == 4:
+            return encodings, pongData, "the server sent a CLOSE record"
+        else:
+            return encodings, pongData, f"the server sent a record of type {recordType}"
+    return encodings, pongData, None
