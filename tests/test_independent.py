@@ -109,23 +109,24 @@ def scenarioIndependentClient(suiteID: int) -> None:
         sock.close()
 
 
-def scenarioIndependentServer(suiteID: int) -> None:
+def _independentServer(
+    key: bytes, values: list[Any]
+) -> tuple[tuple[str, int], threading.Thread, list[BaseException]]:
     """
-    The blocking link against the independent server, which echoes and
-    closes the session first.
+    Start the independent server on a thread: it accepts one connection,
+    echoes C{len(values)} values, closes the session first (code 1,
+    C{"done"}) and checks the client's CLOSE reply and its end of the
+    connection.
+
+    @return: Its address, its thread, and the errors it met.
     """
-    from netstructer import blocking
-    from netstructer.keys import generateKey
     from tests import _independent
 
-    key = generateKey()
-    suite, cipher = _SUITES[suiteID]
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
     listener.settimeout(20)
     errors: list[BaseException] = []
-    values = sampleValues()
 
     def serve() -> None:
         try:
@@ -140,12 +141,36 @@ def scenarioIndependentServer(suiteID: int) -> None:
             _check(reply == ("close", 1, ""), f"close reply {reply!r}")
             _check(conn.recv(1) == b"", "the client sent more after its CLOSE")
             conn.close()
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:  # noqa: BLE001 - reported by the scenario
             errors.append(e)
+        finally:
+            listener.close()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    sock = socket.create_connection(listener.getsockname(), timeout=20)
+    return listener.getsockname(), thread, errors
+
+
+def _joined(thread: threading.Thread, errors: list[BaseException]) -> None:
+    thread.join(20)
+    _check(not thread.is_alive(), "the independent server did not finish")
+    if errors:
+        raise errors[0]
+
+
+def scenarioIndependentServer(suiteID: int) -> None:
+    """
+    The blocking link against the independent server, which echoes and
+    closes the session first.
+    """
+    from netstructer import blocking
+    from netstructer.keys import generateKey
+
+    key = generateKey()
+    suite, cipher = _SUITES[suiteID]
+    values = sampleValues()
+    address, thread, errors = _independentServer(key, values)
+    sock = socket.create_connection(address, timeout=20)
     link = blocking.Link(sock, key, timeout=20, suite=suite, cipher=cipher)
     _check(link.protocolVersion == 2, "the link is not version 2")
     for value in values:
@@ -157,13 +182,58 @@ def scenarioIndependentServer(suiteID: int) -> None:
     except Exception as e:  # noqa: BLE001 - the peer's close is expected
         _check("done" in str(e) or "clos" in str(e).lower(), f"unexpected end: {e!r}")
     link.close()
-    thread.join(20)
-    _check(not thread.is_alive(), "the independent server did not finish")
-    if errors:
-        raise errors[0]
+    _joined(thread, errors)
 
 
-_SCENARIOS = {"client": scenarioIndependentClient, "server": scenarioIndependentServer}
+def scenarioIndependentServerTwisted(suiteID: int) -> None:
+    """
+    The Twisted client (L{netstructer.client.connect}) against the
+    independent server, which echoes and closes the session first: the
+    client sees L{SessionClosed} with the server's reason and answers the
+    CLOSE.
+    """
+    from twisted.internet.task import react
+
+    from netstructer.client import connect
+    from netstructer.errors import SessionClosed
+    from netstructer.keys import generateKey
+
+    key = generateKey()
+    suite, cipher = _SUITES[suiteID]
+    values = sampleValues()
+    address, thread, errors = _independentServer(key, values)
+
+    async def main(reactor: Any) -> None:
+        session = await connect(reactor, address, key, suite=suite, cipher=cipher, timeout=20)
+        for value in values:
+            session.sendBuffer(value)
+            back = await session.recvBuffer(timeout=20)
+            _check(_same(back, value), f"{value!r} came back as {back!r}")
+        try:
+            await session.recvBuffer(timeout=20)
+        except SessionClosed as e:
+            _check(e.reason == "done", f"closed with {e.reason!r}")
+        else:
+            raise AssertionError("no close after the values")
+        await session.whenClosed()
+
+    def run(reactor: Any) -> Any:
+        from twisted.internet.defer import Deferred
+
+        return Deferred.fromCoroutine(main(reactor))
+
+    try:
+        react(run)
+    except SystemExit as e:
+        _check(e.code in (0, None), f"the reactor ended with {e.code!r}")
+    _joined(thread, errors)
+
+
+_SCENARIOS = {
+    "client": scenarioIndependentClient,
+    "server": scenarioIndependentServer,
+    "twisted": scenarioIndependentServerTwisted,
+}
 
 
 class IndependentImplementationTests(SynchronousTestCase):
@@ -199,6 +269,14 @@ class IndependentImplementationTests(SynchronousTestCase):
         """
         for suiteID in _SUITES:
             self.runScenario("server", suiteID)
+
+    def test_independentServerTwistedClient(self) -> None:
+        """
+        The Twisted client talks to the independent server in every suite,
+        learns of its CLOSE with the reason, and answers it.
+        """
+        for suiteID in _SUITES:
+            self.runScenario("twisted", suiteID)
 
     def test_codecMatchesReference(self) -> None:
         """
