@@ -13,8 +13,6 @@ plain socket.
 from __future__ import annotations
 
 import socket
-import struct
-import threading
 
 import pytest
 from cryptography.exceptions import InvalidTag
@@ -25,11 +23,11 @@ from netstructer.channel import HANDSHAKE_MAX_FRAME, Channel, Role, ValueReceive
 from netstructer.conformance import Target, runCases
 from netstructer.errors import NetStructerError
 from netstructer.keys import asKeyring, generateKey
+from tests._threadedserver import U32 as _U32
+from tests._threadedserver import ThreadedServer
 
-_U32 = struct.Struct(">I")
 
-
-class _Server:
+class _Server(ThreadedServer):
     """
     A small echo server on a thread, with one defect chosen by C{mode}:
 
@@ -44,61 +42,27 @@ class _Server:
         values are echoed and records that do not open are ignored.
     """
 
+    connectionTimeout = 3.0
+    dropped = (OSError, NetStructerError, ValueError)
+
     def __init__(self, key: bytes, mode: str) -> None:
-        self.key = key
-        self.mode = mode
         self.ephemeral = X25519PrivateKey.generate()
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(8)
-        self.listener.settimeout(0.2)
-        self.port = self.listener.getsockname()[1]
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.thread.join(10)
-        self.listener.close()
-
-    def _serve(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                connection, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            with connection:
-                connection.settimeout(3)
-                try:
-                    self._handle(connection)
-                except (OSError, NetStructerError, ValueError):
-                    # The connection ended or broke the protocol: drop it.
-                    pass
-
-    def _read(self, connection: socket.socket, count: int) -> bytes | None:
-        data = b""
-        while len(data) < count:
-            chunk = connection.recv(count - len(data))
-            if not chunk:
-                return None
-            data += chunk
-        return data
+        super().__init__(key, mode)
 
     def _frame(self, connection: socket.socket, bound: int | None) -> bytes | None:
-        header = self._read(connection, 4)
+        header = self.read(connection, 4)
         if header is None:
             return None
         (length,) = _U32.unpack(header)
         if bound is not None and length > bound:
             return None
-        return self._read(connection, length)
+        return self.read(connection, length)
 
     def _send(self, connection: socket.socket, *payloads: bytes) -> None:
         for payload in payloads:
             connection.sendall(_U32.pack(len(payload)) + payload)
 
-    def _handle(self, connection: socket.socket) -> None:
+    def handle(self, connection: socket.socket) -> None:
         if self.mode in ("descending", "reason3"):
             if self._frame(connection, HANDSHAKE_MAX_FRAME) is not None:
                 reply = (

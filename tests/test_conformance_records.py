@@ -12,8 +12,6 @@ thread of the test process, serving one connection at a time.
 from __future__ import annotations
 
 import socket
-import struct
-import threading
 
 import msgpack
 import pytest
@@ -31,11 +29,11 @@ from netstructer.conformance import Target, runCases
 from netstructer.conformance._values import decodeByHand, encodeByHand, same
 from netstructer.errors import NetStructerError
 from netstructer.keys import generateKey
+from tests._threadedserver import U32 as _U32
+from tests._threadedserver import ThreadedServer
 
-_U32 = struct.Struct(">I")
 
-
-class _Server:
+class _Server(ThreadedServer):
     """
     A small echo server on a thread, with one defect chosen by C{mode}:
 
@@ -53,61 +51,21 @@ class _Server:
       - C{"noRelay"}: a relay record drops the connection.
     """
 
-    def __init__(self, key: bytes, mode: str) -> None:
-        self.key = key
-        self.mode = mode
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(8)
-        self.listener.settimeout(0.2)
-        self.port = self.listener.getsockname()[1]
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.thread.join(10)
-        self.listener.close()
-
-    def _serve(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                connection, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            with connection:
-                connection.settimeout(5)
-                try:
-                    self._handle(connection)
-                except (OSError, NetStructerError):
-                    # The connection ended or broke the protocol: drop it.
-                    pass
-
-    def _read(self, connection: socket.socket, count: int) -> bytes | None:
-        data = b""
-        while len(data) < count:
-            chunk = connection.recv(count - len(data))
-            if not chunk:
-                return None
-            data += chunk
-        return data
-
     def _send(self, connection: socket.socket, channel: Channel, extra: list[bytes]) -> None:
         frames = channel.framesToSend()
         for payload in frames + extra:
             connection.sendall(_U32.pack(len(payload)) + payload)
 
-    def _handle(self, connection: socket.socket) -> None:
+    def handle(self, connection: socket.socket) -> None:
         channel = Channel(Role.SERVER, self.key, acceptSuites=["noise", "fernet"])
         while True:
-            header = self._read(connection, 4)
+            header = self.read(connection, 4)
             if header is None:
                 return
             (length,) = _U32.unpack(header)
             if length > channel.maxFrameSize and self.mode != "lenient":
                 return self._failed(connection)
-            payload = self._read(connection, length)
+            payload = self.read(connection, length)
             if payload is None:
                 return
             try:
@@ -116,7 +74,7 @@ class _Server:
                 # A failure: what the channel queued (a handshake rejection).
                 if self.mode == "lenient":
                     # Go on reading, and ignore everything.
-                    while self._read(connection, 1) is not None:
+                    while self.read(connection, 1) is not None:
                         pass
                     return None
                 self._send(connection, channel, [])
@@ -136,7 +94,7 @@ class _Server:
             self._send(connection, channel, extra)
             if isinstance(event, CloseReceived):
                 if self.mode == "lingering":
-                    while self._read(connection, 1) is not None:
+                    while self.read(connection, 1) is not None:
                         pass
                 return None
 

@@ -18,7 +18,17 @@ from netstructer.conformance._core import (
     RawPeer,
     Target,
     case,
+    readExactly,
     runCases,
 )
 
-__all__ = ["CASES", "CaseResult", "NotApplicable", "RawPeer", "Target", "case", "runCases"]
+__all__ = [
+    "CASES",
+    "CaseResult",
+    "NotApplicable",
+    "RawPeer",
+    "Target",
+    "case",
+    "readExactly",
+    "runCases",
+]

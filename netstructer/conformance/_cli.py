@@ -39,26 +39,13 @@ import re
 import textwrap
 from typing import IO, Any
 
+from netstructer.cli import _positiveFloat
+
 __all__ = ["addParser", "runConformance"]
 
 _WIDTH = 100
 _DETAIL_LIMIT = 400
 _STATUS_WORDS = {"pass": "PASS", "fail": "FAIL", "info": "INFO"}
-
-
-def _deadline(text: str) -> float:
-    """
-    argparse type for C{--deadline}.
-
-    @raise argparse.ArgumentTypeError: Not a positive number of seconds.
-    """
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text!r}")
-    return value
 
 
 def _servePort(text: str) -> int:
@@ -135,7 +122,7 @@ def addParser(commands: Any) -> None:
     parser.add_argument(
         "--deadline",
         metavar="SECONDS",
-        type=_deadline,
+        type=_positiveFloat,
         default=10.0,
         help="seconds each case (with --serve: the accept and each step) may take (default 10)",
     )

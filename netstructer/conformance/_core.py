@@ -25,7 +25,16 @@ from netstructer.channel import (
 from netstructer.errors import NetStructerError
 from netstructer.keys import Keyring
 
-__all__ = ["CASES", "CaseResult", "NotApplicable", "RawPeer", "Target", "case", "runCases"]
+__all__ = [
+    "CASES",
+    "CaseResult",
+    "NotApplicable",
+    "RawPeer",
+    "Target",
+    "case",
+    "readExactly",
+    "runCases",
+]
 
 _U32 = struct.Struct(">I")
 
@@ -115,6 +124,23 @@ def case(number: str, section: str, title: str) -> Callable[[_CaseFunction], _Ca
     return register
 
 
+def readExactly(sock: socket.socket, count: int) -> bytes | None:
+    """
+    Read C{count} bytes from C{sock} (within its timeout).
+
+    @return: The bytes, or L{None} if the other side ended the connection
+        first.
+    @raise TimeoutError: They did not arrive in time.
+    """
+    data = bytearray()
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return bytes(data)
+
+
 class RawPeer:
     """
     A framed TCP connection to the target with the case's deadline on
@@ -190,13 +216,7 @@ class RawPeer:
         return channel
 
     def _exactly(self, count: int) -> bytes | None:
-        data = b""
-        while len(data) < count:
-            chunk = self.sock.recv(count - len(data))
-            if not chunk:
-                return None
-            data += chunk
-        return data
+        return readExactly(self.sock, count)
 
     def close(self) -> None:
         """

@@ -32,7 +32,7 @@ from netstructer.channel import (
     ValueReceived,
     ValuesReceived,
 )
-from netstructer.conformance._core import CaseResult
+from netstructer.conformance._core import CaseResult, readExactly
 from netstructer.errors import NetStructerError
 from netstructer.keys import Keyring
 
@@ -108,13 +108,7 @@ class _Connection:
             return None
 
     def _exactly(self, count: int) -> bytes | None:
-        data = b""
-        while len(data) < count:
-            chunk = self.sock.recv(count - len(data))
-            if not chunk:
-                return None
-            data += chunk
-        return data
+        return readExactly(self.sock, count)
 
 
 class _Run:
