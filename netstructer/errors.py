@@ -21,6 +21,7 @@ __all__ = [
     "AuthenticationError",
     "BufferDataError",
     "ChannelClosedError",
+    "ConnectionBroken",
     "DecodeError",
     "EncodeError",
     "HandshakeError",
@@ -32,6 +33,7 @@ __all__ = [
     "NetStructerError",
     "NoSuchSession",
     "OperationTimedOut",
+    "PeerUnresponsive",
     "PeerVersionError",
     "ProtocolError",
     "RecipientBusy",
@@ -183,6 +185,28 @@ class TruncationError(RemoteProtocolError):
     """
     The connection ended without the peer's authenticated close record, so
     values may have been cut off in transit.
+    """
+
+
+class ConnectionBroken(TruncationError, ConnectionError):
+    """
+    The connection broke while values were flowing, before the close
+    handshake completed: the peer's process died, the connection was reset
+    or cut, or a write found the pipe broken.  Both adapters (the Twisted
+    protocol and the blocking link) report it the same way, with the
+    transport's own error as its C{__cause__}.  Values sent since the peer
+    last confirmed may have been lost: connect again, and send again what
+    matters.
+
+    It is a L{TruncationError} (the authenticated close never came) and a
+    L{ConnectionError}, so code catching C{OSError} keeps working.
+    """
+
+
+class PeerUnresponsive(ConnectionBroken):
+    """
+    The peer did not answer a keep-alive ping within the keep-alive
+    interval: it is down, hung, or cut off.  The connection was dropped.
     """
 
 

@@ -12,15 +12,61 @@ default observer of every connection and registry, and does nothing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
-if TYPE_CHECKING:
-    from netstructer.protocol import BridgeProtocol
+from netstructer.channel import CloseCode
 
-__all__ = ["NO_EVENTS", "IBridgeEvents", "NoEvents"]
+__all__ = ["NO_EVENTS", "Connection", "IBridgeEvents", "NoEvents"]
+
+
+class Connection(Protocol):
+    """
+    What an observer of events may read of the connection an event is about
+    (a L{BridgeProtocol<netstructer.protocol.BridgeProtocol>} provides it):
+    declared here, below the protocol, so that this module does not depend
+    on it.
+    """
+
+    key: str
+    clock: IReactorTime
+    transport: Any
+
+    @property
+    def established(self) -> bool: ...
+
+    @property
+    def suite(self) -> str | None: ...
+
+    @property
+    def openedAt(self) -> float | None: ...
+
+    @property
+    def connectedAt(self) -> float | None: ...
+
+    @property
+    def valuesIn(self) -> int: ...
+
+    @property
+    def valuesOut(self) -> int: ...
+
+    @property
+    def bytesIn(self) -> int: ...
+
+    @property
+    def bytesOut(self) -> int: ...
+
+    @property
+    def closeCode(self) -> CloseCode | None: ...
+
+    @property
+    def closeSent(self) -> CloseCode | None: ...
+
+    @property
+    def failedLocally(self) -> bool: ...
 
 
 class IBridgeEvents(Interface):
@@ -36,7 +82,7 @@ class IBridgeEvents(Interface):
         @param reason: C{"max_sessions"}, C{"max_per_ip"} or C{"stopping"}.
         """
 
-    def connectionEnded(connection: BridgeProtocol, reason: Failure) -> None:  # noqa: N805
+    def connectionEnded(connection: Connection, reason: Failure) -> None:  # noqa: N805
         """
         An admitted connection ended, whether or not it had authenticated.
         Its C{established}, C{openedAt}, C{closeCode} and L{closeSent
@@ -47,7 +93,7 @@ class IBridgeEvents(Interface):
         @param reason: Why it ended (its C{closeReason}).
         """
 
-    def valuesReceived(connection: BridgeProtocol, count: int, size: int) -> None:  # noqa: N805
+    def valuesReceived(connection: Connection, count: int, size: int) -> None:  # noqa: N805
         """
         One record of values arrived and is being delivered.
 
@@ -57,7 +103,7 @@ class IBridgeEvents(Interface):
             share its bytes equally).
         """
 
-    def receivingPaused(connection: BridgeProtocol) -> None:  # noqa: N805
+    def receivingPaused(connection: Connection) -> None:  # noqa: N805
         """
         The connection stopped reading from its peer: its receive queue is
         full, or the application paused it.
@@ -65,14 +111,14 @@ class IBridgeEvents(Interface):
         @param connection: The connection.
         """
 
-    def receivingResumed(connection: BridgeProtocol) -> None:  # noqa: N805
+    def receivingResumed(connection: Connection) -> None:  # noqa: N805
         """
         The connection reads from its peer again.
 
         @param connection: The connection.
         """
 
-    def writingPaused(connection: BridgeProtocol) -> None:  # noqa: N805
+    def writingPaused(connection: Connection) -> None:  # noqa: N805
         """
         The transport's write buffer filled up: the peer reads slower than
         values are sent.
@@ -80,7 +126,7 @@ class IBridgeEvents(Interface):
         @param connection: The connection.
         """
 
-    def writingResumed(connection: BridgeProtocol) -> None:  # noqa: N805
+    def writingResumed(connection: Connection) -> None:  # noqa: N805
         """
         The transport's write buffer drained.
 
@@ -99,32 +145,32 @@ class NoEvents:
         Ignored.
         """
 
-    def connectionEnded(self, connection: BridgeProtocol, reason: Failure) -> None:
+    def connectionEnded(self, connection: Connection, reason: Failure) -> None:
         """
         Ignored.
         """
 
-    def valuesReceived(self, connection: BridgeProtocol, count: int, size: int) -> None:
+    def valuesReceived(self, connection: Connection, count: int, size: int) -> None:
         """
         Ignored.
         """
 
-    def receivingPaused(self, connection: BridgeProtocol) -> None:
+    def receivingPaused(self, connection: Connection) -> None:
         """
         Ignored.
         """
 
-    def receivingResumed(self, connection: BridgeProtocol) -> None:
+    def receivingResumed(self, connection: Connection) -> None:
         """
         Ignored.
         """
 
-    def writingPaused(self, connection: BridgeProtocol) -> None:
+    def writingPaused(self, connection: Connection) -> None:
         """
         Ignored.
         """
 
-    def writingResumed(self, connection: BridgeProtocol) -> None:
+    def writingResumed(self, connection: Connection) -> None:
         """
         Ignored.
         """

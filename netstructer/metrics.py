@@ -48,7 +48,7 @@ from netstructer.errors import (
     SessionClosed,
     TLSHandshakeError,
 )
-from netstructer.events import IBridgeEvents
+from netstructer.events import Connection, IBridgeEvents
 from netstructer.protocol import BridgeProtocol
 from netstructer.registry import ISessionListener, SessionRegistry
 
@@ -158,7 +158,7 @@ def classifyHandshakeFailure(reason: Failure) -> str:
     return "lost"
 
 
-def classifyEnd(connection: BridgeProtocol, reason: Failure) -> tuple[str, str, str | None]:
+def classifyEnd(connection: Connection, reason: Failure) -> tuple[str, str, str | None]:
     """
     Name how an established session ended.
 
@@ -188,7 +188,7 @@ def classifyEnd(connection: BridgeProtocol, reason: Failure) -> tuple[str, str, 
     return "none", ("local" if connection.failedLocally else "peer"), refused
 
 
-def _unsentBytes(connection: BridgeProtocol) -> int:
+def _unsentBytes(connection: Connection) -> int:
     """
     @return: The bytes a session's transport holds that its socket has not
         taken yet (0 for transports that do not say, such as TLS).
@@ -221,7 +221,7 @@ class BridgeMetrics:
             limit are reported, if any.
         """
         self._registry = sessions
-        self.sessions: dict[BridgeProtocol, str] = {}
+        self.sessions: dict[Connection, str] = {}
         self._sessionsTotal: dict[str, int] = {}
         self._handshakes: dict[str, int] = {}
         self._refused: dict[str, int] = {}
@@ -230,7 +230,7 @@ class BridgeMetrics:
         self._moved: dict[str, list[int]] = {}
         self._pauses = {"receive": 0, "send": 0}
         self._pausedSeconds = {"receive": 0.0, "send": 0.0}
-        self._pausedSince: dict[tuple[str, BridgeProtocol], float] = {}
+        self._pausedSince: dict[tuple[str, Connection], float] = {}
         self._valueSizes = _Histogram(VALUE_SIZE_BUCKETS)
         self._handshakeSeconds: dict[str, _Histogram] = {}
 
@@ -301,7 +301,7 @@ class BridgeMetrics:
         outcome = "stopping" if reason == "stopping" else "refused_limits"
         self._handshakes[outcome] = self._handshakes.get(outcome, 0) + 1
 
-    def connectionEnded(self, connection: BridgeProtocol, reason: Failure) -> None:
+    def connectionEnded(self, connection: Connection, reason: Failure) -> None:
         """
         Count a connection's end: a failed handshake, or a session's close
         (its code and side, a refused record) and what it moved.
@@ -330,7 +330,7 @@ class BridgeMetrics:
         moved[2] += connection.bytesIn
         moved[3] += connection.bytesOut
 
-    def valuesReceived(self, connection: BridgeProtocol, count: int, size: int) -> None:
+    def valuesReceived(self, connection: Connection, count: int, size: int) -> None:
         """
         Count a received record's values in the value size histogram.
 
@@ -340,37 +340,37 @@ class BridgeMetrics:
         """
         self._valueSizes.observe(size, count)
 
-    def receivingPaused(self, connection: BridgeProtocol) -> None:
+    def receivingPaused(self, connection: Connection) -> None:
         """
         A session stopped reading: count a receive pause.
         """
         self._paused("receive", connection)
 
-    def receivingResumed(self, connection: BridgeProtocol) -> None:
+    def receivingResumed(self, connection: Connection) -> None:
         """
         A session reads again: count the time paused.
         """
         self._resumed("receive", connection)
 
-    def writingPaused(self, connection: BridgeProtocol) -> None:
+    def writingPaused(self, connection: Connection) -> None:
         """
         A session's transport buffer filled: count a send pause.
         """
         self._paused("send", connection)
 
-    def writingResumed(self, connection: BridgeProtocol) -> None:
+    def writingResumed(self, connection: Connection) -> None:
         """
         A session's transport buffer drained: count the time paused.
         """
         self._resumed("send", connection)
 
-    def _paused(self, direction: str, connection: BridgeProtocol) -> None:
+    def _paused(self, direction: str, connection: Connection) -> None:
         key = (direction, connection)
         if key not in self._pausedSince:
             self._pauses[direction] += 1
             self._pausedSince[key] = connection.clock.seconds()
 
-    def _resumed(self, direction: str, connection: BridgeProtocol) -> None:
+    def _resumed(self, direction: str, connection: Connection) -> None:
         since = self._pausedSince.pop((direction, connection), None)
         if since is not None:
             self._pausedSeconds[direction] += max(connection.clock.seconds() - since, 0.0)

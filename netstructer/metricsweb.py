@@ -23,7 +23,7 @@ C{prometheus_client}.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
@@ -38,9 +38,28 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from netstructer.metrics import BridgeMetrics
+from netstructer.registry import SessionRegistry
 
-if TYPE_CHECKING:
-    from netstructer.server import Server
+
+class ObservedServer(Protocol):
+    """
+    What L{ServerMetrics} reads of the server it observes (a
+    L{Server<netstructer.server.Server>} provides it): declared here, below
+    the server, so that this module does not depend on it.
+    """
+
+    @property
+    def registry(self) -> SessionRegistry: ...
+
+    @property
+    def stopping(self) -> bool: ...
+
+    @property
+    def port(self) -> Any: ...
+
+    @property
+    def reactor(self) -> Any: ...
+
 
 __all__ = [
     "HealthResource",
@@ -358,7 +377,7 @@ class ServerMetrics:
     """
 
     def __init__(
-        self, server: Server, endpoint: str | None, registry: CollectorRegistry | None
+        self, server: ObservedServer, endpoint: str | None, registry: CollectorRegistry | None
     ) -> None:
         """
         @param server: The server to observe; its registry and the

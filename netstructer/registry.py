@@ -38,7 +38,7 @@ and for the per-IP limit.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -250,14 +250,9 @@ class SessionRegistry(Service):
         self._detached: dict[BridgeProtocol, None] = {}
         # Admitted connections that have not opened yet.
         self._handshaking: dict[BridgeProtocol, None] = {}
-        # The key and host each admitted connection was counted under.
-        self._admittedAs: dict[BridgeProtocol, tuple[str, str]] = {}
-        # Admitted connections that have not ended, by canonical key and host.
-        self._admittedKeys: dict[str, int] = {}
-        self._admittedHosts: dict[str, int] = {}
-        self._admitted = 0
-        self._observers: list[ISessionListener] = []
-        self._waiters: dict[tuple[bool, str], list[defer.Deferred[BridgeProtocol]]] = {}
+        self._counts = _AdmissionCounts()
+        self._observers = _Observers(self._log)
+        self._waiters = _SessionWaiters()
         self._whenIdle: list[defer.Deferred[None]] = []
         self._stopping = False
         # The keys of the last revokeKeys: a connection whose handshake was
@@ -267,7 +262,7 @@ class SessionRegistry(Service):
     def __repr__(self) -> str:
         return (
             f"<SessionRegistry {len(self._sessions)} sessions, "
-            f"{self._admitted} admitted connections>"
+            f"{self._counts.admitted} admitted connections>"
         )
 
     @property
@@ -297,7 +292,7 @@ class SessionRegistry(Service):
             L{maxSessions} limits, including connections in their handshake
             and sessions taken out with L{pop} or L{clear}.
         """
-        return self._admitted
+        return self._counts.admitted
 
     def all(self) -> list[BridgeProtocol]:
         """
@@ -456,47 +451,10 @@ class SessionRegistry(Service):
             after C{timeout} seconds.  Cancelling it forgets the wait and
             its timer.
         """
-        slot = _parseTarget(target)
         existing = self.get(target)
         if existing is not None:
             return defer.succeed(existing)
-        timer: IDelayedCall | None = None
-
-        def cancel(d: defer.Deferred[BridgeProtocol]) -> None:
-            self._forgetWaiter(slot, d)
-
-        d: defer.Deferred[BridgeProtocol] = defer.Deferred(cancel)
-        self._waiters.setdefault(slot, []).append(d)
-        if timeout is not None:
-
-            def timedOut() -> None:
-                self._forgetWaiter(slot, d)
-                d.errback(
-                    OperationTimedOut(
-                        f"no session named or from {target} opened within {timeout} seconds"
-                    )
-                )
-
-            timer = self.clock.callLater(timeout, timedOut)
-
-            def stopTimer(result: object) -> object:
-                if timer is not None and timer.active():
-                    timer.cancel()
-                return result
-
-            d.addBoth(stopTimer)
-        return d
-
-    def _forgetWaiter(self, slot: tuple[bool, str], d: defer.Deferred[BridgeProtocol]) -> None:
-        waiters = self._waiters.get(slot)
-        if waiters is not None and d in waiters:
-            waiters.remove(d)
-            if not waiters:
-                del self._waiters[slot]
-
-    def _fireWaiters(self, slot: tuple[bool, str], session: BridgeProtocol) -> None:
-        for d in self._waiters.pop(slot, []):
-            d.callback(session)
+        return self._waiters.wait(_parseTarget(target), target, timeout, lambda: self.clock)
 
     # Observers.
 
@@ -508,7 +466,7 @@ class SessionRegistry(Service):
             its two methods).  An observer added while sessions are open will
             be told when they close.
         """
-        self._observers.append(observer)
+        self._observers.add(observer)
 
     def removeObserver(self, observer: ISessionListener) -> None:
         """
@@ -518,28 +476,6 @@ class SessionRegistry(Service):
         @raise ValueError: It was not observing.
         """
         self._observers.remove(observer)
-
-    def _notifyOpened(self, session: BridgeProtocol) -> None:
-        for observer in list(self._observers):
-            try:
-                observer.sessionOpened(session)
-            except Exception:  # noqa: BLE001 (logged: an observer's bug stays its own)
-                self._log.failure(
-                    "Session observer {observer} failed when {peer} opened",
-                    observer=observer,
-                    peer=session.key,
-                )
-
-    def _notifyClosed(self, session: BridgeProtocol, reason: Failure) -> None:
-        for observer in list(self._observers):
-            try:
-                observer.sessionClosed(session, reason)
-            except Exception:  # noqa: BLE001 (logged: an observer's bug stays its own)
-                self._log.failure(
-                    "Session observer {observer} failed when {peer} closed",
-                    observer=observer,
-                    peer=session.key,
-                )
 
     # The connection gate.
 
@@ -566,16 +502,17 @@ class SessionRegistry(Service):
             self._log.info("Refusing {peer}: the server is stopping", peer=key)
             self.events.connectionRefused("stopping")
             return False
-        if self._admitted >= self.maxSessions:
+        counts = self._counts
+        if counts.admitted >= self.maxSessions:
             self._log.warn(
                 "Refusing {peer}: {count} connections are already open (the {limit} limit)",
                 peer=key,
-                count=self._admitted,
+                count=counts.admitted,
                 limit="maxSessions",
             )
             self.events.connectionRefused("max_sessions")
             return False
-        fromHost = self._admittedHosts.get(host, 0)
+        fromHost = counts.fromHost(host)
         if fromHost >= self.maxPerIP and isinstance(getattr(address, "host", None), str):
             self._log.warn(
                 "Refusing {peer}: {count} connections from {host} are already open "
@@ -587,10 +524,7 @@ class SessionRegistry(Service):
             )
             self.events.connectionRefused("max_per_ip")
             return False
-        self._admitted += 1
-        self._admittedHosts[host] = fromHost + 1
-        self._admittedKeys[key] = self._admittedKeys.get(key, 0) + 1
-        self._admittedAs[connection] = (key, host)
+        counts.count(connection, key, host)
         self._handshaking[connection] = None
         return True
 
@@ -612,13 +546,13 @@ class SessionRegistry(Service):
         self._byHost.setdefault(host, {})[session] = None
         if session.name is not None:
             self._byName.setdefault(session.name, {})[session] = None
-        self._notifyOpened(session)
+        self._observers.opened(session)
         if session in self._sessions:
-            self._fireWaiters((True, key), session)
-            self._fireWaiters((False, host), session)
+            self._waiters.fire((True, key), session)
+            self._waiters.fire((False, host), session)
             if session.name is not None:
                 # Names are never IP addresses, so this slot is the name's.
-                self._fireWaiters((False, session.name), session)
+                self._waiters.fire((False, session.name), session)
         if self._stopping:
             session.close(SHUTDOWN_REASON, CloseCode.GOING_AWAY)
         elif (
@@ -645,8 +579,7 @@ class SessionRegistry(Service):
         @param reason: Why it ended.
         """
         self._handshaking.pop(session, None)
-        admittedAs = self._admittedAs.pop(session, None)
-        self._uncount(*(admittedAs or _tokensOf(session.peer, session.key)))
+        self._counts.uncount(session, _tokensOf(session.peer, session.key))
         opened = False
         if session in self._sessions:
             self._unregister(session)
@@ -655,24 +588,8 @@ class SessionRegistry(Service):
             del self._detached[session]
             opened = True
         if opened:
-            self._notifyClosed(session, reason)
+            self._observers.closed(session, reason)
         self._maybeIdle()
-
-    def _uncount(self, key: str, host: str) -> None:
-        admitted = self._admittedKeys.get(key, 0)
-        if not admitted:
-            # Built by a factory that does not ask admit(): never counted.
-            return
-        if admitted == 1:
-            del self._admittedKeys[key]
-        else:
-            self._admittedKeys[key] = admitted - 1
-        fromHost = self._admittedHosts[host]
-        if fromHost == 1:
-            del self._admittedHosts[host]
-        else:
-            self._admittedHosts[host] = fromHost - 1
-        self._admitted -= 1
 
     def _unregister(self, session: BridgeProtocol) -> None:
         key, host = self._sessions.pop(session)
@@ -747,7 +664,7 @@ class SessionRegistry(Service):
     def _maybeIdle(self) -> None:
         if not self._whenIdle:
             return
-        if self._admitted or self._sessions or self._detached or self._handshaking:
+        if self._counts.admitted or self._sessions or self._detached or self._handshaking:
             return
         waiting, self._whenIdle = self._whenIdle, []
         for d in waiting:
@@ -761,3 +678,168 @@ def _whenAllClosed(sessions: list[BridgeProtocol]) -> defer.Deferred[None]:
     """
     d = defer.gatherResults([session.whenClosed() for session in sessions])
     return d.addCallback(lambda _: None)
+
+
+class _AdmissionCounts:
+    """
+    The connections a registry admitted that have not ended: in all, and by
+    the canonical key and host each was admitted under (uncounted exactly so
+    when it ends, even if its transport later names its peer differently).
+
+    @ivar admitted: How many.
+    """
+
+    def __init__(self) -> None:
+        self.admitted = 0
+        self._admittedAs: dict[BridgeProtocol, tuple[str, str]] = {}
+        self._keys: dict[str, int] = {}
+        self._hosts: dict[str, int] = {}
+
+    def fromHost(self, host: str) -> int:
+        """
+        @return: How many admitted connections came from C{host}.
+        """
+        return self._hosts.get(host, 0)
+
+    def count(self, connection: BridgeProtocol, key: str, host: str) -> None:
+        """
+        Count a connection just admitted.
+        """
+        self.admitted += 1
+        self._hosts[host] = self._hosts.get(host, 0) + 1
+        self._keys[key] = self._keys.get(key, 0) + 1
+        self._admittedAs[connection] = (key, host)
+
+    def uncount(self, connection: BridgeProtocol, fallback: tuple[str, str]) -> None:
+        """
+        A connection ended: uncount it, under what it was admitted as (or
+        C{fallback}, its key and host now, for a connection admitted by
+        someone else).  A connection never counted (built by a factory that
+        does not ask L{SessionRegistry.admit}) changes nothing.
+        """
+        key, host = self._admittedAs.pop(connection, fallback)
+        admitted = self._keys.get(key, 0)
+        if not admitted:
+            return
+        if admitted == 1:
+            del self._keys[key]
+        else:
+            self._keys[key] = admitted - 1
+        fromHost = self._hosts[host]
+        if fromHost == 1:
+            del self._hosts[host]
+        else:
+            self._hosts[host] = fromHost - 1
+        self.admitted -= 1
+
+
+class _SessionWaiters:
+    """
+    The L{SessionRegistry.waitFor} calls waiting for a session to open, by
+    the slot they wait on (C{(True, key)} for a session key, C{(False,
+    host or name)} otherwise).
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[tuple[bool, str], list[defer.Deferred[BridgeProtocol]]] = {}
+
+    def wait(
+        self,
+        slot: tuple[bool, str],
+        target: str,
+        timeout: float | None,
+        clock: Callable[[], IReactorTime],
+    ) -> defer.Deferred[BridgeProtocol]:
+        """
+        @return: A Deferred firing with the next session to open in C{slot},
+            or failing with L{OperationTimedOut} after C{timeout} seconds;
+            cancelling it forgets the wait and its timer.
+        """
+        timer: IDelayedCall | None = None
+
+        def cancel(d: defer.Deferred[BridgeProtocol]) -> None:
+            self._forget(slot, d)
+
+        d: defer.Deferred[BridgeProtocol] = defer.Deferred(cancel)
+        self._waiting.setdefault(slot, []).append(d)
+        if timeout is not None:
+
+            def timedOut() -> None:
+                self._forget(slot, d)
+                d.errback(
+                    OperationTimedOut(
+                        f"no session named or from {target} opened within {timeout} seconds"
+                    )
+                )
+
+            timer = clock().callLater(timeout, timedOut)
+
+            def stopTimer(result: object) -> object:
+                if timer is not None and timer.active():
+                    timer.cancel()
+                return result
+
+            d.addBoth(stopTimer)
+        return d
+
+    def _forget(self, slot: tuple[bool, str], d: defer.Deferred[BridgeProtocol]) -> None:
+        waiting = self._waiting.get(slot)
+        if waiting is not None and d in waiting:
+            waiting.remove(d)
+            if not waiting:
+                del self._waiting[slot]
+
+    def fire(self, slot: tuple[bool, str], session: BridgeProtocol) -> None:
+        """
+        A session opened in C{slot}: fire every wait on it.
+        """
+        for d in self._waiting.pop(slot, []):
+            d.callback(session)
+
+
+class _Observers:
+    """
+    The L{ISessionListener}s of a registry.  An observer that raises is
+    logged and does not disturb the registry or the other observers.
+    """
+
+    def __init__(self, log: Logger) -> None:
+        self._log = log
+        self._observers: list[ISessionListener] = []
+
+    def add(self, observer: ISessionListener) -> None:
+        self._observers.append(observer)
+
+    def remove(self, observer: ISessionListener) -> None:
+        """
+        @raise ValueError: It was not observing.
+        """
+        self._observers.remove(observer)
+
+    def opened(self, session: BridgeProtocol) -> None:
+        """
+        Tell every observer that C{session} opened.
+        """
+        for observer in list(self._observers):
+            try:
+                observer.sessionOpened(session)
+            except Exception:  # noqa: BLE001 (logged: an observer's bug stays its own)
+                self._log.failure(
+                    "Session observer {observer} failed when {peer} opened",
+                    observer=observer,
+                    peer=session.key,
+                )
+
+    def closed(self, session: BridgeProtocol, reason: Failure) -> None:
+        """
+        Tell every observer that C{session} closed.
+        """
+        for observer in list(self._observers):
+            try:
+                observer.sessionClosed(session, reason)
+            except Exception:  # noqa: BLE001 (logged: an observer's bug stays its own)
+                self._log.failure(
+                    "Session observer {observer} failed when {peer} closed",
+                    observer=observer,
+                    peer=session.key,
+                )

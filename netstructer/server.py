@@ -387,41 +387,31 @@ class Server(MultiService):
         @param keyFile: The key file C{key} was read from (or is to be read
             from, if C{key} is L{None}): what L{reloadKeys} reads again.
         @param handler: What to do with each session (see
-            L{netstructer.handlers}); L{None} leaves values in each
-            session's C{recvBuffer} queue.
-        @param reactor: Listens and schedules timers; the global reactor,
-            imported only when first needed, by default.
-        @param logger: Where the server, its registry and its connections
-            log.
-        @param relay: Whether clients may send to each other by name and
-            publish and subscribe to topics (see L{netstructer.relay}); off
-            by default, when every relay request is refused.
-        @param relayPolicy: Who may relay what (see
-            L{netstructer.relaypolicy}); L{None} lets every named session
-            do everything.  Setting it turns relay on.
-        @param relayBackend: Where relayed values are routed; a
-            L{LocalRelayBackend<netstructer.relay.LocalRelayBackend>} over
-            this server's sessions by default.  Setting it turns relay on.
-        @param maxRelayQueue: The bound of each recipient's queue of relayed
-            values (1024 by default).
-        @param metrics: Where to serve Prometheus metrics (C{GET /metrics})
-            and the health check (C{GET /healthz}): a server endpoint
-            description such as C{"tcp:9100:interface=127.0.0.1"}, or a
-            port number (on 127.0.0.1); L{None}, the default, serves none.
-            It needs the C{metrics} extra (C{prometheus_client}).  See
-            L{netstructer.metricsweb}.
+            L{netstructer.handlers}); L{None} leaves values for C{recvBuffer}.
+        @param reactor: Listens and schedules timers; the global reactor by
+            default.
+        @param logger: Where the server, its registry and connections log.
+        @param relay: Whether clients may relay values to each other (see
+            L{netstructer.relay}); off by default: every request is refused.
+        @param relayPolicy: Who may relay what (L{netstructer.relay.policy});
+            L{None} lets every named session do everything.  It turns relay
+            on.
+        @param relayBackend: Where relayed values are routed: this server's
+            sessions by default (L{LocalRelayBackend
+            <netstructer.relay.LocalRelayBackend>}).  It turns relay on.
+        @param maxRelayQueue: The bound of each recipient's relay queue.
+        @param metrics: Where to serve Prometheus metrics and the health
+            check (L{netstructer.metricsweb}): an endpoint description such
+            as C{"tcp:9100:interface=127.0.0.1"}, or a port on 127.0.0.1;
+            L{None} serves none.  It needs the C{metrics} extra.
         @param metricsRegistry: A C{prometheus_client.CollectorRegistry} to
             add this server's metrics to, for an application that serves
             its own; with C{metrics}, that registry is what is served.
-        @param options: Fields of L{BridgeConfig} (C{suite}, C{cipher},
-            C{acceptSuites}, C{limits}, C{handshakeTimeout},
-            C{keepAliveInterval}, C{idleTimeout}, C{shutdownGrace} (the
-            grace period of every close and of L{stopService}, 5 s by
-            default; C{closeTimeout} is its old name),
-            C{maxPendingValues}, C{maxQueuedValues}, C{maxQueuedBytes},
-            C{fernetTTL}); the registry's limits C{maxSessions} and
-            C{maxPerIP}; and C{maxBufferSize}, the largest encoded value
-            accepted (it sets C{limits.maxSize}).
+        @param options: Fields of L{BridgeConfig} (C{shutdownGrace}, the
+            grace period of every close and of L{stopService}, among them);
+            the registry's limits C{maxSessions} and C{maxPerIP}; and
+            C{maxBufferSize}, the largest encoded value accepted (it sets
+            C{limits.maxSize}).
         @raise ServerInitializeError: The key is missing or malformed (the
             message holds no key material), a port number is out of
             range, or metrics were asked for without C{prometheus_client}.
@@ -430,35 +420,9 @@ class Server(MultiService):
         @raise ValueError: An option has a bad value.
         """
         super().__init__()
-        unknown = sorted(set(options) - _CONFIG_OPTIONS - _REGISTRY_OPTIONS - {"maxBufferSize"})
-        if unknown:
-            raise TypeError(f"Server() got unknown options: {', '.join(unknown)}")
-        registryOptions = {name: options.pop(name) for name in _REGISTRY_OPTIONS & set(options)}
-        maxBufferSize = options.pop("maxBufferSize", None)
-        if maxBufferSize is not None:
-            options["limits"] = _withMaxSize(options.get("limits", DEFAULT_LIMITS), maxBufferSize)
-        try:
-            if key is None:
-                if keyFile is None:
-                    raise ServerInitializeError(
-                        "the server's key must be a Fernet-format key (bytes or text), a list"
-                        " of them, or a Keyring, not NoneType (or give keyFile= to read one);"
-                        " make one with `netstructer keygen`"
-                    )
-                keyring = readKeyFile(keyFile)
-            else:
-                keyring = asKeyring(key)
-        except KeyFileError as e:
-            raise ServerInitializeError(f"the server's key file is not usable: {e}") from e
-        except InvalidKey as e:
-            raise ServerInitializeError(f"the server's key is not usable: {e}") from e
-        except TypeError:
-            raise ServerInitializeError(
-                f"the server's key must be a Fernet-format key (bytes or text), a list of them, "
-                f"or a Keyring, not {type(key).__name__}; make one with `netstructer keygen`"
-            ) from None
-        self.config = BridgeConfig(keyring=keyring, **options)
-        self._keys = KeyReloader(keyring, keyFile)
+        registryOptions = _registryOptions(options)
+        self.config = BridgeConfig(keyring=_serverKeyring(key, keyFile), **options)
+        self._keys = KeyReloader(self.config.keyring, keyFile)
         self.endpoint = endpointDescription(endpoint)
         self._reactor = reactor
         if logger is not None:
@@ -466,18 +430,15 @@ class Server(MultiService):
         self._logger = logger
         self.registry = SessionRegistry(reactor, logger=logger, **registryOptions)
         self.registry.setServiceParent(self)
-        if relayBackend is None and (relay or relayPolicy is not None):
-            relayBackend = LocalRelayBackend(logger=logger)
-        self.relay = RelayService(relayBackend, relayPolicy, maxQueued=maxRelayQueue, logger=logger)
-        self.registry.addObserver(self.relay)
+        self.relay = _relayService(relay, relayPolicy, relayBackend, maxRelayQueue, logger)
         self._dispatcher = _HandlerDispatcher(self._log)
-        self.registry.addObserver(self._dispatcher)
+        for observer in (self.relay, self._dispatcher):
+            self.registry.addObserver(observer)
         self._factory: _ServerFactory | None = None
         self.port: IListeningPort | None = None
         self._listening: defer.Deferred[IListeningPort] | None = None
         self._listenWaiters: list[defer.Deferred[IListeningPort]] = []
-        self._listenedOnStart = False
-        self._stopping = False
+        self._listenedOnStart = self._stopping = False
         self.metrics = _serverMetrics(self, metrics, metricsRegistry)
         if handler is not None:
             self.setHandler(handler)
@@ -869,6 +830,70 @@ def _bothListening(
         return outcomes[0][1]
 
     return both.addCallback(done)
+
+
+def _relayService(
+    relay: bool,
+    policy: IRelayPolicy | None,
+    backend: IRelayBackend | None,
+    maxQueued: int,
+    logger: Logger | None,
+) -> RelayService:
+    """
+    The relay of a L{Server}: on when asked for, or when a policy or a
+    backend is given; then over this server's sessions unless a backend is
+    given.
+    """
+    if backend is None and (relay or policy is not None):
+        backend = LocalRelayBackend(logger=logger)
+    return RelayService(backend, policy, maxQueued=maxQueued, logger=logger)
+
+
+def _registryOptions(options: dict[str, Any]) -> dict[str, Any]:
+    """
+    Take the registry's options out of a L{Server}'s, and turn
+    C{maxBufferSize} into C{limits}: what is left are L{BridgeConfig}'s.
+
+    @param options: The options, changed in place.
+    @return: The registry's options.
+    @raise TypeError: An option is unknown.
+    """
+    unknown = sorted(set(options) - _CONFIG_OPTIONS - _REGISTRY_OPTIONS - {"maxBufferSize"})
+    if unknown:
+        raise TypeError(f"Server() got unknown options: {', '.join(unknown)}")
+    registryOptions = {name: options.pop(name) for name in _REGISTRY_OPTIONS & set(options)}
+    maxBufferSize = options.pop("maxBufferSize", None)
+    if maxBufferSize is not None:
+        options["limits"] = _withMaxSize(options.get("limits", DEFAULT_LIMITS), maxBufferSize)
+    return registryOptions
+
+
+def _serverKeyring(key: object, keyFile: StrPath | None) -> Keyring:
+    """
+    The keyring of a L{Server}: C{key}, or the keys of C{keyFile}.
+
+    @raise ServerInitializeError: Neither is usable; the message holds no
+        key material.
+    """
+    try:
+        if key is None:
+            if keyFile is None:
+                raise ServerInitializeError(
+                    "the server's key must be a Fernet-format key (bytes or text), a list"
+                    " of them, or a Keyring, not NoneType (or give keyFile= to read one);"
+                    " make one with `netstructer keygen`"
+                )
+            return readKeyFile(keyFile)
+        return asKeyring(key)  # type: ignore[arg-type]
+    except KeyFileError as e:
+        raise ServerInitializeError(f"the server's key file is not usable: {e}") from e
+    except InvalidKey as e:
+        raise ServerInitializeError(f"the server's key is not usable: {e}") from e
+    except TypeError:
+        raise ServerInitializeError(
+            f"the server's key must be a Fernet-format key (bytes or text), a list of them, "
+            f"or a Keyring, not {type(key).__name__}; make one with `netstructer keygen`"
+        ) from None
 
 
 def _withMaxSize(limits: Limits, maxSize: int) -> Limits:

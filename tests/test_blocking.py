@@ -74,6 +74,7 @@ from netstructer.errors import (
     AuthenticationError,
     BufferDataError,
     ChannelClosedError,
+    ConnectionBroken,
     EncodeError,
     HandshakeError,
     HandshakeTimeout,
@@ -468,7 +469,7 @@ class LinkTransferTests(SynchronousTestCase):
         sock.serverSend("after")
         self.assertEqual(bridge.recvBuffer(timeout=1), big)
         self.assertEqual(bridge.recvBuffer(timeout=1), "after")
-        self.assertLessEqual(len(bridge._buf), 4 * 256 * 1024)
+        self.assertLessEqual(bridge._session.frames.size, 4 * 256 * 1024)
 
     def test_unalignedReads(self) -> None:
         """
@@ -481,7 +482,7 @@ class LinkTransferTests(SynchronousTestCase):
             sock.serverSend(("value", i))
         got = [bridge.recvBuffer(timeout=1) for _ in range(2000)]
         self.assertEqual(got, [("value", i) for i in range(2000)])
-        self.assertLessEqual(len(bridge._buf), 2 * 256 * 1024)
+        self.assertLessEqual(bridge._session.frames.size, 2 * 256 * 1024)
 
     def test_manyValuesInOneRead(self) -> None:
         """
@@ -594,17 +595,26 @@ class LinkTransferTests(SynchronousTestCase):
 
     def test_connectionReset(self) -> None:
         """
-        A connection reset raises the socket's error and closes the link.
+        A connection reset, or a broken pipe, raises L{ConnectionBroken} (an
+        C{OSError} too, whose cause is the socket's error), as the Twisted
+        protocol reports it, and closes the link.
         """
         sock = FakeSocket()
         bridge = connected(sock)
-        sock.recvErrors.append(ConnectionResetError(errno.ECONNRESET, "reset"))
-        self.assertRaises(ConnectionResetError, bridge.recvBuffer, timeout=1)
+        reset = ConnectionResetError(errno.ECONNRESET, "reset")
+        sock.recvErrors.append(reset)
+        error = self.assertRaises(ConnectionBroken, bridge.recvBuffer, timeout=1)
+        self.assertIsInstance(error, OSError)
+        self.assertIsInstance(error, TruncationError)
+        self.assertIs(error.__cause__, reset)
+        self.assertIn("reset", str(error))
+        self.assertIn("connect again", str(error))
         self.assertFalse(bridge.open)
         sock = FakeSocket()
         bridge = connected(sock)
         sock.sendErrors.append(BrokenPipeError(errno.EPIPE, "broken pipe"))
-        self.assertRaises(BrokenPipeError, bridge.sendBuffer, 1)
+        error = self.assertRaises(ConnectionBroken, bridge.sendBuffer, 1)
+        self.assertIsInstance(error.__cause__, BrokenPipeError)
         self.assertRaises(ChannelClosedError, bridge.sendBuffer, 1)
 
 
@@ -910,7 +920,7 @@ class LinkControlTests(SynchronousTestCase):
         sock = FakeSocket()
         bridge = connected(sock)
         sock.deliver(FakeSocket.framed(sock.channel.close(CloseCode.GOING_AWAY, "")))
-        bridge._nextPoll = 0.0
+        bridge._session.nextPoll = 0.0
         self.assertRaises(ChannelClosedError, bridge.sendBuffer, 1)
         self.assertEqual(sock.values, [])
 
@@ -1078,7 +1088,7 @@ class ProtocolInteroperationTests(SynchronousTestCase):
         sock.clock.advance(5.0)
         session.sendBuffer("after ping")
         self.assertEqual(bridge.recvBuffer(timeout=1), "after ping")
-        self.assertFalse(session._awaitingPong)
+        self.assertFalse(session.core.liveness.awaitingPong)
         session.sendBuffer("late")
         bridge.close()
         self.assertTrue(bridge.closedCleanly)
@@ -1645,7 +1655,8 @@ def concurrentSessions() -> None:
         server.listen()
         links = [link(("127.0.0.1", server.port), KEY, timeout=30) for _ in range(4)]
         sessions = [
-            server.waitFor(f"127.0.0.1:{b._sock.getsockname()[1]}", timeout=30) for b in links
+            server.waitFor(f"127.0.0.1:{b._session.io.sock.getsockname()[1]}", timeout=30)
+            for b in links
         ]
 
         def serve(session: blocking.Session) -> Callable[[], None]:
@@ -1695,7 +1706,7 @@ def cleanShutdown() -> None:
     _check(_drain(session) == list(range(500)), "client to server before the client's close")
 
     bridge = link(("127.0.0.1", server.port), KEY, timeout=20)
-    session = server.waitFor(f"127.0.0.1:{bridge._sock.getsockname()[1]}", timeout=20)
+    session = server.waitFor(f"127.0.0.1:{bridge._session.io.sock.getsockname()[1]}", timeout=20)
     for i in range(500):
         session.sendBuffer(i)
     for i in range(300):
@@ -1772,7 +1783,7 @@ def registry() -> None:
         first = attempt[0]
         assert isinstance(first, Link)
         second = link(("127.0.0.1", server.port), KEY, timeout=20)
-        key2 = f"127.0.0.1:{second._sock.getsockname()[1]}"
+        key2 = f"127.0.0.1:{second._session.io.sock.getsockname()[1]}"
         session2 = server.waitFor(key2, timeout=20)
         _check(server.waitFor("127.0.0.1", timeout=20) is server.get("127.0.0.1"))
         _check(server.count() == 2, str(server.count()))
@@ -1846,7 +1857,7 @@ def tls() -> None:
         server.listen_on(_echo)
         context = ssl.create_default_context(cafile=str(certPath))
         with link(("127.0.0.1", server.port), KEY, timeout=20, tls=context) as bridge:
-            _check(bridge._sendmsg is None)
+            _check(bridge._session.io.sendmsg is None)
             bridge.sendBuffer(EXAMPLE)
             _check(bridge.recvBuffer() == EXAMPLE)
             bridge.sendBuffers(range(1000))

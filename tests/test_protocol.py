@@ -783,7 +783,7 @@ class CloseTests(SynchronousTestCase):
         self.assertIn("bye", str(error))
         pair.server.connectionLost(Failure(ConnectionDone()))
         self.failureResultOf(pair.server.recvBuffer(), PeerClosed)
-        self.assertIsNone(pair.server._closeTimer)
+        self.assertIsNone(pair.server._timer)
 
     def test_responderNotReadByPeer(self) -> None:
         """
@@ -810,7 +810,7 @@ class CloseTests(SynchronousTestCase):
         pair.server.close()
         for _ in range(4):
             pair.clock.advance(1)
-            frame = pair.client._channel.sendValue("late")
+            frame = pair.client.core.channel.sendValue("late")
             pair.server.dataReceived(struct.pack("!I", len(frame)) + frame)
         self.assertFalse(pair.serverTransport.disconnected)
         self.assertEqual(pair.server.queuedValues, 4)

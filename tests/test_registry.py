@@ -283,8 +283,8 @@ class RegistryTestCase(SynchronousTestCase):
         """
         self.assertEqual(self.registry.connectionCount(), 0)
         self.assertEqual(self.registry.count(), 0)
-        self.assertEqual(self.registry._admittedHosts, {})
-        self.assertEqual(self.registry._admittedKeys, {})
+        self.assertEqual(self.registry._counts._hosts, {})
+        self.assertEqual(self.registry._counts._keys, {})
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def logged(self, text: str) -> list[LogEvent]:
@@ -644,7 +644,7 @@ class WaitForTests(RegistryTestCase):
         self.clock.advance(0.1)
         failure = self.failureResultOf(d, OperationTimedOut)
         self.assertIn("10.0.0.1", str(failure.value))
-        self.assertEqual(self.registry._waiters, {})
+        self.assertEqual(self.registry._waiters._waiting, {})
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.connect("10.0.0.1", 1)
         self.closeAll()
@@ -671,7 +671,7 @@ class WaitForTests(RegistryTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
         other.cancel()
         self.failureResultOf(other, CancelledError)
-        self.assertEqual(self.registry._waiters, {})
+        self.assertEqual(self.registry._waiters._waiting, {})
 
     def test_globalReactorOnlyWhenNeeded(self) -> None:
         """
@@ -847,7 +847,7 @@ class LimitTests(RegistryTestCase):
         link.server.abort()
         self.network.pump()
         self.assertSettled()
-        self.assertEqual(self.registry._admittedAs, {})
+        self.assertEqual(self.registry._counts._admittedAs, {})
 
     def test_admitDirectly(self) -> None:
         """

@@ -651,9 +651,9 @@ class EndToEndMemoryTests(RelayNetwork):
         alice.client.sendTo("bob", "late")
         self.pump()
         self.assertEqual(tuple(self.successResultOf(bob.client.recvFrom(1))), ("alice", "late"))
-        # Only the sessions' keep-alive timers are left.
+        # Only the sessions' own timers (their keep-alive deadlines) are left.
         self.assertEqual(
-            [c for c in self.reactor.getDelayedCalls() if "keepAlive" not in repr(c)], []
+            [c for c in self.reactor.getDelayedCalls() if "_timeReached" not in repr(c)], []
         )
 
     def test_recvFromAfterClose(self) -> None:

@@ -226,12 +226,11 @@ def runConformance(args: argparse.Namespace, streams: Any) -> int:
 
 
 def _run(args: argparse.Namespace, streams: Any) -> int:
-    from netstructer.conformance import CASES, Target, runCases
-    from netstructer.conformance._serve import SERVE_CASES, serveCases
+    from netstructer.conformance import CASES
+    from netstructer.conformance._serve import SERVE_CASES
     from netstructer.errors import NetStructerError
     from netstructer.tap import loadKeyring
 
-    target: dict[str, object]
     if args.serve is None:
         try:
             host, port = parseEndpoint(args.endpoint)
@@ -245,74 +244,110 @@ def _run(args: argparse.Namespace, streams: Any) -> int:
     except NetStructerError as e:
         raise _UsageError(str(e)) from None
     if args.serve is None:
-        results = runCases(
-            Target(
-                host,
-                port,
-                keyring,
-                deadline=args.deadline,
-                suite=args.suite,
-                cipher=args.cipher,
-                echo=args.echo,
-            ),
-            only=args.case,
-        )
-        suite = args.suite if args.suite == "fernet" else f"noise ({args.cipher})"
-        shown = f"[{host}]" if ":" in host else host
-        target = {
-            "mode": "server",
-            "host": host,
-            "port": port,
-            "suite": suite,
-            "echo": args.echo,
-            "deadline": args.deadline,
-        }
-        description = (
-            f"the server at {shown}:{port}, {suite} suite,"
-            f" {'echo handler' if args.echo else 'no echo'}, key from {source.description}"
-        )
+        results, target = _checkServer(args, host, port, keyring)
+        target["description"] += f", key from {source.description}"
     else:
-        listening: list[int] = []
-
-        def announce(port: int) -> None:
-            listening.append(port)
-            print(f"Listening on 127.0.0.1:{port}", file=streams.stdout, flush=True)
-
-        try:
-            results = serveCases(
-                args.serve, keyring, deadline=args.deadline, announce=announce, only=args.case
-            )
-        except OSError as e:
-            raise _UsageError(
-                f"cannot listen on 127.0.0.1:{args.serve} ({e.strerror or e});"
-                " pick another port, or 0 for a free one"
-            ) from None
-        target = {
-            "mode": "client",
-            "host": "127.0.0.1",
-            "port": listening[0],
-            "deadline": args.deadline,
-        }
-        description = f"one client of 127.0.0.1:{listening[0]}, key from {source.description}"
-    target["description"] = description
+        results, target = _checkClient(args, keyring, streams)
+        target["description"] += f", key from {source.description}"
     if args.json:
-        document = {
-            "target": target,
-            "cases": [
-                {
-                    "number": result.number,
-                    "section": result.section,
-                    "title": result.title,
-                    "status": result.status,
-                    "detail": result.detail,
-                }
-                for result in results
-            ],
-            "summary": _counts(results),
-        }
-        json.dump(document, streams.stdout, indent=2)
-        streams.stdout.write("\n")
-        streams.stdout.flush()
+        _printJSON(streams.stdout, target, results)
     else:
-        _printTable(streams.stdout, description, results)
+        _printTable(streams.stdout, str(target["description"]), results)
     return 1 if any(result.status == "fail" for result in results) else 0
+
+
+def _checkServer(
+    args: argparse.Namespace, host: str, port: int, keyring: Any
+) -> tuple[list[Any], dict[str, Any]]:
+    """
+    Run the server's cases against C{host:port}.
+
+    @return: The results, and the target's description for the report.
+    """
+    from netstructer.conformance import Target, runCases
+
+    results = runCases(
+        Target(
+            host,
+            port,
+            keyring,
+            deadline=args.deadline,
+            suite=args.suite,
+            cipher=args.cipher,
+            echo=args.echo,
+        ),
+        only=args.case,
+    )
+    suite = args.suite if args.suite == "fernet" else f"noise ({args.cipher})"
+    shown = f"[{host}]" if ":" in host else host
+    return list(results), {
+        "mode": "server",
+        "host": host,
+        "port": port,
+        "suite": suite,
+        "echo": args.echo,
+        "deadline": args.deadline,
+        "description": (
+            f"the server at {shown}:{port}, {suite} suite,"
+            f" {'echo handler' if args.echo else 'no echo'}"
+        ),
+    }
+
+
+def _checkClient(
+    args: argparse.Namespace, keyring: Any, streams: Any
+) -> tuple[list[Any], dict[str, Any]]:
+    """
+    Listen on C{--serve}'s port and run the client's cases against the
+    first client to connect.
+
+    @return: The results, and the target's description for the report.
+    @raise _UsageError: The port cannot be listened on.
+    """
+    from netstructer.conformance._serve import serveCases
+
+    listening: list[int] = []
+
+    def announce(port: int) -> None:
+        listening.append(port)
+        print(f"Listening on 127.0.0.1:{port}", file=streams.stdout, flush=True)
+
+    try:
+        results = serveCases(
+            args.serve, keyring, deadline=args.deadline, announce=announce, only=args.case
+        )
+    except OSError as e:
+        raise _UsageError(
+            f"cannot listen on 127.0.0.1:{args.serve} ({e.strerror or e});"
+            " pick another port, or 0 for a free one"
+        ) from None
+    return list(results), {
+        "mode": "client",
+        "host": "127.0.0.1",
+        "port": listening[0],
+        "deadline": args.deadline,
+        "description": f"one client of 127.0.0.1:{listening[0]}",
+    }
+
+
+def _printJSON(stdout: Any, target: dict[str, Any], results: list[Any]) -> None:
+    """
+    Write the report as JSON.
+    """
+    document = {
+        "target": target,
+        "cases": [
+            {
+                "number": result.number,
+                "section": result.section,
+                "title": result.title,
+                "status": result.status,
+                "detail": result.detail,
+            }
+            for result in results
+        ],
+        "summary": _counts(results),
+    }
+    json.dump(document, stdout, indent=2)
+    stdout.write("\n")
+    stdout.flush()
