@@ -10,6 +10,7 @@ and record protection).  Errors are in L{netstructer.errors}.
 
 from __future__ import annotations
 
+from netstructer._version import __version__
 from netstructer.errors import (
     AuthenticationError,
     BufferDataError,
@@ -19,8 +20,6 @@ from netstructer.errors import (
     NetStructerError,
     ServerInitializeError,
 )
-
-__version__ = "1.0.0.dev0"
 
 __all__ = [
     "AuthenticationError",

@@ -63,6 +63,7 @@ from zope.interface import implementer
 
 import netstructer
 from netstructer import values
+from netstructer._version import versionLine
 from netstructer.client import clientEndpoint, connect
 from netstructer.errors import NetStructerError, OperationTimedOut
 from netstructer.handlers import EchoHandler, IHandler
@@ -85,7 +86,7 @@ from netstructer.tap import (
 )
 from netstructer.tuning import tuneAllocator
 
-__all__ = ["EXAMPLE_VALUE", "Command", "Streams", "main", "parseCommand"]
+__all__ = ["EXAMPLE_VALUE", "Command", "Streams", "commandNames", "main", "parseCommand"]
 
 EXAMPLE_VALUE: object = ["hi im haytam", 128, {b"gg": "gg"}, {1, 2, 6, 4}, (False, True)]
 """The example value of the README, sent by C{netstructer bench}."""
@@ -267,7 +268,7 @@ def _makeParser() -> _ArgumentParser:
             " server creates on its first start. Run `twistd -n netstructer` for a server."
         ),
     )
-    parser.add_argument("--version", action="version", version=netstructer.__version__)
+    parser.add_argument("--version", action="version", version=versionLine())
     parser.add_argument(
         "-v",
         "--verbose",
@@ -1235,6 +1236,17 @@ def _keygen(args: argparse.Namespace, streams: Streams) -> int:
         f" to the server's key file and reload it (SIGHUP) to let {name} in"
     )
     return 0
+
+
+def commandNames() -> list[str]:
+    """
+    @return: The names of the C{netstructer} command's subcommands, in the
+        order C{netstructer --help} lists them.
+    """
+    for action in _makeParser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return list(action.choices)
+    raise AssertionError("the netstructer command line has no subcommands")
 
 
 def parseCommand(argv: Sequence[str] | None, streams: Streams | None = None) -> Command | int:

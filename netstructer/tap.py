@@ -40,9 +40,10 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, Service
@@ -57,6 +58,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from zope.interface import implementer
 
+from netstructer._version import versionLine
 from netstructer.channel import MAX_VALUE_SIZE_LIMIT
 from netstructer.errors import InvalidKey, KeyFileError, NetStructerError
 from netstructer.keys import (
@@ -737,6 +739,11 @@ class Options(usage.Options):
         self["listen"].append(description.strip())
 
     opt_l = opt_listen
+
+    def opt_version(self) -> NoReturn:
+        """Display NetStructer's version and exit."""
+        print(versionLine())
+        sys.exit(0)
 
     def postOptions(self) -> None:
         """

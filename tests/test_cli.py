@@ -24,7 +24,9 @@ from twisted.internet import defer
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+import netstructer
 from netstructer import cli, tap
+from netstructer._version import versionLine
 from netstructer.client import connect
 from netstructer.handlers import EchoHandler
 from netstructer.keys import (
@@ -231,10 +233,26 @@ class ArgumentTests(_CommandLineTests):
 
     def test_version(self) -> None:
         """
-        C{--version} prints the version.
+        C{--version} prints C{netstructer} and the version, as C{twistd
+        netstructer --version} does, and exits 0.
         """
         code, out, _ = self.main("--version")
-        self.assertEqual((code, out.strip()), (0, cli.netstructer.__version__))
+        self.assertEqual((code, out), (0, f"netstructer {netstructer.__version__}\n"))
+        self.assertEqual(out.strip(), versionLine())
+
+    def test_commandNames(self) -> None:
+        """
+        L{cli.commandNames} lists every subcommand, and each one's C{--help}
+        exits 0 with its usage.
+        """
+        names = cli.commandNames()
+        self.assertEqual(
+            sorted(names), ["bench", "conformance", "keygen", "listen", "send", "status"]
+        )
+        for name in names:
+            code, out, err = self.main(name, "--help")
+            self.assertEqual((code, err), (0, ""), name)
+            self.assertTrue(out.startswith(f"usage: netstructer {name}"), out)
 
     def test_sendArguments(self) -> None:
         """

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import datetime
 import errno
+import io
 import ipaddress
 import os
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,9 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+import netstructer
 from netstructer import tap
+from netstructer._version import versionLine
 from netstructer.errors import ServerInitializeError
 from netstructer.handlers import EchoHandler, LogHandler
 from netstructer.keys import ENVIRONMENT_VARIABLE, generateKey, readKeyFile, writeKeyFile
@@ -371,6 +375,26 @@ class OptionsTests(_TemporaryHome):
         An unknown option is a usage error.
         """
         self.parseError("--colour", "blue")
+
+    def test_version(self) -> None:
+        """
+        C{--version} prints C{netstructer} and NetStructer's version (not
+        Twisted's, which L{usage.Options} would print), as C{netstructer
+        --version} does, and exits 0 before any key is loaded or made.
+        """
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        error = self.assertRaises(SystemExit, self.parse, "--version")
+        self.assertEqual(error.code, 0)
+        self.assertEqual(out.getvalue(), f"netstructer {netstructer.__version__}\n")
+        self.assertEqual(out.getvalue().strip(), versionLine())
+        self.assertFalse(self.defaultKey.exists())
+
+    def test_versionInHelp(self) -> None:
+        """
+        C{--help} describes C{--version} as NetStructer's version.
+        """
+        self.assertIn("Display NetStructer's version and exit.", str(tap.Options()))
 
 
 class KeyTests(_TemporaryHome):

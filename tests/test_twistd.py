@@ -22,6 +22,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+import netstructer
 from netstructer import cli
 from netstructer.client import connect
 from netstructer.keys import ENVIRONMENT_VARIABLE, writeKeyFile
@@ -122,6 +123,29 @@ class TwistdCommandLineTests(SynchronousTestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         for option in ("--port", "--listen", "--interface", "--key-file", "--handler"):
             self.assertIn(option, result.stdout)
+
+    def test_version(self) -> None:
+        """
+        C{twistd netstructer --version} and C{netstructer --version} print
+        the same line, C{netstructer} and the version, and exit 0.
+        """
+        fromTwistd = self.twistd("netstructer", "--version")
+        fromCommand = subprocess.run(
+            [sys.executable, "-m", "netstructer", "--version"],
+            env=_environment(self.home),
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        expected = f"netstructer {netstructer.__version__}\n"
+        self.assertEqual(
+            (fromTwistd.returncode, fromTwistd.stdout), (0, expected), fromTwistd.stderr
+        )
+        self.assertEqual(
+            (fromCommand.returncode, fromCommand.stdout), (0, expected), fromCommand.stderr
+        )
 
     def test_startupError(self) -> None:
         """
