@@ -38,9 +38,7 @@ class KeyValueStore:
         self.data: dict[str, object] = {}
 
     def answer(self, request: object) -> object:
-        """
-        The answer to one request.
-        """
+        """The answer to one request."""
         match request:
             case ("set", str(key), value):
                 self.data[key] = value
@@ -59,10 +57,8 @@ class KeyValueStore:
         while True:
             try:
                 request = await session.recvBuffer()
-            except ChannelClosedError:
-                return  # the client closed the session
-            except TruncationError:
-                return  # the client went away without closing: nothing to answer
+            except (ChannelClosedError, TruncationError):
+                return  # the client closed the session, or went away
             session.sendBuffer(self.answer(request))
             # Read the next request only once the client takes the answers:
             # a client that sends without reading cannot make us buffer more.
