@@ -81,6 +81,7 @@ __all__ = [
 ]
 
 StrPath: TypeAlias = Union[str, "os.PathLike[str]"]
+"""A file system path: a string, or a L{pathlib.Path} or other path-like object."""
 
 _T = TypeVar("_T")
 

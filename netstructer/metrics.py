@@ -207,8 +207,8 @@ class BridgeMetrics:
     The metrics of one server, as a C{prometheus_client} collector.
 
     Attach it with L{attach} (a L{Server<netstructer.server.Server>} given
-    C{metrics=} does), and register it with a L{CollectorRegistry} (done
-    by L{register}).
+    C{metrics=} does), and register it with a C{prometheus_client}
+    C{CollectorRegistry} (done by L{register}).
 
     @ivar sessions: The open sessions, with their suite.
     """

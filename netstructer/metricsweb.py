@@ -76,8 +76,12 @@ HealthCheck = Callable[[], tuple[bool, str]]
 
 class MetricsResource(Resource):
     """
-    C{/metrics}: the collectors of a L{CollectorRegistry}, in the format
-    the scraper's C{Accept} header asks for.
+    C{/metrics}: the collectors of a C{prometheus_client}
+    C{CollectorRegistry}, in the format the scraper's C{Accept} header asks
+    for.
+
+    @cvar isLeaf: Set, so that C{twisted.web} hands it every path below
+        C{/metrics} too.
     """
 
     isLeaf = True
@@ -105,6 +109,9 @@ class HealthResource(Resource):
     """
     C{/healthz}: 200 and C{"ok ..."} while the check passes, 503 and the
     reason otherwise; always one line.
+
+    @cvar isLeaf: Set, so that C{twisted.web} hands it every path below
+        C{/healthz} too.
     """
 
     isLeaf = True
@@ -189,6 +196,9 @@ class MetricsSite(Site):
     @cvar idleTimeout: Seconds a connection may stay silent.
     @cvar connectionDeadline: Seconds any connection may last.
     @cvar maxConnections: Connections open at once.
+    @cvar noisy: Unset: the listener does not log each start and stop of
+        its factory.
+    @ivar connections: The connections open now.
     """
 
     protocol = _BoundedChannel  # type: ignore[assignment]
@@ -233,6 +243,7 @@ class MetricsService(Service):
     Listens on an endpoint with a L{MetricsSite}.
 
     @ivar endpoint: The endpoint description.
+    @ivar site: The site it serves.
     @ivar port: The listening port once listening, else L{None}.
     """
 
@@ -364,7 +375,7 @@ def metricsEndpoint(description: str | int) -> str:
 class ServerMetrics:
     """
     The metrics of one L{Server<netstructer.server.Server>}: its
-    L{BridgeMetrics} collector, the L{CollectorRegistry} it is registered
+    L{BridgeMetrics} collector, the C{CollectorRegistry} it is registered
     with, and, when an endpoint was given, the listener serving them with
     the server's health.
 

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_docs -*-
 """
-Every Python example in README.rst and docs/ runs, so the documentation
-cannot rot.
+Every Python example in README.rst and in the documentation site (every
+page under docs/) runs, so the documentation cannot rot.
 
 Each C{.. code-block:: python} block is run as a script in a subprocess,
 with a temporary home directory and port 5000 replaced by a free loopback
@@ -9,6 +9,9 @@ port.  A block preceded by the reST comment C{.. test: needs-echo-server}
 first gets an echo server on that port (C{netstructer listen --echo}), using
 the key the server creates in the temporary home, as the set-up command's
 server would.
+
+A C{.. code-block:: none} block preceded by C{.. test: relay-policy} is a
+relay policy file, which must parse.
 """
 
 from __future__ import annotations
@@ -23,11 +26,23 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from netstructer.relaypolicy import parsePolicy
+
 ROOT = Path(__file__).resolve().parent.parent
-DOCUMENTS = [ROOT / "README.rst", *sorted((ROOT / "docs").glob("*.rst"))]
+DOCUMENTS = [
+    ROOT / "README.rst",
+    *sorted(
+        path
+        for path in (ROOT / "docs").rglob("*.rst")
+        if "_build" not in path.relative_to(ROOT / "docs").parts
+    ),
+]
 _BLOCK = re.compile(
     r"(?P<marker>\.\. test: needs-echo-server\n\n)?"
     r"\.\. code-block:: python\n\n(?P<body>(?:(?:    .*)?\n)+)"
+)
+_POLICY = re.compile(
+    r"\.\. test: relay-policy\n\n\.\. code-block:: none\n\n(?P<body>(?:(?:    .*)?\n)+)"
 )
 TIMEOUT = 60.0
 
@@ -47,6 +62,23 @@ def examples(path: Path) -> list[tuple[int, bool, str]]:
         code = "\n".join(row[4:] for row in match.group("body").splitlines())
         found.append((line, match.group("marker") is not None, code))
     return found
+
+
+def policies(path: Path) -> list[tuple[int, str]]:
+    """
+    The relay policy files shown in a reST document.
+
+    @param path: The document.
+    @return: For each, its line number and its text.
+    """
+    text = path.read_text(encoding="utf-8")
+    return [
+        (
+            text.count("\n", 0, match.start("body")) + 1,
+            "\n".join(row[4:] for row in match.group("body").splitlines()),
+        )
+        for match in _POLICY.finditer(text)
+    ]
 
 
 def freePort() -> int:
@@ -87,14 +119,41 @@ class ExamplesTests(SynchronousTestCase):
         """
         self.assertGreaterEqual(len(examples(ROOT / "README.rst")), 3)
 
+    def test_foundSitePages(self) -> None:
+        """
+        The site's pages, in subdirectories too, are among the documents
+        checked, and some of them have Python examples.
+        """
+        names = {path.relative_to(ROOT).as_posix() for path in DOCUMENTS}
+        self.assertIn("docs/getting-started.rst", names)
+        self.assertIn("docs/howto/embedding.rst", names)
+        self.assertGreaterEqual(
+            len(examples(ROOT / "docs" / "getting-started.rst"))
+            + len(examples(ROOT / "docs" / "howto" / "embedding.rst")),
+            2,
+        )
+
     def test_examplesRun(self) -> None:
         """
         Every example exits with status 0 within its time limit.
         """
         for document in DOCUMENTS:
             for line, needsServer, code in examples(document):
-                with self.subTest(document=document.name, line=line):
+                with self.subTest(document=str(document.relative_to(ROOT)), line=line):
                     self.runExample(code, needsServer)
+
+    def test_policiesParse(self) -> None:
+        """
+        Every relay policy file the documentation shows parses, and there
+        are some.
+        """
+        found = 0
+        for document in DOCUMENTS:
+            for line, text in policies(document):
+                found += 1
+                with self.subTest(document=str(document.relative_to(ROOT)), line=line):
+                    self.assertTrue(parsePolicy(text, f"{document.name}:{line}").rules)
+        self.assertGreaterEqual(found, 2)
 
     def runExample(self, code: str, needsServer: bool) -> None:
         """
