@@ -119,6 +119,7 @@ import struct
 from collections.abc import Callable
 from typing import Final, TypeAlias
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import (
     X25519PrivateKey,
     X25519PublicKey,
@@ -141,6 +142,12 @@ _BytesLike: TypeAlias = "bytes | bytearray | memoryview"
 """
 What the methods taking data accept: anything C{cryptography} and C{hashlib}
 read without copying (a C{memoryview} must be contiguous).
+"""
+
+_WritableBuffer: TypeAlias = "bytearray | memoryview"
+"""
+Where the C{...Into} methods write: a C{bytearray}, or a writable,
+contiguous C{memoryview} of bytes (a slice of a larger buffer, say).
 """
 
 CIPHER_NAMES: Final = ("AESGCM", "ChaChaPoly")
@@ -305,10 +312,20 @@ class CipherState:
     @ivar cipherName: The Noise name of the cipher, one of L{CIPHER_NAMES}.
     """
 
-    __slots__ = ("_aeadDecrypt", "_aeadEncrypt", "_n", "_packNonce", "cipherName")
+    __slots__ = (
+        "_aeadDecrypt",
+        "_aeadDecryptInto",
+        "_aeadEncrypt",
+        "_aeadEncryptInto",
+        "_n",
+        "_packNonce",
+        "cipherName",
+    )
 
     _aeadEncrypt: Callable[[bytes, _BytesLike, bytes | None], bytes]
     _aeadDecrypt: Callable[[bytes, _BytesLike, bytes | None], bytes]
+    _aeadEncryptInto: Callable[[bytes, _BytesLike, bytes | None, _WritableBuffer], int]
+    _aeadDecryptInto: Callable[[bytes, _BytesLike, bytes | None, _WritableBuffer], int]
     _packNonce: Callable[[int], bytes]
     _n: int
     cipherName: str
@@ -326,6 +343,8 @@ class CipherState:
         self.cipherName = cipherName
         self._aeadEncrypt = aead.encrypt
         self._aeadDecrypt = aead.decrypt
+        self._aeadEncryptInto = aead.encrypt_into
+        self._aeadDecryptInto = aead.decrypt_into
         self._packNonce = _NONCE_STRUCTS[cipherName].pack
         self._n = 0
 
@@ -361,6 +380,72 @@ class CipherState:
         ciphertext = self._aeadEncrypt(self._packNonce(n), plaintext, ad)
         self._n = n + 1
         return ciphertext
+
+    def encryptInto(
+        self, plaintext: _BytesLike, out: _WritableBuffer, ad: bytes | None = None
+    ) -> int:
+        """
+        Encrypt with the next nonce, as L{encrypt} does, writing the
+        ciphertext and its tag into C{out} instead of a new C{bytes}: a
+        connection that reuses C{out} for every large record touches no new
+        memory.  C{out} must not overlap C{plaintext}.
+
+        @param plaintext: The bytes to protect.
+        @param out: Exactly C{len(plaintext) + TAG_SIZE} bytes to write to.
+        @param ad: Associated data, as for L{encrypt}.
+        @return: The number of bytes written, C{len(out)}.
+        @raise ValueError: C{out} is not exactly the right size; nothing was
+            written and the nonce was not advanced.
+        @raise _NonceExhaustedError: If every usable nonce has been used.
+        """
+        n = self._n
+        if n > _LAST_NONCE:
+            raise _NonceExhaustedError(
+                "this connection has used every nonce it may; close it and reconnect"
+            )
+        if len(out) != len(plaintext) + TAG_SIZE:
+            raise ValueError(
+                f"encryptInto needs an output of {len(plaintext) + TAG_SIZE} bytes "
+                f"(the plaintext and the tag), not {len(out)}"
+            )
+        written = self._aeadEncryptInto(self._packNonce(n), plaintext, ad, out)
+        self._n = n + 1
+        return written
+
+    def decryptInto(
+        self, ciphertext: _BytesLike, out: _WritableBuffer, ad: bytes | None = None
+    ) -> int:
+        """
+        Authenticate and decrypt with the next nonce, as L{decrypt} does,
+        writing the plaintext into C{out} instead of a new C{bytes}.  C{out}
+        must not overlap C{ciphertext}.  When authentication fails, what
+        C{out} holds is undefined (never the plaintext to act on) and the
+        nonce is not advanced.
+
+        @param ciphertext: Ciphertext followed by its tag.
+        @param out: Exactly C{len(ciphertext) - TAG_SIZE} bytes to write to.
+        @param ad: The associated data given to L{encrypt}, or L{None}.
+        @return: The number of bytes written, C{len(out)}.
+        @raise cryptography.exceptions.InvalidTag: As for L{decrypt}, and
+            when C{ciphertext} is shorter than a tag.
+        @raise ValueError: C{out} is not exactly the right size.
+        @raise _NonceExhaustedError: If every usable nonce has been used.
+        """
+        n = self._n
+        if n > _LAST_NONCE:
+            raise _NonceExhaustedError(
+                "this connection has used every nonce it may; close it and reconnect"
+            )
+        if len(ciphertext) < TAG_SIZE:
+            raise InvalidTag()
+        if len(out) != len(ciphertext) - TAG_SIZE:
+            raise ValueError(
+                f"decryptInto needs an output of {len(ciphertext) - TAG_SIZE} bytes "
+                f"(the ciphertext less its tag), not {len(out)}"
+            )
+        written = self._aeadDecryptInto(self._packNonce(n), ciphertext, ad, out)
+        self._n = n + 1
+        return written
 
     def decrypt(self, ciphertext: _BytesLike, ad: bytes | None = None) -> bytes:
         """
