@@ -88,6 +88,7 @@ from _peer_common import (
     Tally,
     checkCount,
     countCommand,
+    currentRSS,
     emit,
     peakRSS,
     pinTo,
@@ -518,6 +519,7 @@ async def bulkWorkload(opener: Opener, size: int, count: int) -> None:
     """
     link = await opener()
     value = os.urandom(size)
+    rssBefore = currentRSS()
     await _countRun(link, value, 1, 1)
     seconds = await _countRun(link, value, count, 1)
     await link.close()
@@ -529,6 +531,7 @@ async def bulkWorkload(opener: Opener, size: int, count: int) -> None:
         seconds=seconds,
         rate=size * count / seconds / 1e6,
         peakRSS=peakRSS(),
+        rssBefore=rssBefore,
     )
 
 
@@ -770,6 +773,7 @@ def blockingClient(options: argparse.Namespace) -> int:
             )
         for size, count in options.bulk:
             value = os.urandom(size)
+            rssBefore = currentRSS()
             with openLink() as session:
                 countRun(session, value, 1, 1)
                 seconds = countRun(session, value, count, 1)
@@ -781,6 +785,7 @@ def blockingClient(options: argparse.Namespace) -> int:
                 seconds=seconds,
                 rate=size * count / seconds / 1e6,
                 peakRSS=peakRSS(),
+                rssBefore=rssBefore,
             )
         if options.connect:
             deadline = Deadline("connect")

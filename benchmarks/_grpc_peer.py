@@ -45,6 +45,7 @@ from _peer_common import (
     Tally,
     checkCount,
     countCommand,
+    currentRSS,
     emit,
     peakRSS,
     pinTo,
@@ -273,6 +274,7 @@ def grpcClient(options: argparse.Namespace) -> int:
             )
         for size, count in options.bulk:
             value = os.urandom(size)
+            rssBefore = currentRSS()
             with client.channel() as channel:
                 client.countRun(channel, "Bulk", value, 1)
                 seconds = client.countRun(channel, "Bulk", value, count)
@@ -284,6 +286,7 @@ def grpcClient(options: argparse.Namespace) -> int:
                 seconds=seconds,
                 rate=size * count / seconds / 1e6,
                 peakRSS=peakRSS(),
+                rssBefore=rssBefore,
             )
         if options.connect:
             emit("result", workload="connect", samples=client.connect(options.connect))

@@ -142,6 +142,21 @@ def pinTo(cpu: int | None) -> None:
         os.sched_setaffinity(0, {cpu})
 
 
+def currentRSS() -> int:
+    """
+    @return: This process's resident set now, in KiB (0 where
+        C{/proc/self/status} does not say).
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def peakRSS() -> int:
     """
     @return: This process's peak resident set so far, in KiB.

@@ -116,7 +116,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final, TypeAlias
 
 from cryptography.exceptions import InvalidTag
@@ -124,6 +124,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import (
     X25519PrivateKey,
     X25519PublicKey,
 )
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -317,6 +318,7 @@ class CipherState:
         "_aeadDecryptInto",
         "_aeadEncrypt",
         "_aeadEncryptInto",
+        "_aes",
         "_n",
         "_packNonce",
         "cipherName",
@@ -327,6 +329,7 @@ class CipherState:
     _aeadEncryptInto: Callable[[bytes, _BytesLike, bytes | None, _WritableBuffer], int]
     _aeadDecryptInto: Callable[[bytes, _BytesLike, bytes | None, _WritableBuffer], int]
     _packNonce: Callable[[int], bytes]
+    _aes: algorithms.AES | None
     _n: int
     cipherName: str
 
@@ -345,6 +348,7 @@ class CipherState:
         self._aeadDecrypt = aead.decrypt
         self._aeadEncryptInto = aead.encrypt_into
         self._aeadDecryptInto = aead.decrypt_into
+        self._aes = algorithms.AES(key) if cipherName == "AESGCM" else None
         self._packNonce = _NONCE_STRUCTS[cipherName].pack
         self._n = 0
 
@@ -411,6 +415,58 @@ class CipherState:
         written = self._aeadEncryptInto(self._packNonce(n), plaintext, ad, out)
         self._n = n + 1
         return written
+
+    @property
+    def sealsParts(self) -> bool:
+        """
+        Whether L{encryptPartsInto} is available: with AES-GCM, whose
+        C{cryptography} interface encrypts a message in parts.
+        """
+        return self._aes is not None
+
+    def encryptPartsInto(self, parts: Sequence[_BytesLike], out: _WritableBuffer) -> int:
+        """
+        Encrypt, with the next nonce and no associated data, the
+        concatenation of C{parts}, without joining them: each is encrypted
+        straight into its place in C{out}, and the tag written last.  The
+        result is exactly what L{encrypt} returns for C{b"".join(parts)}.
+        Only with AES-GCM (see L{sealsParts}).  C{out} must not overlap any
+        part.
+
+        @param parts: The plaintext, in order, in any number of pieces.
+        @param out: Exactly the plaintext's length plus L{TAG_SIZE} bytes.
+        @return: The number of bytes written, C{len(out)}.
+        @raise ValueError: C{out} is not exactly the right size, or the
+            cipher is not AES-GCM; nothing was written and the nonce was not
+            advanced.
+        @raise _NonceExhaustedError: If every usable nonce has been used.
+        """
+        aes = self._aes
+        if aes is None:
+            raise ValueError(f"encryptPartsInto needs AES-GCM, not {self.cipherName}")
+        n = self._n
+        if n > _LAST_NONCE:
+            raise _NonceExhaustedError(
+                "this connection has used every nonce it may; close it and reconnect"
+            )
+        size = sum(len(part) for part in parts)
+        if len(out) != size + TAG_SIZE:
+            raise ValueError(
+                f"encryptPartsInto needs an output of {size + TAG_SIZE} bytes "
+                f"(the plaintext and the tag), not {len(out)}"
+            )
+        view = memoryview(out)
+        encryptor = Cipher(aes, modes.GCM(self._packNonce(n))).encryptor()
+        written = 0
+        for part in parts:
+            if len(part):
+                # The view runs on over the tag's place: update_into wants a
+                # block's worth of room beyond the part.
+                written += encryptor.update_into(part, view[written:])
+        encryptor.finalize()
+        view[written:] = encryptor.tag
+        self._n = n + 1
+        return written + TAG_SIZE
 
     def decryptInto(
         self, ciphertext: _BytesLike, out: _WritableBuffer, ad: bytes | None = None

@@ -1061,35 +1061,40 @@ class _NoiseSealer:
     Seals records with one direction's Noise transport cipher.
     """
 
-    __slots__ = ("_encrypt", "_encryptInto", "_plaintext", "_sealed")
+    __slots__ = ("_encrypt", "_encryptInto", "_encryptPartsInto", "_plaintext", "_sealed")
 
     def __init__(self, cipher: CipherState) -> None:
         self._encrypt = cipher.encrypt
         self._encryptInto = cipher.encryptInto
+        self._encryptPartsInto = cipher.encryptPartsInto if cipher.sealsParts else None
         self._plaintext = _ReusedBuffer()
         self._sealed = _ReusedBuffer()
 
     def sealParts(self, head: bytes, payload: _Bytes, framed: bool) -> memoryview:
         """
         Seal a record whose plaintext is C{head + payload} into the reused
-        output buffer, copying the parts into the reused plaintext buffer
-        rather than joining them into a new one.
+        output buffer without joining the parts: AES-GCM encrypts each part
+        straight into its place; ChaCha20-Poly1305 (whose interface takes
+        the plaintext whole) copies them into the reused plaintext buffer
+        first.
 
         @param framed: Whether to write the 4-byte length prefix first.
         @return: A read-only view of the sealed record (after its prefix if
             C{framed}), valid until the next call.
         """
-        headSize = len(head)
-        size = headSize + len(payload)
-        plaintext = self._plaintext.take(size)
-        plaintext[:headSize] = head
-        plaintext[headSize:] = payload
+        size = len(head) + len(payload)
         offset = _U32.size if framed else 0
         sealed = self._sealed.take(offset + size + TAG_SIZE)
         if framed:
             _U32.pack_into(sealed, 0, size + TAG_SIZE)
         try:
-            self._encryptInto(plaintext, sealed[offset:])
+            if self._encryptPartsInto is not None:
+                self._encryptPartsInto((head, payload), sealed[offset:])
+            else:
+                plaintext = self._plaintext.take(size)
+                plaintext[: len(head)] = head
+                plaintext[len(head) :] = payload
+                self._encryptInto(plaintext, sealed[offset:])
         except _NonceExhaustedError as e:
             raise ChannelClosedError(str(e)) from None
         return sealed.toreadonly()

@@ -260,6 +260,34 @@ class CipherIntoTests(SynchronousTestCase):
         self.assertEqual(bytes(into), plaintext)
         self.assertEqual((new.nonce, opener.nonce), (1, 1))
 
+    @settings(max_examples=50, deadline=None)
+    @given(st.lists(st.binary(max_size=200), max_size=5))
+    def test_partsSameAsEncrypt(self, parts: list[bytes]) -> None:
+        """
+        With AES-GCM, L{CipherState.encryptPartsInto} writes exactly what
+        L{CipherState.encrypt} returns for the joined parts.
+        """
+        key = bytes(range(32))
+        old, new = CipherState("AESGCM", key), CipherState("AESGCM", key)
+        self.assertTrue(new.sealsParts)
+        joined = b"".join(parts)
+        out = bytearray(len(joined) + TAG_SIZE)
+        self.assertEqual(new.encryptPartsInto([memoryview(p) for p in parts], out), len(out))
+        self.assertEqual(bytes(out), old.encrypt(joined))
+        self.assertEqual(new.nonce, 1)
+
+    def test_partsRefused(self) -> None:
+        """
+        L{CipherState.encryptPartsInto} refuses ChaCha20-Poly1305 and an
+        output of the wrong size, advancing no nonce.
+        """
+        chacha = CipherState("ChaChaPoly", bytes(32))
+        self.assertFalse(chacha.sealsParts)
+        self.assertRaises(ValueError, chacha.encryptPartsInto, [b"ab"], bytearray(18))
+        aes = CipherState("AESGCM", bytes(32))
+        self.assertRaises(ValueError, aes.encryptPartsInto, [b"ab", b"c"], bytearray(18))
+        self.assertEqual((chacha.nonce, aes.nonce), (0, 0))
+
     def test_wrongSizes(self) -> None:
         """
         An output of the wrong size raises L{ValueError} and advances no
