@@ -24,6 +24,14 @@ AEAD operation and one frame whatever it holds, so an adapter sending many
 small values batches them with L{Channel.sendEncodedValues} (a VALUES record,
 which the peer's channel reports as one L{ValuesReceived} event).
 
+Large values travel without fresh buffers: L{Channel.sealBuffer} seals a
+value into an output buffer the channel reuses (a C{bytes}, C{bytearray} or
+C{memoryview} is encrypted from where it lies, its msgpack header beside it,
+never joined to it first), returning a view valid until the next
+L{Channel.sealBuffer}; a received record over 64 KiB is decrypted into a
+plaintext buffer the channel reuses.  L{Channel.releaseBuffers} drops both
+when a connection goes idle.
+
 Frames the channel must send in answer to what it received (handshake
 messages, the key confirmation, pongs, the reply to a close) are queued and
 handed out by L{Channel.framesToSend}, which the adapter calls after
