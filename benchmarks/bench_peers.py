@@ -421,7 +421,7 @@ def rows(figures: dict[str, list[float]], plan: _Plan) -> list[Row]:
         C{target} and C{status}.
     """
     f = figures
-    us, mbs, vps, ms, mib = "us", "MB/s", "values/s", "ms", "MiB"
+    us, mbs, vps = "us", "MB/s", "values/s"
     out: list[Row] = []
     for baseline, name in (("plain", _PLAIN), ("tls", _TLS), ("zmq", _ZMQ), ("grpc", _GRPC)):
         out.append(
@@ -464,6 +464,16 @@ def rows(figures: dict[str, list[float]], plan: _Plan) -> list[Row]:
             _row(f, label + ", blocking link", f"blocking bulk {size}", mbs, f"raw bulk {size}",
                  _RAW)
         )  # fmt: skip
+    return out + _otherRows(figures, plan)
+
+
+def _otherRows(figures: dict[str, list[float]], plan: _Plan) -> list[Row]:
+    """
+    @return: The memory, connect and pure-Python rows.
+    """
+    f = figures
+    us, mbs, vps, ms, mib = "us", "MB/s", "values/s", "ms", "MiB"
+    out: list[Row] = []
     largest = max(size for size, _ in plan.bulk)
     big = f"bulk {largest // _MiB} MiB"
     sizeName = f"the value size ({largest // _MiB} MiB)"
