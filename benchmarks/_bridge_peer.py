@@ -14,12 +14,20 @@ makes them collect garbage and print their session count::
     _bridge_peer.py server ns|plain|tls [--cert-dir DIR] [--max-sessions N]
     _bridge_peer.py client ns|plain|tls|blocking PORT [--stream N] [--batch N]
         [--echo N] [--bulk SIZE:COUNT ...] [--connect N] [--hold N --warm N]
-        [--cert-dir DIR]
+        [--cert-dir DIR] [--cpu N]
     _bridge_peer.py zmqserver
     _bridge_peer.py zmqclient PORT SERVERKEY [--stream N] [--echo N]
-        [--bulk SIZE:COUNT ...]
+        [--bulk SIZE:COUNT ...] [--cpu N]
+    _bridge_peer.py grpcserver --cert-dir DIR
+    _bridge_peer.py grpcclient PORT --cert-dir DIR [--stream N] [--echo N]
+        [--bulk SIZE:COUNT ...] [--connect N] [--cpu N]
     _bridge_peer.py rawsink
     _bridge_peer.py rawsource PORT SIZE:COUNT ...
+
+C{--cpu N} runs a client on CPU N only.  Peers run untuned, as applications
+embedding NetStructer run; with C{NETSTRUCTER_BENCH_TUNED=1} in the
+environment each calls C{tuneAllocator()} first.  The baselines send
+L{PLAIN_EXAMPLE}, made of msgpack's own types, packed with no hook.
 
 C{ns} is NetStructer (L{netstructer.server.Server} and
 L{netstructer.client.connect}), C{plain} a stock L{Int32StringReceiver} with
@@ -29,7 +37,8 @@ client is NetStructer's blocking L{netstructer.blocking.link}, talking to the
 C{ns} server.  C{zmqserver} and C{zmqclient} are pyzmq ROUTER and DEALER
 sockets with CURVE encryption carrying plain msgpack (the server prints its
 CURVE public key with its port).  C{rawsink} and C{rawsource} copy bytes
-through blocking sockets: the transport's ceiling.
+through blocking sockets: the transport's ceiling.  C{grpcserver} and
+C{grpcclient} are grpcio over TLS (see C{_grpc_peer.py}).
 
 NetStructer's key comes from the C{NETSTRUCTER_BENCH_KEY} environment
 variable.  Every wait is bounded: a peer gives up, prints an C{"error"}
