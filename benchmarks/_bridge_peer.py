@@ -14,12 +14,20 @@ makes them collect garbage and print their session count::
     _bridge_peer.py server ns|plain|tls [--cert-dir DIR] [--max-sessions N]
     _bridge_peer.py client ns|plain|tls|blocking PORT [--stream N] [--batch N]
         [--echo N] [--bulk SIZE:COUNT ...] [--connect N] [--hold N --warm N]
-        [--cert-dir DIR]
+        [--cert-dir DIR] [--cpu N]
     _bridge_peer.py zmqserver
     _bridge_peer.py zmqclient PORT SERVERKEY [--stream N] [--echo N]
-        [--bulk SIZE:COUNT ...]
+        [--bulk SIZE:COUNT ...] [--cpu N]
+    _bridge_peer.py grpcserver --cert-dir DIR
+    _bridge_peer.py grpcclient PORT --cert-dir DIR [--stream N] [--echo N]
+        [--bulk SIZE:COUNT ...] [--connect N] [--cpu N]
     _bridge_peer.py rawsink
     _bridge_peer.py rawsource PORT SIZE:COUNT ...
+
+C{--cpu N} runs a client on CPU N only.  Peers run untuned, as applications
+embedding NetStructer run; with C{NETSTRUCTER_BENCH_TUNED=1} in the
+environment each calls C{tuneAllocator()} first.  The baselines send
+L{PLAIN_EXAMPLE}, made of msgpack's own types, packed with no hook.
 
 C{ns} is NetStructer (L{netstructer.server.Server} and
 L{netstructer.client.connect}), C{plain} a stock L{Int32StringReceiver} with
@@ -29,7 +37,8 @@ client is NetStructer's blocking L{netstructer.blocking.link}, talking to the
 C{ns} server.  C{zmqserver} and C{zmqclient} are pyzmq ROUTER and DEALER
 sockets with CURVE encryption carrying plain msgpack (the server prints its
 CURVE public key with its port).  C{rawsink} and C{rawsource} copy bytes
-through blocking sockets: the transport's ceiling.
+through blocking sockets: the transport's ceiling.  C{grpcserver} and
+C{grpcclient} are grpcio over TLS (see C{_grpc_peer.py}).
 
 NetStructer's key comes from the C{NETSTRUCTER_BENCH_KEY} environment
 variable.  Every wait is bounded: a peer gives up, prints an C{"error"}
@@ -41,9 +50,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
-import json
 import os
-import resource
 import select
 import socket
 import struct
@@ -72,119 +79,31 @@ from zope.interface import implementer
 
 from netstructer.tuning import tuneAllocator
 
-EXAMPLE: list[object] = ["hi im haytam", 128, {b"gg": "gg"}, {1, 2, 6, 4}, (False, True)]
-"""The original package's example value."""
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-COUNT_COMMAND = "__bench_count__"
-"""C{(COUNT_COMMAND, n)} asks a server to count the next C{n} values."""
-
-DONE = "__bench_done__"
-"""A server answers C{[DONE, values, bytes]} once it has counted them."""
-
-KEY_VARIABLE = "NETSTRUCTER_BENCH_KEY"
-MAX_VALUE_SIZE = 32 * 1024 * 1024
-"""The largest encoded value both ends accept (16 MiB values need more than
-the default 16 MiB limit)."""
-
-BACKLOG = 1024
-LIFETIME = 900.0
-"""Seconds after which a server stops whatever happens."""
-
-WORKLOAD_DEADLINE = 120.0
-"""Seconds one client workload may take."""
-
-
-def emit(event: str, **fields: object) -> None:
-    """
-    Print one JSON line.
-
-    @param event: The kind of line.
-    @param fields: Its other keys.
-    """
-    print(json.dumps({"event": event, **fields}), flush=True)
-
-
-def raiseFileLimit(wanted: int) -> int:
-    """
-    Raise this process's soft C{RLIMIT_NOFILE} towards C{wanted}.
-
-    @param wanted: The descriptors needed.
-    @return: The soft limit now in force.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    limit = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
-    if limit > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
-        soft = limit
-    return soft
-
-
-def countCommand(value: object) -> int | None:
-    """
-    @return: The count asked for if C{value} is a count command, else
-        L{None}.
-    """
-    if (
-        isinstance(value, list | tuple)
-        and len(value) == 2
-        and value[0] == COUNT_COMMAND
-        and type(value[1]) is int
-    ):
-        return value[1]
-    return None
-
-
-class Tally:
-    """
-    Counts the values a server receives on one connection after a count
-    command.
-
-    @ivar expected: The values to count.
-    @ivar values: Values counted.
-    @ivar size: Bytes of C{bytes} values counted.
-    """
-
-    def __init__(self, expected: int) -> None:
-        self.expected = expected
-        self.values = 0
-        self.size = 0
-
-    def add(self, value: object) -> bool:
-        """
-        Count C{value}.
-
-        @return: Whether every expected value has now arrived.
-        """
-        self.values += 1
-        if type(value) is bytes:
-            self.size += len(value)
-        return self.values >= self.expected
-
-    def done(self) -> list[object]:
-        """
-        @return: The answer to send, and report it on standard output.
-        """
-        emit("counted", values=self.values, bytes=self.size)
-        return [DONE, self.values, self.size]
-
-
-# Plain msgpack: the baseline codec.
-
-
-def _plainDefault(value: object) -> object:
-    if isinstance(value, set | frozenset):
-        return list(value)
-    raise TypeError(f"cannot pack {type(value).__name__}")
-
-
-def plainPack(value: object) -> bytes:
-    """
-    Encode with plain C{msgpack.packb} (sets become arrays, tuples lists: the
-    baseline keeps no type fidelity and checks no limits).
-    """
-    packed: bytes = packb(value, default=_plainDefault)
-    return packed
-
+from _grpc_peer import addGRPCRoles, grpcClient, grpcServer
+from _peer_common import (
+    BACKLOG,
+    COUNT_COMMAND,
+    DONE,
+    EXAMPLE,
+    KEY_VARIABLE,
+    LIFETIME,
+    MAX_VALUE_SIZE,
+    PLAIN_EXAMPLE,
+    TUNED_VARIABLE,
+    WORKLOAD_DEADLINE,
+    Deadline,
+    Tally,
+    checkCount,
+    countCommand,
+    currentRSS,
+    emit,
+    peakRSS,
+    pinTo,
+    plainPack,
+    raiseFileLimit,
+)
 
 # Servers.
 
@@ -257,7 +176,7 @@ class PlainServer(Int32StringReceiver):
         if expected is not None:
             self._tally = Tally(expected)
             return
-        self.sendString(packb(value, default=_plainDefault))
+        self.sendString(packb(value))
 
 
 class PlainServerFactory(Factory):
@@ -356,7 +275,7 @@ def serve(options: argparse.Namespace) -> None:
     def handle(command: str) -> None:
         if command == "stats":
             gc.collect()
-            emit("stats", sessions=sessions())
+            emit("stats", sessions=sessions(), peakRSS=peakRSS())
         elif command == "quit":
             reactor.stop()
 
@@ -455,7 +374,7 @@ class PlainClient(Int32StringReceiver):
             self._values.append(value)
 
     def send(self, value: object) -> None:
-        self.sendString(packb(value, default=_plainDefault))
+        self.sendString(packb(value))
 
     def receive(self) -> defer.Deferred[object]:
         if self._values:
@@ -588,15 +507,16 @@ async def _countRun(link: Link, value: object, count: int, batch: int) -> float:
     return elapsed
 
 
-async def streamWorkload(opener: Opener, count: int, batch: int = 100) -> None:
+async def streamWorkload(opener: Opener, value: object, count: int, batch: int = 100) -> None:
     """
     One-way example values: values per second counted by the server.
 
+    @param value: The example value, as this peer sends it.
     @param batch: Values sent between two waits on C{whenWritable()}.
     """
     link = await opener()
-    await _countRun(link, EXAMPLE, min(2000, count), batch)
-    seconds = await _countRun(link, EXAMPLE, count, batch)
+    await _countRun(link, value, min(2000, count), batch)
+    seconds = await _countRun(link, value, count, batch)
     await link.close()
     emit("result", workload="stream", values=count, seconds=seconds, rate=count / seconds)
 
@@ -608,6 +528,7 @@ async def bulkWorkload(opener: Opener, size: int, count: int) -> None:
     """
     link = await opener()
     value = os.urandom(size)
+    rssBefore = currentRSS()
     await _countRun(link, value, 1, 1)
     seconds = await _countRun(link, value, count, 1)
     await link.close()
@@ -618,32 +539,34 @@ async def bulkWorkload(opener: Opener, size: int, count: int) -> None:
         values=count,
         seconds=seconds,
         rate=size * count / seconds / 1e6,
+        peakRSS=peakRSS(),
+        rssBefore=rssBefore,
     )
 
 
-async def echoWorkload(opener: Opener, count: int, checkFidelity: bool) -> None:
+async def echoWorkload(opener: Opener, value: object, count: int) -> None:
     """
     Round trips of the example value, one at a time.
     """
     link = await opener()
     send, receive = link.send, link.receive
     for _ in range(min(200, count)):
-        send(EXAMPLE)
+        send(value)
         reply = await receive()
-    if checkFidelity and reply != EXAMPLE:
+    if reply != value:
         raise RuntimeError(f"the echo {reply!r} differs from the value sent")
     clock = time.perf_counter
     times: list[float] = []
     for _ in range(count):
         started = clock()
-        send(EXAMPLE)
+        send(value)
         await receive()
         times.append(clock() - started)
     await link.close()
     emit("result", workload="echo", samples=times)
 
 
-async def connectWorkload(opener: Opener, count: int) -> None:
+async def connectWorkload(opener: Opener, value: object, count: int) -> None:
     """
     Fresh connection, handshake and first round trip, one after another.
     """
@@ -654,7 +577,7 @@ async def connectWorkload(opener: Opener, count: int) -> None:
     for i in range(warm + count):
         started = clock()
         link = await opener()
-        link.send(EXAMPLE)
+        link.send(value)
         await link.receive()
         elapsed = clock() - started
         details = link.details
@@ -745,6 +668,8 @@ def client(options: argparse.Namespace) -> int:
     from twisted.internet import reactor
 
     raiseFileLimit(options.hold + options.warm + 256)
+    pinTo(options.cpu)
+    value = EXAMPLE if options.impl == "ns" else PLAIN_EXAMPLE
     if options.impl == "ns":
         opener = netStructerOpener(reactor, options.port)
     else:
@@ -756,17 +681,15 @@ def client(options: argparse.Namespace) -> int:
     async def workloads() -> None:
         try:
             if options.echo:
-                await _deadline(
-                    reactor, echoWorkload(opener, options.echo, options.impl == "ns"), "echo"
-                )
+                await _deadline(reactor, echoWorkload(opener, value, options.echo), "echo")
             if options.stream:
                 await _deadline(
-                    reactor, streamWorkload(opener, options.stream, options.batch), "stream"
+                    reactor, streamWorkload(opener, value, options.stream, options.batch), "stream"
                 )
             for size, count in options.bulk:
                 await _deadline(reactor, bulkWorkload(opener, size, count), "bulk")
             if options.connect:
-                await _deadline(reactor, connectWorkload(opener, options.connect), "connect")
+                await _deadline(reactor, connectWorkload(opener, value, options.connect), "connect")
             if options.hold:
                 await _deadline(
                     reactor, holdWorkload(opener, options.hold, options.warm, commands), "hold"
@@ -786,28 +709,6 @@ def client(options: argparse.Namespace) -> int:
 # The blocking NetStructer client and pyzmq: blocking sockets, no reactor.
 
 
-class _Deadline:
-    """
-    Fails a blocking workload that overruns L{WORKLOAD_DEADLINE}.
-    """
-
-    def __init__(self, what: str) -> None:
-        self._what = what
-        self._end = time.monotonic() + WORKLOAD_DEADLINE
-
-    def check(self) -> None:
-        """
-        @raise RuntimeError: The workload overran its deadline.
-        """
-        if time.monotonic() > self._end:
-            raise RuntimeError(f"{self._what} overran its {WORKLOAD_DEADLINE} s deadline")
-
-
-def _checkCount(reply: object, count: int) -> None:
-    if not (isinstance(reply, list | tuple) and list(reply[:2]) == [DONE, count]):
-        raise RuntimeError(f"the server answered {reply!r} to a count of {count}")
-
-
 def blockingClient(options: argparse.Namespace) -> int:
     """
     The workloads over NetStructer's blocking L{link
@@ -824,6 +725,7 @@ def blockingClient(options: argparse.Namespace) -> int:
 
     keyring = asKeyring(os.environ[KEY_VARIABLE])
     address = ("127.0.0.1", options.port)
+    pinTo(options.cpu)
 
     def openLink() -> Any:
         return link(address, keyring, timeout=WORKLOAD_DEADLINE, maxBufferSize=MAX_VALUE_SIZE)
@@ -845,12 +747,12 @@ def blockingClient(options: argparse.Namespace) -> int:
                 sendBuffer(value)
         reply = session.recvBuffer()
         elapsed = time.perf_counter() - started
-        _checkCount(reply, count)
+        checkCount(reply, count)
         return elapsed
 
     try:
         if options.echo:
-            deadline = _Deadline("echo")
+            deadline = Deadline("echo")
             with openLink() as session:
                 send, receive = session.sendBuffer, session.recvBuffer
                 for _ in range(min(200, options.echo)):
@@ -880,6 +782,7 @@ def blockingClient(options: argparse.Namespace) -> int:
             )
         for size, count in options.bulk:
             value = os.urandom(size)
+            rssBefore = currentRSS()
             with openLink() as session:
                 countRun(session, value, 1, 1)
                 seconds = countRun(session, value, count, 1)
@@ -890,9 +793,11 @@ def blockingClient(options: argparse.Namespace) -> int:
                 values=count,
                 seconds=seconds,
                 rate=size * count / seconds / 1e6,
+                peakRSS=peakRSS(),
+                rssBefore=rssBefore,
             )
         if options.connect:
-            deadline = _Deadline("connect")
+            deadline = Deadline("connect")
             samples: list[float] = []
             warm = min(5, options.connect)
             for i in range(warm + options.connect):
@@ -980,6 +885,7 @@ def zmqClient(options: argparse.Namespace) -> int:
     """
     import zmq
 
+    pinTo(options.cpu)
     context = zmq.Context()
 
     def openSocket() -> Any:
@@ -1011,22 +917,22 @@ def zmqClient(options: argparse.Namespace) -> int:
                 send(plainPack(value))
         reply = receive(dealer)
         elapsed = time.perf_counter() - started
-        _checkCount(reply, count)
+        checkCount(reply, count)
         return elapsed
 
     try:
         if options.echo:
-            deadline = _Deadline("echo")
+            deadline = Deadline("echo")
             dealer = openSocket()
             for _ in range(min(200, options.echo)):
-                dealer.send(plainPack(EXAMPLE))
+                dealer.send(plainPack(PLAIN_EXAMPLE))
                 receive(dealer)
             clock = time.perf_counter
             times: list[float] = []
             send = dealer.send
             for _ in range(options.echo):
                 started = clock()
-                send(plainPack(EXAMPLE))
+                send(plainPack(PLAIN_EXAMPLE))
                 receive(dealer)
                 times.append(clock() - started)
             deadline.check()
@@ -1034,8 +940,8 @@ def zmqClient(options: argparse.Namespace) -> int:
             emit("result", workload="echo", samples=times)
         if options.stream:
             dealer = openSocket()
-            countRun(dealer, EXAMPLE, min(2000, options.stream))
-            seconds = countRun(dealer, EXAMPLE, options.stream)
+            countRun(dealer, PLAIN_EXAMPLE, min(2000, options.stream))
+            seconds = countRun(dealer, PLAIN_EXAMPLE, options.stream)
             dealer.close()
             emit(
                 "result",
@@ -1162,6 +1068,7 @@ def _parser() -> argparse.ArgumentParser:
     peer.add_argument("--bulk", type=_sizeCount, action="append", default=[])
     peer.add_argument("--connect", type=int, default=0)
     peer.add_argument("--hold", type=int, default=0)
+    peer.add_argument("--cpu", type=int, help="run on this CPU only")
     peer.add_argument("--warm", type=int, default=10)
     roles.add_parser("zmqserver")
     zmqPeer = roles.add_parser("zmqclient")
@@ -1170,6 +1077,8 @@ def _parser() -> argparse.ArgumentParser:
     zmqPeer.add_argument("--stream", type=int, default=0)
     zmqPeer.add_argument("--echo", type=int, default=0)
     zmqPeer.add_argument("--bulk", type=_sizeCount, action="append", default=[])
+    zmqPeer.add_argument("--cpu", type=int, help="run on this CPU only")
+    addGRPCRoles(roles, _sizeCount)
     roles.add_parser("rawsink")
     source = roles.add_parser("rawsource")
     source.add_argument("port", type=int)
@@ -1184,9 +1093,12 @@ def main() -> int:
     @return: The exit status.
     """
     options = _parser().parse_args()
-    # As the twistd plugin and the netstructer command do, for every peer
-    # alike (NETSTRUCTER_MALLOC_TUNING=0 measures without it).
-    tuneAllocator()
+    # Peers run as an application embedding NetStructer runs them: with no
+    # process-wide tuning the library does not apply itself.  For operators,
+    # NETSTRUCTER_BENCH_TUNED=1 applies what the twistd plugin and the
+    # netstructer command apply, to every peer alike.
+    if os.environ.get(TUNED_VARIABLE) == "1":
+        tuneAllocator()
     if options.role == "client" and options.impl == "tls" and not options.cert_dir:
         raise SystemExit("a tls client needs --cert-dir")
     roles: dict[str, Callable[[argparse.Namespace], int | None]] = {
@@ -1196,6 +1108,8 @@ def main() -> int:
         else client,
         "zmqserver": zmqServer,
         "zmqclient": zmqClient,
+        "grpcserver": grpcServer,
+        "grpcclient": grpcClient,
         "rawsink": rawSink,
         "rawsource": rawSource,
     }

@@ -116,13 +116,15 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final, TypeAlias
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import (
     X25519PrivateKey,
     X25519PublicKey,
 )
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -141,6 +143,12 @@ _BytesLike: TypeAlias = "bytes | bytearray | memoryview"
 """
 What the methods taking data accept: anything C{cryptography} and C{hashlib}
 read without copying (a C{memoryview} must be contiguous).
+"""
+
+_WritableBuffer: TypeAlias = "bytearray | memoryview"
+"""
+Where the C{...Into} methods write: a C{bytearray}, or a writable,
+contiguous C{memoryview} of bytes (a slice of a larger buffer, say).
 """
 
 CIPHER_NAMES: Final = ("AESGCM", "ChaChaPoly")
@@ -305,11 +313,23 @@ class CipherState:
     @ivar cipherName: The Noise name of the cipher, one of L{CIPHER_NAMES}.
     """
 
-    __slots__ = ("_aeadDecrypt", "_aeadEncrypt", "_n", "_packNonce", "cipherName")
+    __slots__ = (
+        "_aeadDecrypt",
+        "_aeadDecryptInto",
+        "_aeadEncrypt",
+        "_aeadEncryptInto",
+        "_aes",
+        "_n",
+        "_packNonce",
+        "cipherName",
+    )
 
     _aeadEncrypt: Callable[[bytes, _BytesLike, bytes | None], bytes]
     _aeadDecrypt: Callable[[bytes, _BytesLike, bytes | None], bytes]
+    _aeadEncryptInto: Callable[[bytes, _BytesLike, bytes | None, _WritableBuffer], int]
+    _aeadDecryptInto: Callable[[bytes, _BytesLike, bytes | None, _WritableBuffer], int]
     _packNonce: Callable[[int], bytes]
+    _aes: algorithms.AES | None
     _n: int
     cipherName: str
 
@@ -326,6 +346,9 @@ class CipherState:
         self.cipherName = cipherName
         self._aeadEncrypt = aead.encrypt
         self._aeadDecrypt = aead.decrypt
+        self._aeadEncryptInto = aead.encrypt_into
+        self._aeadDecryptInto = aead.decrypt_into
+        self._aes = algorithms.AES(key) if cipherName == "AESGCM" else None
         self._packNonce = _NONCE_STRUCTS[cipherName].pack
         self._n = 0
 
@@ -361,6 +384,124 @@ class CipherState:
         ciphertext = self._aeadEncrypt(self._packNonce(n), plaintext, ad)
         self._n = n + 1
         return ciphertext
+
+    def encryptInto(
+        self, plaintext: _BytesLike, out: _WritableBuffer, ad: bytes | None = None
+    ) -> int:
+        """
+        Encrypt with the next nonce, as L{encrypt} does, writing the
+        ciphertext and its tag into C{out} instead of a new C{bytes}: a
+        connection that reuses C{out} for every large record touches no new
+        memory.  C{out} must not overlap C{plaintext}.
+
+        @param plaintext: The bytes to protect.
+        @param out: Exactly C{len(plaintext) + TAG_SIZE} bytes to write to.
+        @param ad: Associated data, as for L{encrypt}.
+        @return: The number of bytes written, C{len(out)}.
+        @raise ValueError: C{out} is not exactly the right size; nothing was
+            written and the nonce was not advanced.
+        @raise _NonceExhaustedError: If every usable nonce has been used.
+        """
+        n = self._n
+        if n > _LAST_NONCE:
+            raise _NonceExhaustedError(
+                "this connection has used every nonce it may; close it and reconnect"
+            )
+        if len(out) != len(plaintext) + TAG_SIZE:
+            raise ValueError(
+                f"encryptInto needs an output of {len(plaintext) + TAG_SIZE} bytes "
+                f"(the plaintext and the tag), not {len(out)}"
+            )
+        written = self._aeadEncryptInto(self._packNonce(n), plaintext, ad, out)
+        self._n = n + 1
+        return written
+
+    @property
+    def sealsParts(self) -> bool:
+        """
+        Whether L{encryptPartsInto} is available: with AES-GCM, whose
+        C{cryptography} interface encrypts a message in parts.
+        """
+        return self._aes is not None
+
+    def encryptPartsInto(self, parts: Sequence[_BytesLike], out: _WritableBuffer) -> int:
+        """
+        Encrypt, with the next nonce and no associated data, the
+        concatenation of C{parts}, without joining them: each is encrypted
+        straight into its place in C{out}, and the tag written last.  The
+        result is exactly what L{encrypt} returns for C{b"".join(parts)}.
+        Only with AES-GCM (see L{sealsParts}).  C{out} must not overlap any
+        part.
+
+        @param parts: The plaintext, in order, in any number of pieces.
+        @param out: Exactly the plaintext's length plus L{TAG_SIZE} bytes.
+        @return: The number of bytes written, C{len(out)}.
+        @raise ValueError: C{out} is not exactly the right size, or the
+            cipher is not AES-GCM; nothing was written and the nonce was not
+            advanced.
+        @raise _NonceExhaustedError: If every usable nonce has been used.
+        """
+        aes = self._aes
+        if aes is None:
+            raise ValueError(f"encryptPartsInto needs AES-GCM, not {self.cipherName}")
+        n = self._n
+        if n > _LAST_NONCE:
+            raise _NonceExhaustedError(
+                "this connection has used every nonce it may; close it and reconnect"
+            )
+        size = sum(len(part) for part in parts)
+        if len(out) != size + TAG_SIZE:
+            raise ValueError(
+                f"encryptPartsInto needs an output of {size + TAG_SIZE} bytes "
+                f"(the plaintext and the tag), not {len(out)}"
+            )
+        view = memoryview(out)
+        encryptor = Cipher(aes, modes.GCM(self._packNonce(n))).encryptor()
+        written = 0
+        for part in parts:
+            if len(part):
+                # The view runs on over the tag's place: update_into wants a
+                # block's worth of room beyond the part.
+                written += encryptor.update_into(part, view[written:])
+        encryptor.finalize()
+        view[written:] = encryptor.tag
+        self._n = n + 1
+        return written + TAG_SIZE
+
+    def decryptInto(
+        self, ciphertext: _BytesLike, out: _WritableBuffer, ad: bytes | None = None
+    ) -> int:
+        """
+        Authenticate and decrypt with the next nonce, as L{decrypt} does,
+        writing the plaintext into C{out} instead of a new C{bytes}.  C{out}
+        must not overlap C{ciphertext}.  When authentication fails, what
+        C{out} holds is undefined (never the plaintext to act on) and the
+        nonce is not advanced.
+
+        @param ciphertext: Ciphertext followed by its tag.
+        @param out: Exactly C{len(ciphertext) - TAG_SIZE} bytes to write to.
+        @param ad: The associated data given to L{encrypt}, or L{None}.
+        @return: The number of bytes written, C{len(out)}.
+        @raise cryptography.exceptions.InvalidTag: As for L{decrypt}, and
+            when C{ciphertext} is shorter than a tag.
+        @raise ValueError: C{out} is not exactly the right size.
+        @raise _NonceExhaustedError: If every usable nonce has been used.
+        """
+        n = self._n
+        if n > _LAST_NONCE:
+            raise _NonceExhaustedError(
+                "this connection has used every nonce it may; close it and reconnect"
+            )
+        if len(ciphertext) < TAG_SIZE:
+            raise InvalidTag()
+        if len(out) != len(ciphertext) - TAG_SIZE:
+            raise ValueError(
+                f"decryptInto needs an output of {len(ciphertext) - TAG_SIZE} bytes "
+                f"(the ciphertext less its tag), not {len(out)}"
+            )
+        written = self._aeadDecryptInto(self._packNonce(n), ciphertext, ad, out)
+        self._n = n + 1
+        return written
 
     def decrypt(self, ciphertext: _BytesLike, ad: bytes | None = None) -> bytes:
         """

@@ -24,6 +24,14 @@ AEAD operation and one frame whatever it holds, so an adapter sending many
 small values batches them with L{Channel.sendEncodedValues} (a VALUES record,
 which the peer's channel reports as one L{ValuesReceived} event).
 
+Large values travel without fresh buffers: L{Channel.sealBuffer} seals a
+value into an output buffer the channel reuses (a C{bytes}, C{bytearray} or
+C{memoryview} is encrypted from where it lies, its msgpack header beside it,
+never joined to it first), returning a view valid until the next
+L{Channel.sealBuffer}; a received record over 64 KiB is decrypted into a
+plaintext buffer the channel reuses.  L{Channel.releaseBuffers} drops both
+when a connection goes idle.
+
 Frames the channel must send in answer to what it received (handshake
 messages, the key confirmation, pongs, the reply to a close) are queued and
 handed out by L{Channel.framesToSend}, which the adapter calls after
@@ -437,6 +445,10 @@ class _State(Protocol):
 
     def sendRecord(self, recordType: int, body: bytes) -> bytes: ...
 
+    def sealBuffer(self, value: object, framed: bool) -> memoryview: ...
+
+    def releaseBuffers(self) -> None: ...
+
     def ping(self, data: bytes) -> bytes: ...
 
     def close(self, code: CloseCode, reason: str) -> bytes: ...
@@ -471,6 +483,12 @@ class _Refusing:
 
     def sendEncodedValues(self, encodedValues: Sequence[bytes]) -> bytes:
         raise ChannelClosedError(f"cannot send values: {self._why}")
+
+    def sealBuffer(self, value: object, framed: bool) -> memoryview:
+        raise ChannelClosedError(f"cannot send a value: {self._why}")
+
+    def releaseBuffers(self) -> None:
+        return None
 
     def ping(self, data: bytes) -> bytes:
         raise ChannelClosedError(f"cannot send a ping: {self._why}")
@@ -701,6 +719,7 @@ class _Established:
         self._decode = channel._decoder.decode
         self._decodeMany = channel._decoder.decodeMany
         self._encodeAfter = channel._encoder.encodeAfter
+        self._encodeParts = channel._encoder.encodeParts
 
     def receiveFrame(self, frame: bytes | memoryview) -> Event | None:
         recordType, body = self._receiver.open(frame)
@@ -776,6 +795,28 @@ class _Established:
             )
         return self._sender.sealPlaintext(plaintext)
 
+    def sealBuffer(self, value: object, framed: bool) -> memoryview:
+        parts = self._encodeParts(value)
+        if parts is None:
+            encoded = self._channel._encoder.encode(value)
+            self._checkValueSize(len(encoded))
+            return self._sender.sealParts(_VALUE_TYPE_BYTE, encoded, framed)
+        header, payload = parts
+        self._checkValueSize(len(header) + len(payload))
+        return self._sender.sealParts(_VALUE_TYPE_BYTE + header, payload, framed)
+
+    def _checkValueSize(self, size: int) -> None:
+        if size > self._peerMaxValueSize:
+            raise BufferDataError(
+                f"the value encodes to {size} bytes but the peer accepts at most "
+                f"{self._peerMaxValueSize}; send it in smaller parts, or raise the "
+                "peer's maximum buffer size"
+            )
+
+    def releaseBuffers(self) -> None:
+        self._sender.releaseBuffers()
+        self._receiver.releaseBuffers()
+
     def _sealValue(self, plaintext: bytes) -> bytes:
         if len(plaintext) - 1 > self._peerMaxValueSize:
             raise BufferDataError(
@@ -837,6 +878,9 @@ class _Closing(_Refusing):
                 raise RemoteProtocolError(f"the peer sent a ping of {len(body)} bytes")
             return PingReceived(bytes(body))
         return _extensionRecord(self.version, recordType, body)
+
+    def releaseBuffers(self) -> None:
+        self._receiver.releaseBuffers()
 
     def connectionLost(self) -> None:
         self._channel._state = _Failed(self._channel, "the connection was lost")
@@ -959,9 +1003,65 @@ class _RecordSealer(Protocol):
 
     def sealPlaintext(self, plaintext: bytes) -> bytes: ...
 
+    def sealParts(self, head: bytes, payload: _Bytes, framed: bool) -> memoryview: ...
+
+    def releaseBuffers(self) -> None: ...
+
 
 class _RecordOpener(Protocol):
     def open(self, frame: bytes | memoryview) -> tuple[int, bytes | memoryview]: ...
+
+    def releaseBuffers(self) -> None: ...
+
+
+_Bytes = bytes | bytearray | memoryview
+
+_REUSE_ABOVE: Final = 64 * 1024
+"""
+Records whose plaintext is larger than this are opened into a buffer the
+channel reuses, rather than into a new one each (whose fresh pages cost a
+page fault per 4 KiB with most allocators).
+"""
+
+_REUSED_GRAIN: Final = 64 * 1024
+"""A reused buffer's size is rounded up to a multiple of this."""
+
+
+class _ReusedBuffer:
+    """
+    One buffer reused for every large record of one direction: it grows (by
+    replacement, so that views handed out earlier stay readable memory) when
+    a record needs more, and never shrinks until released.
+    """
+
+    __slots__ = ("_view",)
+
+    def __init__(self) -> None:
+        self._view = memoryview(bytearray())
+
+    def take(self, size: int) -> memoryview:
+        """
+        @param size: The bytes needed.
+        @return: A writable view of exactly C{size} bytes of the buffer.
+        """
+        view = self._view
+        if len(view) < size:
+            grains = -(-size // _REUSED_GRAIN)
+            view = self._view = memoryview(bytearray(grains * _REUSED_GRAIN))
+        return view[:size]
+
+    def release(self) -> None:
+        """
+        Drop the buffer: the next L{take} makes a new one.
+        """
+        self._view = memoryview(bytearray())
+
+    @property
+    def size(self) -> int:
+        """
+        The buffer's size, in bytes.
+        """
+        return len(self._view)
 
 
 class _NoiseSealer:
@@ -969,10 +1069,47 @@ class _NoiseSealer:
     Seals records with one direction's Noise transport cipher.
     """
 
-    __slots__ = ("_encrypt",)
+    __slots__ = ("_encrypt", "_encryptInto", "_encryptPartsInto", "_plaintext", "_sealed")
 
     def __init__(self, cipher: CipherState) -> None:
         self._encrypt = cipher.encrypt
+        self._encryptInto = cipher.encryptInto
+        self._encryptPartsInto = cipher.encryptPartsInto if cipher.sealsParts else None
+        self._plaintext = _ReusedBuffer()
+        self._sealed = _ReusedBuffer()
+
+    def sealParts(self, head: bytes, payload: _Bytes, framed: bool) -> memoryview:
+        """
+        Seal a record whose plaintext is C{head + payload} into the reused
+        output buffer without joining the parts: AES-GCM encrypts each part
+        straight into its place; ChaCha20-Poly1305 (whose interface takes
+        the plaintext whole) copies them into the reused plaintext buffer
+        first.
+
+        @param framed: Whether to write the 4-byte length prefix first.
+        @return: A read-only view of the sealed record (after its prefix if
+            C{framed}), valid until the next call.
+        """
+        size = len(head) + len(payload)
+        offset = _U32.size if framed else 0
+        sealed = self._sealed.take(offset + size + TAG_SIZE)
+        if framed:
+            _U32.pack_into(sealed, 0, size + TAG_SIZE)
+        try:
+            if self._encryptPartsInto is not None:
+                self._encryptPartsInto((head, payload), sealed[offset:])
+            else:
+                plaintext = self._plaintext.take(size)
+                plaintext[: len(head)] = head
+                plaintext[len(head) :] = payload
+                self._encryptInto(plaintext, sealed[offset:])
+        except _NonceExhaustedError as e:
+            raise ChannelClosedError(str(e)) from None
+        return sealed.toreadonly()
+
+    def releaseBuffers(self) -> None:
+        self._plaintext.release()
+        self._sealed.release()
 
     def seal(self, recordType: int, body: bytes) -> bytes:
         return self.sealPlaintext(bytes((recordType,)) + body)
@@ -993,15 +1130,39 @@ _COPY_BODY_SIZE: Final = 4096
 
 class _NoiseOpener:
     """
-    Opens records with the other direction's Noise transport cipher.
+    Opens records with the other direction's Noise transport cipher.  A
+    record larger than L{_REUSE_ABOVE} is opened into a reused plaintext
+    buffer, and its body handed out as a view of it: every consumer of a
+    record's body (the decoder, the control records) copies what it keeps
+    before L{Channel.receiveFrame} returns.
     """
 
-    __slots__ = ("_decrypt",)
+    __slots__ = ("_decrypt", "_decryptInto", "_plaintext")
 
     def __init__(self, cipher: CipherState) -> None:
         self._decrypt = cipher.decrypt
+        self._decryptInto = cipher.decryptInto
+        self._plaintext = _ReusedBuffer()
+
+    def releaseBuffers(self) -> None:
+        self._plaintext.release()
+
+    def _openInto(self, frame: bytes | memoryview) -> tuple[int, memoryview]:
+        plaintext = self._plaintext.take(len(frame) - TAG_SIZE)
+        try:
+            self._decryptInto(frame, plaintext)
+        except _NonceExhaustedError as e:
+            raise RemoteProtocolError(str(e)) from None
+        except InvalidTag:
+            raise IntegrityError(
+                "a record failed authentication: it was altered, replayed, reordered "
+                "or dropped in transit"
+            ) from None
+        return plaintext[0], plaintext[1:]
 
     def open(self, frame: bytes | memoryview) -> tuple[int, bytes | memoryview]:
+        if len(frame) > _REUSE_ABOVE + TAG_SIZE:
+            return self._openInto(frame)
         try:
             plaintext = self._decrypt(frame)
         except _NonceExhaustedError as e:
@@ -1046,6 +1207,22 @@ class _FernetSealer:
         head = _FERNET_SEQUENCE_HEAD.pack(self._sessionID, self._direction, self._sequence)
         self._sequence += 1
         return self._fernet.encrypt_at_time(head + plaintext, int(self._currentTime()))
+
+    def sealParts(self, head: bytes, payload: _Bytes, framed: bool) -> memoryview:
+        """
+        Seal a record whose plaintext is C{head + payload}; Fernet has no
+        way to write into a buffer, so this joins them.
+
+        @return: A view of a new token, prefixed with its length if
+            C{framed}.
+        """
+        token = self.sealPlaintext(b"".join((head, payload)))
+        if framed:
+            token = _U32.pack(len(token)) + token
+        return memoryview(token)
+
+    def releaseBuffers(self) -> None:
+        return None
 
 
 class _FernetOpener:
@@ -1094,6 +1271,9 @@ class _FernetOpener:
             )
         self._sequence += 1
         return recordType, memoryview(plaintext)[_FERNET_RECORD_HEAD.size :]
+
+    def releaseBuffers(self) -> None:
+        return None
 
 
 class _ClientHandshake(Protocol):
@@ -1670,6 +1850,51 @@ class Channel:
         if peerMax is None:
             return 0
         return min(BATCH_SIZE, peerMax) - _VALUES_HEAD16.size + 1
+
+    def sealBuffer(self, value: object, *, framed: bool = False) -> memoryview:
+        """
+        Encode and seal a value, as L{sendValue} does, into a buffer the
+        channel owns and reuses for every call, for large values: a
+        C{bytes}, C{bytearray} or C{memoryview} is copied once, its msgpack
+        header beside it, into a reused plaintext buffer and sealed from
+        there into a reused output buffer, so a stream of large values
+        touches no new memory (any other value is encoded first, as by
+        L{sendValue}, then sealed the same way).  With the Fernet suite it
+        is sealed as by L{sendValue}, in a new buffer.  The frame is the
+        same, byte for byte, that L{sendValue} would have returned.
+
+        Small values cost less through L{sendEncodedValues}' batches; use
+        this for values of tens of KiB and more.
+
+        Lifetime: the returned view is valid (holds this frame) only until
+        the next call to L{sealBuffer} or L{releaseBuffers}, which overwrite
+        or drop the buffer it shows.  Write it out, or copy what the socket
+        did not take, before then: never hand the view itself to something
+        that keeps it for later (Twisted's C{transport.write} takes only
+        C{bytes}; give it C{bytes(view[sent:])}).
+
+        @param value: A value of a supported type.
+        @param framed: Whether the view starts with the frame's 4-byte
+            big-endian length prefix, so that it is ready for the socket.
+        @return: A read-only view of the sealed frame payload (with its
+            prefix, if C{framed}).
+        @raise EncodeError: As for L{sendValue}.
+        @raise BufferDataError: As for L{sendValue}.
+        @raise LocalProtocolError: As for L{sendValue}.
+        @since: 1.0
+        """
+        return self._state.sealBuffer(value, framed)
+
+    def releaseBuffers(self) -> None:
+        """
+        Drop the buffers this channel reuses for large records (see
+        L{sealBuffer}; received records larger than 64 KiB are opened into
+        one too), so that an idle connection does not keep its largest
+        record's worth of memory.  The next large record makes new ones.
+        Views returned by L{sealBuffer} before are invalid afterwards.
+        @since: 1.0
+        """
+        self._state.releaseBuffers()
 
     def sendRecord(self, recordType: int, body: bytes) -> bytes:
         """

@@ -24,6 +24,7 @@ __all__ = [
     "ConnectionBroken",
     "DecodeError",
     "EncodeError",
+    "FrameTooLarge",
     "HandshakeError",
     "HandshakeTimeout",
     "IntegrityError",
@@ -122,6 +123,39 @@ class BufferDataError(NetStructerError):
     the connection closed) when the peer sends a frame larger than this side
     accepts.  The name is kept from the original package.
     """
+
+
+class FrameTooLarge(BufferDataError):
+    """
+    The peer announced, in a frame's length prefix, a frame larger than this
+    side accepts at that point of the connection (a few KiB during the
+    handshake, then enough for the largest value this side accepts).  It is
+    raised as soon as the prefix is read, before any of the frame is
+    buffered; the connection cannot continue and must be closed.
+
+    @ivar length: The length the peer announced, in bytes.
+    @ivar limit: The largest frame this side accepted.
+    """
+
+    def __init__(self, length: int, limit: int) -> None:
+        """
+        @param length: The length the peer announced.
+        @param limit: The largest frame accepted.
+        """
+        super().__init__(
+            f"the peer announced a frame of {length} bytes, more than the {limit} this "
+            "side accepts now; the connection must close (if the peer's values are "
+            "legitimately this large, raise this side's maximum buffer size)"
+        )
+        self.length = length
+        self.limit = limit
+
+    def __reduce__(self) -> tuple[type[FrameTooLarge], tuple[int, int]]:
+        """
+        @return: How to rebuild this error (for pickling, as in a process
+            pool's result).
+        """
+        return (type(self), (self.length, self.limit))
 
 
 class ServerInitializeError(NetStructerError):

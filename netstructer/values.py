@@ -952,6 +952,77 @@ class Encoder:
             return b"".join((prefix, header, value))
         return prefix + self.encode(value)
 
+    def encodeParts(self, value: object) -> tuple[bytes, bytes | bytearray | memoryview] | None:
+        """
+        Split the encoding of a flat binary value into its msgpack header and
+        its payload, without copying the payload: for a caller that writes
+        both parts straight where they go (a record's plaintext buffer),
+        instead of joining them into a new buffer first.  C{header +
+        bytes(payload)} is exactly C{self.encode(value)}.
+
+        @param value: Any value.  Only a C{bytes}, a C{bytearray} or a
+            C-contiguous C{memoryview} is split; see the return value for
+            the rest.
+        @return: C{(header, payload)}: the msgpack bin header (for C{bytes}
+            and a C{memoryview}) or ext header with its type byte (for a
+            C{bytearray}), and the value itself as the payload (a
+            C{memoryview} of another format than bytes, or of several
+            dimensions, is cast to a flat view of its bytes).  The payload
+            is the caller's object, not a copy: it must not change before
+            the caller is done with it.  L{None} for any other value (or a
+            non-contiguous C{memoryview}), which L{encode} handles.
+        @raise EncodeError: The value is over 4 GiB.
+        """
+        kind = type(value)
+        if kind is bytes:
+            return _binHeader(len(cast(bytes, value))), cast(bytes, value)
+        if kind is bytearray:
+            return _bytearrayHeader(len(cast(bytearray, value))), cast(bytearray, value)
+        if kind is memoryview:
+            view = cast(memoryview, value)
+            if not view.c_contiguous:
+                return None
+            if view.ndim != 1 or view.format != "B":
+                view = view.cast("B")
+            return _binHeader(view.nbytes), view
+        return None
+
+
+def _binHeader(size: int) -> bytes:
+    """
+    The msgpack bin header of C{size} bytes, as L{encode} writes it.
+
+    @param size: The length of the bytes.
+    @return: 2, 3 or 5 bytes.
+    @raise EncodeError: C{size} is over 4 GiB.
+    """
+    if size <= 0xFF:
+        return _BIN8_HEADER.pack(0xC4, size)
+    if size <= 0xFFFF:
+        return _BIN16_HEADER.pack(0xC5, size)
+    if size <= 0xFFFFFFFF:
+        return _BIN32_HEADER.pack(0xC6, size)
+    raise EncodeError(f"value: bytes of {size} bytes cannot be encoded (over 4 GiB)")
+
+
+def _bytearrayHeader(size: int) -> bytes:
+    """
+    The msgpack ext header and type byte of a C{bytearray} of C{size}
+    bytes, as L{encode} writes it (fixext for 1, 2, 4, 8 and 16 bytes).
+
+    @raise EncodeError: C{size} is over 4 GiB.
+    """
+    fixed = _FIXEXT_HEADERS.get(size)
+    if fixed is not None:
+        return fixed
+    if size <= 0xFF:
+        return _EXT8_HEADER.pack(0xC7, size, EXT_BYTEARRAY)
+    if size <= 0xFFFF:
+        return _EXT16_HEADER.pack(0xC8, size, EXT_BYTEARRAY)
+    if size <= 0xFFFFFFFF:
+        return _EXT32_HEADER.pack(0xC9, size, EXT_BYTEARRAY)
+    raise EncodeError(f"value: bytearray of {size} bytes cannot be encoded (over 4 GiB)")
+
 
 _PACKER_BUFFER: Final = 1024
 """A new packer's buffer size."""
@@ -959,8 +1030,16 @@ _PACKER_BUFFER: Final = 1024
 _PACKER_KEEP: Final = 1024 * 1024
 """A packer that produced more than this is replaced by a new one."""
 
+_BIN8_HEADER: Final = struct.Struct(">BB")
 _BIN16_HEADER: Final = struct.Struct(">BH")
 _BIN32_HEADER: Final = struct.Struct(">BI")
+_EXT8_HEADER: Final = struct.Struct(">BBB")
+_EXT16_HEADER: Final = struct.Struct(">BHB")
+_EXT32_HEADER: Final = struct.Struct(">BIB")
+_FIXEXT_HEADERS: Final = {
+    size: bytes((code, EXT_BYTEARRAY))
+    for size, code in ((1, 0xD4), (2, 0xD5), (4, 0xD6), (8, 0xD7), (16, 0xD8))
+}
 
 _ArrayHook = Callable[[list[object]], object]
 _MapHook = Callable[[list[tuple[object, object]]], dict[object, object]]
