@@ -232,8 +232,9 @@ class KeyFileError(InvalidKey):
 class PeerVersionError(NetStructerError):
     """
     The peer negotiated a protocol version without the feature asked for
-    (relay or streams need version 2).  Nothing was sent, and the session
-    stays open for values.  Upgrade the peer to use the feature.
+    (the relay needs version 2, streams version 3).  Nothing was sent, and
+    the session stays open for values (and for the features its version
+    has).  Upgrade the peer to use the feature.
 
     @ivar localValue: The version this side speaks.
     @ivar remoteValue: The version the session negotiated.
