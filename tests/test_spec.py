@@ -403,9 +403,13 @@ class DocumentStructureTests(SynchronousTestCase):
     def test_blocksAreTheScriptOutput(self) -> None:
         """
         The document holds exactly the blocks C{docs/_make_worked_example.py}
-        prints, character for character, and no others.
+        and C{docs/_make_streams_example.py} (the streams section's) print,
+        character for character, and no others.
         """
-        expected = {block.name: block.render() for block in reference().workedExample()}
+        from .test_streams_spec import streamsReference
+
+        blocks = [*reference().workedExample(), *streamsReference().streamsExample()]
+        expected = {block.name: block.render() for block in blocks}
         self.assertEqual(sorted(hexBlocks()), sorted(expected))
         for name, text in expected.items():
             self.assertEqual(hexBlocks()[name].text, text, name)
