@@ -1143,6 +1143,22 @@ class SessionTests(SynchronousTestCase):
         self.assertIsInstance(sent.error, StreamAborted)
         self.assertEqual(pair.client.outgoing + pair.server.incoming, ())
 
+    def test_closedUnannounced(self) -> None:
+        """
+        A session that refuses records (it began closing) before telling
+        the engine: the engine closes then, failing its outgoing streams.
+        """
+        pair = Pair(serverObserver=EngineObserver(consume=False), serverOptions={"window": 1000})
+        sent = Sent()
+        pair.client.openStream(BytesSource(DATA), sent, size=len(DATA))
+        pair.pump()
+        pair.clientHost.closing = True
+        pair.client.recordReceived(STREAM_WINDOW, windowBody(1, 1000))
+        self.assertIsInstance(sent.error, StreamAborted)
+        self.assertIn("is closing", str(sent.error))
+        self.assertEqual(pair.client.outgoing, ())
+        self.assertRaises(ChannelClosedError, pair.client.openStream, Pieces(), Sent())
+
     def test_excessiveAnswers(self) -> None:
         """
         A peer that keeps opening and cancelling streams while this side's

@@ -34,8 +34,7 @@ stream only, with an ABORT record both sides report.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Final
 
 from zope.interface import implementer
@@ -57,6 +56,7 @@ from netstructer.streams.interfaces import (
     IStreamSource,
 )
 from netstructer.streams.outgoing import OutgoingStream
+from netstructer.streams.schedule import Scheduler
 from netstructer.streams.wire import (
     DATA_HEADER_SIZE,
     MAX_STREAM_ID,
@@ -210,16 +210,12 @@ class StreamsEngine:
         self._ownParity = 1 if host.role is Role.CLIENT else 0
         self._nextID = 1 if self._ownParity else 2
         self._outgoing: dict[int, OutgoingStream] = {}
-        self._pendingOpens: deque[OutgoingStream] = deque()
-        self._ready: deque[OutgoingStream] = deque()
-        self._openOutgoing = 0
-        self._highestOpened = 0
+        self._scheduler = Scheduler(maxStreams, self._canSend)
         self._incoming: dict[int, IncomingStream] = {}
         self._highestIncoming = 0
         self._opened = False
         self._closing = False
         self._closed = False
-        self._pumping = False
         self._blockedAnswers = 0
         self._wakeTime: float | None = None
 
@@ -321,8 +317,7 @@ class StreamsEngine:
         )
         self._nextID += 2
         self._outgoing[stream.streamID] = stream
-        self._pendingOpens.append(stream)
-        self._pump()
+        self._scheduler.add(stream)
         return stream
 
     # ICapability.
@@ -344,14 +339,14 @@ class StreamsEngine:
             for stream in list(self._outgoing.values()):
                 stream.sessionLost(error)
             return
-        self._pump()
+        self._scheduler.run()
 
     def sessionWritable(self) -> None:
         """
         The session's send queue drained: go on sending.
         """
         self._blockedAnswers = 0
-        self._pump()
+        self._scheduler.run()
 
     def sessionClosing(self) -> None:
         """
@@ -380,8 +375,7 @@ class StreamsEngine:
         for stream in list(self._incoming.values()):
             stream.sessionLost(reason)
         self._incoming.clear()
-        self._ready.clear()
-        self._pendingOpens.clear()
+        self._scheduler.clear()
         if self._wakeTime is not None:
             self._wakeTime = None
             self._host.wakeAt(None)
@@ -447,7 +441,7 @@ class StreamsEngine:
             raise StreamProtocolError(
                 f"the peer sent a {name} record for stream {streamID}, which the peer sends"
             )
-        if streamID > self._highestOpened:
+        if streamID > self._scheduler.highestOpened:
             raise StreamProtocolError(
                 f"the peer sent a {name} record for stream {streamID}, which this side never opened"
             )
@@ -539,24 +533,31 @@ class StreamsEngine:
                     )
                 )
                 return
-        self._host.sendRecord(recordType, body)
+        self._send(recordType, body)
 
     def sendData(self, streamID: int, offset: int, payload: bytes) -> None:
         """
         Send a DATA record (its header and payload joined: one copy of the
         payload, which a host able to seal parts could spare).
         """
-        self._host.sendRecord(STREAM_DATA, dataHeader(streamID, offset) + payload)
+        self._send(STREAM_DATA, dataHeader(streamID, offset) + payload)
+
+    def _send(self, recordType: int, body: bytes) -> None:
+        """
+        Hand a record to the session.  A session that began closing before
+        it told this engine refuses it: the engine closes then.
+        """
+        try:
+            self._host.sendRecord(recordType, body)
+        except ChannelClosedError:
+            self.sessionClosing()
 
     def schedule(self, stream: OutgoingStream) -> None:
         """
         An outgoing stream may have something to send: queue it for a turn,
         and send while the session is writable.
         """
-        if stream.openSent and not stream.queued and stream.wantsTurn():
-            stream.queued = True
-            self._ready.append(stream)
-        self._pump()
+        self._scheduler.schedule(stream)
 
     def armTimer(self, deadline: float) -> None:
         """
@@ -575,10 +576,8 @@ class StreamsEngine:
         have its slot.
         """
         if isinstance(stream, OutgoingStream):
-            if self._outgoing.pop(stream.streamID, None) is not None and stream.openSent:
-                self._openOutgoing -= 1
-                if self._pendingOpens:
-                    self._pump()
+            if self._outgoing.pop(stream.streamID, None) is not None:
+                self._scheduler.closed(stream)
         else:
             self._incoming.pop(stream.streamID, None)
 
@@ -590,42 +589,8 @@ class StreamsEngine:
 
     # Sending.
 
-    def _turns(self) -> Iterator[OutgoingStream]:
+    def _canSend(self) -> bool:
         """
-        The streams to give a turn to, in order, while the session is
-        writable: a waiting OPEN first when a slot is free, else the next
-        stream of the round robin.
+        @return: Whether a stream may send a record now.
         """
-        host = self._host
-        while host.writable and not self._closing:
-            if self._pendingOpens and self._openOutgoing < self._maxStreams:
-                stream = self._pendingOpens.popleft()
-                if stream.wantsTurn():
-                    self._openOutgoing += 1
-                    self._highestOpened = stream.streamID
-                    yield stream
-            elif self._ready:
-                stream = self._ready.popleft()
-                stream.queued = False
-                if stream.wantsTurn():
-                    yield stream
-            else:
-                return
-
-    def _pump(self) -> None:
-        """
-        Give turns to the streams with something to send, while the session
-        is writable.  Reentrant calls (from an observer, or a record sent)
-        only add to the queue the running loop goes through.
-        """
-        if self._pumping or not self._opened or self._closing:
-            return
-        self._pumping = True
-        try:
-            for stream in self._turns():
-                stream.turn()
-                if not stream.queued and stream.wantsTurn():
-                    stream.queued = True
-                    self._ready.append(stream)
-        finally:
-            self._pumping = False
+        return self._opened and not self._closing and bool(self._host.writable)

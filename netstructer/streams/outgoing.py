@@ -300,7 +300,8 @@ class OutgoingStream:
         self.sent += len(data)
         self._credit -= len(data)
         self._core.sendData(self.streamID, offset, data)
-        self.observer.streamProgressed(self.sent)
+        if self._state is _State.SENDING:
+            self.observer.streamProgressed(self.sent)
 
     def _sendEnd(self) -> None:
         self.sha256 = self._hasher.digest()
