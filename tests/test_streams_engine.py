@@ -1052,6 +1052,7 @@ class ResumeTests(SynchronousTestCase):
         C{accept} at an offset needs a stream that may resume, and a prefix.
         """
         pair, _sent, _collector = self.resume(DATA[:10], DATA)
+        self.assertRaises(ValueError, pair.client.openStream, BytesSource(b""), resume=True)
         stream = pair.client.openStream(BytesSource(b"abc"), Sent(), size=3)
         self.assertRaises(LocalProtocolError, stream.resumeFrom, 0, hashlib.sha256())
         observer = EngineObserver(accept=False)
@@ -1166,6 +1167,8 @@ class SessionTests(SynchronousTestCase):
         the session once the answers waiting pass the bound.
         """
         pair = Pair()
+        sent = Sent()
+        pair.server.openStream(Pieces(None), sent)
         pair.serverHost.blocked = True
         streamID = 1
         while not pair.serverHost.failures:
@@ -1176,6 +1179,11 @@ class SessionTests(SynchronousTestCase):
         self.assertIsInstance(error, StreamProtocolError)
         self.assertIn("without reading", str(error))
         self.assertLessEqual(pair.serverHost.queued, MAX_BLOCKED_ANSWERS + 100)
+        queued = pair.serverHost.queued
+        pair.server.recordReceived(STREAM_OPEN, openBody(streamID, b"\xc0"))
+        self.assertEqual(pair.serverHost.queued, queued)
+        pair.server.sessionClosed(ConnectionError("failed"))
+        self.assertIsInstance(sent.error, StreamAborted)
 
     def test_reentrant(self) -> None:
         """

@@ -207,12 +207,12 @@ class Repeated:
     def __init__(self, block: bytes, size: int) -> None:
         self._block = block
         self._left = size
-        self.read_ = 0
+        self.total = 0
 
     def read(self, maximum: int) -> bytes:
         count = min(maximum, len(self._block), self._left)
         self._left -= count
-        self.read_ += count
+        self.total += count
         return self._block if count == len(self._block) else self._block[:count]
 
 
@@ -259,7 +259,7 @@ class MemoryTests(SynchronousTestCase):
             tracemalloc.stop()
         self.assertIsNotNone(sent.confirmed)
         self.assertEqual(stream.sent, size)
-        self.assertEqual(source.read_, size)
+        self.assertEqual(source.total, size)
         self.assertLess(peak - before, 16 * 1024 * 1024)
         self.assertLessEqual(pair.clientHost.maxQueued, pair.clientHost.highWater + chunk + 64)
 
@@ -272,7 +272,7 @@ class MemoryTests(SynchronousTestCase):
         source = Repeated(bytes(1000), 10_000_000)
         stream = pair.client.openStream(source, Sent(), size=10_000_000)
         pair.pump()
-        self.assertEqual(source.read_, 100_000)
+        self.assertEqual(source.total, 100_000)
         self.assertEqual(stream.sent, 100_000)
         self.assertEqual(pair.serverObserver.collectors[stream.streamID].unconsumed, 100_000)
 

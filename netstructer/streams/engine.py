@@ -216,6 +216,9 @@ class StreamsEngine:
         self._opened = False
         self._closing = False
         self._closed = False
+        # Set once this engine failed the session: it sends nothing more,
+        # and its streams end when the session tells it it is closing.
+        self._failed = False
         self._blockedAnswers = 0
         self._wakeTime: float | None = None
 
@@ -281,19 +284,15 @@ class StreamsEngine:
         @raise ValueError: A size out of range.
         @raise LocalProtocolError: The session used all its stream IDs.
         """
-        version = self._host.peerVersion
-        if version is not None and version < STREAMS_VERSION:
-            raise PeerVersionError(
-                f"the peer ({self.peer}) speaks protocol version {version}, which has no "
-                f"streams (they need version {STREAMS_VERSION}): upgrade it to send streams; "
-                "values still go through",
-                localValue=STREAMS_VERSION,
-                remoteValue=int(version),
-            )
+        versionError = self._versionError()
+        if versionError is not None:
+            raise versionError
         if self._closing or self._closed:
             raise ChannelClosedError("cannot open a stream: the session is closing or closed")
         if size is not None and not 0 <= size <= MAX_STREAM_SIZE:
             raise ValueError(f"a stream's size is from 0 to {MAX_STREAM_SIZE}, not {size}")
+        if resume and observer is None:
+            raise ValueError("a stream that may resume needs an observer, to be offered the resume")
         if self._nextID > MAX_STREAM_ID:
             raise LocalProtocolError("this session used all its stream IDs: open a new session")
         metaEncoded = self._encode(meta)
@@ -328,18 +327,28 @@ class StreamsEngine:
         session's version has none (they fail with L{PeerVersionError}).
         """
         self._opened = True
-        version = self._host.peerVersion
-        if version is not None and version < STREAMS_VERSION:
-            error = PeerVersionError(
-                f"the peer ({self.peer}) speaks protocol version {version}, which has no "
-                f"streams (they need version {STREAMS_VERSION}): upgrade it to send streams",
-                localValue=STREAMS_VERSION,
-                remoteValue=int(version),
-            )
+        versionError = self._versionError()
+        if versionError is not None:
             for stream in list(self._outgoing.values()):
-                stream.sessionLost(error)
+                stream.sessionLost(versionError)
             return
         self._scheduler.run()
+
+    def _versionError(self) -> PeerVersionError | None:
+        """
+        @return: The error for a session whose version has no streams, or
+            L{None} (its version has them, or is not known yet).
+        """
+        version = self._host.peerVersion
+        if version is None or version >= STREAMS_VERSION:
+            return None
+        return PeerVersionError(
+            f"the peer ({self.peer}) speaks protocol version {version}, which has no "
+            f"streams (they need version {STREAMS_VERSION}): upgrade it to send streams; "
+            "values still go through",
+            localValue=STREAMS_VERSION,
+            remoteValue=int(version),
+        )
 
     def sessionWritable(self) -> None:
         """
@@ -519,12 +528,12 @@ class StreamsEngine:
         writable counts against L{MAX_BLOCKED_ANSWERS}; past it, the session
         fails.
         """
-        if self._closing or self._closed:
+        if self._closing or self._closed or self._failed:
             return
         if answer and not self._host.writable:
             self._blockedAnswers += len(body) + 1
             if self._blockedAnswers > MAX_BLOCKED_ANSWERS:
-                self._closing = True
+                self._failed = True
                 self._host.failSession(
                     StreamProtocolError(
                         f"the peer ({self.peer}) made this side queue over "
@@ -593,4 +602,4 @@ class StreamsEngine:
         """
         @return: Whether a stream may send a record now.
         """
-        return self._opened and not self._closing and bool(self._host.writable)
+        return self._opened and not (self._closing or self._failed) and bool(self._host.writable)
