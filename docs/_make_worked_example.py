@@ -49,7 +49,7 @@ INFO_KEY_ID = b"netstructer/1 key-id"
 
 # Section 4: the handshake.
 MAGIC = b"NSTR"
-VERSION = 2
+VERSION = 3
 MIN_VERSION = 1
 SUITE_AESGCM = 1
 SUITE_CHACHAPOLY = 2
@@ -648,7 +648,7 @@ class ReferenceClient:
             self.sessionVersion = 1
             return
         if len(payload) != 5:
-            raise ReferenceError("a version 2 reply payload is 5 bytes")
+            raise ReferenceError("a reply payload of version 2 or later is 5 bytes")
         if not MIN_VERSION <= payload[4] <= self.version:
             raise ReferenceError("the server chose a version this client did not offer")
         self.peerMaxValueSize = _checkMaxValueSize(payload[:4])
@@ -693,8 +693,8 @@ class ReferenceServer:
         """
         if len(hello) < 6 or hello[:4] != MAGIC:
             return self._reject(REJECT_MALFORMED)
-        # Section 4.6: a version 2 server answers any client of version 1 or
-        # later; a version 1 server accepts only version 1.
+        # Section 4.6: a server of version 2 or later answers any client of
+        # version 1 or later; a version 1 server accepts only version 1.
         if hello[4] < MIN_VERSION or (self.version == 1 and hello[4] != 1):
             return self._reject(REJECT_VERSION)
         suiteID = hello[5]
@@ -879,7 +879,7 @@ def workedExample() -> list[Block]:
 
     prologue = Block("example-prologue")
     prologue.add(PROLOGUE_LABEL, '"NetStructer"')
-    prologue.add(client.header, "the hello header: NSTR, version 2, suite 1")
+    prologue.add(client.header, f"the hello header: NSTR, version {VERSION}, suite 1")
     blocks.append(prologue)
 
     payloadHex = U32.pack(EXAMPLE_MAX_VALUE_SIZE).hex(" ")
@@ -888,7 +888,7 @@ def workedExample() -> list[Block]:
     helloBlock = Block("example-hello")
     helloBlock.add(U32.pack(len(hello)), f"length prefix: {len(hello)}")
     helloBlock.add(magic, 'magic "NSTR"')
-    helloBlock.add(version, "version 2")
+    helloBlock.add(version, f"version {VERSION}")
     helloBlock.add(suite, "suite 1 (noise, AESGCM)")
     helloBlock.add(ePub, "message 1: e.pub of the client")
     helloBlock.add(ciphertext, f"payload {payloadHex} (M = 16 MiB), encrypted")
@@ -901,7 +901,10 @@ def workedExample() -> list[Block]:
     replyBlock.add(U32.pack(len(reply)), f"length prefix: {len(reply)}")
     replyBlock.add(status, "status: accept")
     replyBlock.add(ePub, "message 2: e.pub of the server")
-    replyBlock.add(ciphertext, f"payload {payloadHex} 02 (M = 16 MiB, version 2), encrypted")
+    replyBlock.add(
+        ciphertext,
+        f"payload {payloadHex} {VERSION:02x} (M = 16 MiB, version {VERSION}), encrypted",
+    )
     replyBlock.add(tag, "AES-GCM tag")
     blocks.append(replyBlock)
 

@@ -96,6 +96,7 @@ from netstructer.values import DEFAULT_LIMITS, Decoder, Encoder, Limits
 __all__ = [
     "BATCH_SIZE",
     "EXTENSION_RECORD_RANGES",
+    "EXTENSION_VERSIONS",
     "HANDSHAKE_MAX_FRAME",
     "MAGIC",
     "MAX_BATCH_BODY",
@@ -122,23 +123,32 @@ __all__ = [
 MAGIC: Final = b"NSTR"
 """The first four bytes of every client hello."""
 
-PROTOCOL_VERSION: Final = 2
+PROTOCOL_VERSION: Final = 3
 """The highest protocol version this implementation speaks: a client offers
 it in its hello, and a server answers with the lower of it and the client's."""
 
 MIN_PROTOCOL_VERSION: Final = 1
 """The lowest protocol version this implementation speaks.  Version 1 carries
-values; version 2 adds the extension records (relay and streams)."""
+values; version 2 adds the extension records of the relay, version 3 those
+of streams (L{EXTENSION_VERSIONS})."""
 
 EXTENSION_RECORD_RANGES: Final = {
     "relay": range(0x10, 0x18),
     "streams": range(0x20, 0x28),
 }
 """
-The record types protocol version 2 adds, by the capability that owns them.
-The channel seals and opens them like any record and hands their bodies to
-the adapter (L{RecordReceived}); the capability's own sans-IO module gives
-them meaning.  A peer that negotiated version 1 never sees one.
+The extension record types, by the capability that owns them.  The channel
+seals and opens them like any record and hands their bodies to the adapter
+(L{RecordReceived}); the capability's own sans-IO module gives them meaning.
+A session carries a capability's records only from the protocol version
+that added them (L{EXTENSION_VERSIONS}).
+"""
+
+EXTENSION_VERSIONS: Final = {"relay": 2, "streams": 3}
+"""
+The protocol version that added each capability's records: a session
+negotiated at a lower version never carries them (the channel refuses to
+send one with L{PeerVersionError}, and fails on receiving one).
 """
 
 _EXTENSION_OWNER = {
@@ -353,7 +363,8 @@ class CloseReceived:
 @dataclass(frozen=True, slots=True)
 class RecordReceived:
     """
-    An extension record arrived (protocol version 2): one of the types in
+    An extension record arrived (protocol version 2 or later, as
+    L{EXTENSION_VERSIONS} says): one of the types in
     L{EXTENSION_RECORD_RANGES}, for the capability that owns it.
 
     @ivar recordType: The record's type byte.
@@ -753,10 +764,11 @@ class _Established:
         owner = _EXTENSION_OWNER.get(recordType)
         if owner is None:
             raise ValueError(f"record type {recordType:#04x} is not an extension record type")
-        if self.version < 2:
+        needed = EXTENSION_VERSIONS[owner]
+        if self.version < needed:
             raise PeerVersionError(
                 f"the peer speaks protocol version {self.version}, which has no {owner} "
-                "records: upgrade it to use this",
+                f"records (they need version {needed}): upgrade it to use {owner}",
                 localValue=PROTOCOL_VERSION,
                 remoteValue=self.version,
             )
@@ -929,11 +941,12 @@ def _extensionRecord(version: int, recordType: int, body: bytes | memoryview) ->
     @raise RemoteProtocolError: The type is unknown, or belongs to a protocol
         version the two sides did not negotiate.
     """
-    if recordType not in _EXTENSION_OWNER:
+    owner = _EXTENSION_OWNER.get(recordType)
+    if owner is None:
         raise RemoteProtocolError(f"the peer sent a record of unknown type {recordType}")
-    if version < 2:
+    if version < EXTENSION_VERSIONS[owner]:
         raise RemoteProtocolError(
-            f"the peer sent a {_EXTENSION_OWNER[recordType]} record (type {recordType}) "
+            f"the peer sent a {owner} record (type {recordType}) "
             f"in a protocol version {version} session, which has none"
         )
     return RecordReceived(recordType, bytes(body))
@@ -1898,16 +1911,19 @@ class Channel:
 
     def sendRecord(self, recordType: int, body: bytes) -> bytes:
         """
-        Seal an extension record (protocol version 2): one of the types in
+        Seal an extension record: one of the types in
         L{EXTENSION_RECORD_RANGES}, whose body its capability's module
-        defines.  Records are sealed in call order with values and control
+        defines, in a session of a version that has it
+        (L{EXTENSION_VERSIONS}).  Records are sealed in call order with values and control
         records, so an adapter that batches values must flush them first.
 
         @param recordType: The record's type byte.
         @param body: Its body, at most the peer's maximum value size.
         @return: The frame payload to write.
         @raise ValueError: C{recordType} is not an extension type.
-        @raise PeerVersionError: The session negotiated version 1.
+        @raise PeerVersionError: The session negotiated a version without
+            the capability's records (1 for the relay, 1 or 2 for
+            streams).
         @raise BufferDataError: The body is larger than the peer accepts.
         @raise LocalProtocolError: Values cannot flow in this state.
         """

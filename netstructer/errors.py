@@ -41,9 +41,18 @@ __all__ = [
     "RelayError",
     "RelayRefused",
     "RemoteProtocolError",
+    "ResumeMismatch",
     "ServerInitializeError",
     "SessionClosed",
+    "StreamAborted",
+    "StreamError",
+    "StreamIntegrityError",
+    "StreamProtocolError",
+    "StreamRefused",
+    "StreamTimeout",
+    "StreamTooLarge",
     "TLSHandshakeError",
+    "TooManyStreams",
     "TruncationError",
 ]
 
@@ -290,8 +299,9 @@ class KeyFileError(InvalidKey):
 class PeerVersionError(NetStructerError):
     """
     The peer negotiated a protocol version without the feature asked for
-    (relay or streams need version 2).  Nothing was sent, and the session
-    stays open for values.  Upgrade the peer to use the feature.
+    (the relay needs version 2, streams version 3).  Nothing was sent, and
+    the session stays open for values (and for the features its version
+    has).  Upgrade the peer to use the feature.
 
     @ivar localValue: The version this side speaks.
     @ivar remoteValue: The version the session negotiated.
@@ -354,4 +364,97 @@ class RecipientBusy(RelayError):
     The recipient's bounded queue on the server was full, so the value was
     dropped (never silently: this error reports it).  Send more slowly, or
     have the recipient read faster.
+    """
+
+
+class StreamProtocolError(RemoteProtocolError):
+    """
+    The peer broke the rules of streams (docs/protocol.rst, "Streams") in a
+    way no well-behaved peer can: a malformed streams record, a record for a
+    stream it never opened or that is closed, data past the credit this
+    side granted, an ACCEPT or DONE out of turn.  Terminal for the session,
+    like every L{RemoteProtocolError}.
+    """
+
+
+class StreamError(NetStructerError):
+    """
+    One stream failed: it was refused, cancelled or aborted, ran out of
+    time, was larger than allowed, or arrived damaged; or the session ended
+    before it completed.  Only that stream ended: the session, its values
+    and its other streams go on (unless the session itself ended).
+    Subclasses say why; the message says what happened and what to do.
+
+    @ivar streamID: The stream's ID, or L{None} if it had none yet.
+    @ivar code: The abort code that ended it (see
+        L{netstructer.streams.AbortCode}), or L{None} if no ABORT record was
+        involved (the session ended, or a local check failed before one).
+    @ivar byPeer: Whether the peer ended the stream (its ABORT arrived)
+        rather than this side.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        streamID: int | None = None,
+        code: int | None = None,
+        byPeer: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.streamID = streamID
+        self.code = code
+        self.byPeer = byPeer
+
+
+class StreamRefused(StreamError):
+    """
+    The receiver declined the stream (its application refused it, or it
+    takes no streams).  Nothing of it was kept.
+    """
+
+
+class TooManyStreams(StreamRefused):
+    """
+    The receiver already had as many streams open as it allows
+    (C{maxStreams}): send fewer at once, or raise its limit.
+    """
+
+
+class StreamTooLarge(StreamError):
+    """
+    The stream was, or announced to be, larger than the receiver accepts,
+    or its sender sent more than it announced.
+    """
+
+
+class StreamAborted(StreamError):
+    """
+    The stream ended early: its sender cancelled it, either side's
+    application or storage failed (a full disk, a source that raised), or
+    the session ended first.  The message says which.
+    """
+
+
+class StreamIntegrityError(StreamError):
+    """
+    The stream arrived damaged: fewer or more bytes than its END record
+    says or than were announced (a truncated stream), data out of order, or
+    a SHA-256 that does not match.  Nothing of it is kept under its final
+    name; send it again.
+    """
+
+
+class StreamTimeout(StreamError, TimeoutError):
+    """
+    A side waited longer than its idle timeout on the other for this
+    stream: data the receiver had granted credit for, the receiver's answer
+    to an OPEN, or its confirmation.
+    """
+
+
+class ResumeMismatch(StreamError):
+    """
+    A resumed transfer could not go on: the part the receiver already holds
+    is not the start of what the sender has (the file changed).  Send it
+    again without resuming.
     """

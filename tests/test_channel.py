@@ -296,6 +296,40 @@ class HandshakeTests(SynchronousTestCase):
                 event = server.receiveFrame(client.sendRecord(0x10, b"x"))
                 self.assertEqual(event, RecordReceived(0x10, b"x"))
 
+    def test_extensionVersions(self) -> None:
+        """
+        Each capability's records travel only in sessions of the version
+        that added them or later: the relay's from version 2, streams' from
+        version 3.  Asking to send one in an older session raises
+        L{PeerVersionError} naming the version needed, before anything is
+        sealed (values still flow after it); receiving one fails the channel.
+        A newer client and a server limited to an older version agree on the
+        server's.
+        """
+        for serverVersion in (1, 2, 3):
+            # A server limited to version 1 accepts only version 1 hellos.
+            client = Channel(Role.CLIENT, KEY, protocolVersion=1 if serverVersion == 1 else 3)
+            server = Channel(Role.SERVER, KEY, protocolVersion=serverVersion)
+            handshake(client, server)
+            self.assertEqual(client.protocolVersion, serverVersion)
+            for recordType, needed in ((0x10, 2), (0x20, 3)):
+                if serverVersion >= needed:
+                    event = server.receiveFrame(client.sendRecord(recordType, b"x"))
+                    self.assertEqual(event, RecordReceived(recordType, b"x"))
+                    continue
+                error = self.assertRaises(PeerVersionError, client.sendRecord, recordType, b"x")
+                self.assertEqual((error.localValue, error.remoteValue), (3, serverVersion))
+                self.assertIn(f"need version {needed}", str(error))
+                event = server.receiveFrame(client.sendValue("still"))
+                self.assertEqual(event, ValueReceived("still", 6))
+        # A streams record in a version 2 session fails the receiver.
+        client = Channel(Role.CLIENT, KEY)
+        server = Channel(Role.SERVER, KEY, protocolVersion=2)
+        handshake(client, server)
+        forged = client._state._sender.seal(0x22, bytes(13))  # type: ignore[union-attr]
+        error = self.assertRaises(RemoteProtocolError, server.receiveFrame, forged)
+        self.assertIn("protocol version 2 session", str(error))
+
     def test_suiteMismatch(self) -> None:
         """
         A fernet client and a noise server fail with L{HandshakeError}s naming

@@ -22,7 +22,7 @@ from pathlib import Path
 from twisted.trial.unittest import SynchronousTestCase
 
 from netstructer.blocking import link
-from netstructer.channel import Channel, HandshakeCompleted, Role
+from netstructer.channel import PROTOCOL_VERSION, Channel, HandshakeCompleted, Role
 from netstructer.cli import Streams, parseCommand
 from netstructer.conformance._cli import parseEndpoint
 from netstructer.errors import NetStructerError
@@ -287,7 +287,7 @@ class _RawClient(threading.Thread):
         return data
 
     def _run(self) -> None:
-        version = 1 if self.mode == "version1" else 2
+        version = 1 if self.mode == "version1" else PROTOCOL_VERSION
         channel = Channel(Role.CLIENT, self.key, protocolVersion=version)
         with socket.create_connection(("127.0.0.1", self.port), timeout=_DEADLINE) as sock:
             self._send(sock, channel.framesToSend())
@@ -431,12 +431,12 @@ class ServeTests(SynchronousTestCase):
 
     def test_version1Client(self) -> None:
         """
-        A hello of version 1 from a client whose highest is 2 fails 4.2.1;
+        A hello of version 1 from a client whose highest is 3 fails 4.2.1;
         the session itself goes on.
         """
         results = self.rawClient("version1")
         self.assertEqual(results["4.2.1"][0], "fail")
-        self.assertIn("version byte 1, not 2", results["4.2.1"][1])
+        self.assertIn(f"version byte 1, not {PROTOCOL_VERSION}", results["4.2.1"][1])
         self.assertEqual(results["4.4.1"][0], "pass")
 
     def test_earlyValue(self) -> None:

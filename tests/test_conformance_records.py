@@ -186,6 +186,15 @@ def test_casePassesWithoutDefect(key: bytes, number: str) -> None:
     assert status == "pass", detail
 
 
+def test_streamsInVersion2(key: bytes) -> None:
+    """
+    Case 5.4.19 passes against a server that fails a version 2 session
+    carrying a streams record.
+    """
+    status, detail = _status(key, "good", "5.4.19")
+    assert status == "pass", detail
+
+
 @pytest.mark.parametrize("number", ["5.3.1", "5.3.3", "5.2.4"])
 def test_fernetCaseFailsAgainstDefect(key: bytes, number: str) -> None:
     """

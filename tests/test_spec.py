@@ -62,6 +62,7 @@ from netstructer.errors import (
     DecodeError,
     HandshakeError,
     NetStructerError,
+    PeerVersionError,
     RemoteProtocolError,
     TruncationError,
 )
@@ -402,9 +403,13 @@ class DocumentStructureTests(SynchronousTestCase):
     def test_blocksAreTheScriptOutput(self) -> None:
         """
         The document holds exactly the blocks C{docs/_make_worked_example.py}
-        prints, character for character, and no others.
+        and C{docs/_make_streams_example.py} (the streams section's) print,
+        character for character, and no others.
         """
-        expected = {block.name: block.render() for block in reference().workedExample()}
+        from .test_streams_spec import streamsReference
+
+        blocks = [*reference().workedExample(), *streamsReference().streamsExample()]
+        expected = {block.name: block.render() for block in blocks}
         self.assertEqual(sorted(hexBlocks()), sorted(expected))
         for name, text in expected.items():
             self.assertEqual(hexBlocks()[name].text, text, name)
@@ -926,7 +931,9 @@ class WorkedExampleTests(SynchronousTestCase):
         self.assertEqual(trace.field("dh:"), shared)
         state.mixKey(shared)
         self.assertEqual(trace.field("ck5:"), state._chainingKey)
-        self.assertEqual(state.encryptAndHash(struct.pack(">IB", 2**24, 2)), self.run_.reply[33:])
+        self.assertEqual(
+            state.encryptAndHash(struct.pack(">IB", 2**24, PROTOCOL_VERSION)), self.run_.reply[33:]
+        )
         self.assertEqual(trace.field("h6:"), state.handshakeHash)
 
         initiator = NNpsk0Initiator(
@@ -953,7 +960,9 @@ class WorkedExampleTests(SynchronousTestCase):
             self.run_.hello[38:],
         )
         self.assertEqual(
-            AESGCM(trace.field("k2:")).encrypt(nonce(0), payload + b"\x02", trace.field("h5:")),
+            AESGCM(trace.field("k2:")).encrypt(
+                nonce(0), payload + bytes((PROTOCOL_VERSION,)), trace.field("h5:")
+            ),
             self.run_.reply[33:],
         )
         clientToServer = AESGCM(trace.field("kc2s:"))
@@ -1516,38 +1525,79 @@ class ValueEncodingTests(SynchronousTestCase):
 
 class VersionNegotiationTests(SynchronousTestCase):
     """
-    Section 4.6: version 2 is the default, a version 2 server answers a
-    version 1 client in version 1, and a server limited to version 1 rejects
-    a version 2 client with the documented advice.
+    Section 4.6: version 3 is the default, a newer server answers an older
+    client in the client's version (1 or 2), a newer client and a version 2
+    server agree on version 2, and a server limited to version 1 rejects a
+    newer client with the documented advice.
     """
 
-    def test_defaultIsVersion2(self) -> None:
+    def test_defaultIsVersion3(self) -> None:
         """
-        Without configuration both sides offer version 2, the server's reply
+        Without configuration both sides offer version 3, the server's reply
         carries it, and both sides report it.
         """
         ref = reference()
         self.assertEqual(ref.VERSION, PROTOCOL_VERSION)
+        self.assertEqual(PROTOCOL_VERSION, 3)
         for suite, cipher, suiteID in SUITE_CASES:
             client = ref.ReferenceClient(EXAMPLE_KEY, suiteID)
-            self.assertEqual(client.hello()[4], 2)
+            self.assertEqual(client.hello()[4], 3)
             server = Channel(Role.SERVER, EXAMPLE_KEY, suite=suite)
             server.receiveFrame(client.hello())
             (reply,) = server.framesToSend()
             event = server.receiveFrame(client.readReply(reply))
             assert isinstance(event, HandshakeCompleted)
-            self.assertEqual((event.version, client.sessionVersion), (2, 2))
+            self.assertEqual((event.version, client.sessionVersion), (3, 3))
             channelClient = Channel(Role.CLIENT, EXAMPLE_KEY, suite=suite, cipher=cipher)
             refServer = ref.ReferenceServer([EXAMPLE_KEY], (suiteID,))
             (hello,) = channelClient.framesToSend()
             event = channelClient.receiveFrame(refServer.readHello(hello))
             assert isinstance(event, HandshakeCompleted)
+            self.assertEqual((event.version, refServer.sessionVersion), (3, 3))
+
+    def test_version3ClientVersion2Server(self) -> None:
+        """
+        A version 3 client and a version 2 server (the reference, or a
+        L{Channel} limited to version 2) agree on version 2, in both
+        directions: its reply's version byte is 2.  The session carries
+        relay records, but neither side sends a streams record in it
+        (L{PeerVersionError}, the session going on) nor accepts one.
+        """
+        ref = reference()
+        for suite, cipher, suiteID in SUITE_CASES:
+            client = Channel(Role.CLIENT, EXAMPLE_KEY, suite=suite, cipher=cipher)
+            refServer = ref.ReferenceServer([EXAMPLE_KEY], (suiteID,), version=2)
+            (hello,) = client.framesToSend()
+            event = client.receiveFrame(refServer.readHello(hello))
+            assert isinstance(event, HandshakeCompleted)
             self.assertEqual((event.version, refServer.sessionVersion), (2, 2))
 
-    def test_version1ClientVersion2Server(self) -> None:
+            refClient = ref.ReferenceClient(EXAMPLE_KEY, suiteID)
+            server = Channel(Role.SERVER, EXAMPLE_KEY, suite=suite, protocolVersion=2)
+            server.receiveFrame(refClient.hello())
+            (reply,) = server.framesToSend()
+            event = server.receiveFrame(refClient.readReply(reply))
+            assert isinstance(event, HandshakeCompleted)
+            self.assertEqual((event.version, refClient.sessionVersion), (2, 2))
+            self.assertEqual(
+                refClient.records.open(server.sendRecord(0x14, b"\x00\x00\xc0")),
+                (0x14, b"\x00\x00\xc0"),
+            )
+            error = self.assertRaises(PeerVersionError, server.sendRecord, 0x22, b"")
+            self.assertEqual((error.localValue, error.remoteValue), (PROTOCOL_VERSION, 2))
+            self.assertIn("need version 3", str(error))
+            recordType, body = refClient.records.open(server.sendValue(1))
+            self.assertEqual((recordType, decode(body)), (ref.VALUE, 1))
+            self.assertRaises(
+                RemoteProtocolError,
+                server.receiveFrame,
+                refClient.records.seal(0x22, bytes(13)),
+            )
+
+    def test_version1ClientNewerServer(self) -> None:
         """
         A version 1 client gets a version 1 reply (no version byte: the noise
-        reply is 53 bytes) from a version 2 server, in both directions
+        reply is 53 bytes) from a version 3 server, in both directions
         between the reference and L{Channel}.
         """
         ref = reference()
@@ -1573,9 +1623,9 @@ class VersionNegotiationTests(SynchronousTestCase):
             assert isinstance(event, HandshakeCompleted)
             self.assertEqual((event.version, refServer.sessionVersion), (1, 1))
 
-    def test_version2ClientVersion1Server(self) -> None:
+    def test_newerClientVersion1Server(self) -> None:
         """
-        A server limited to version 1 rejects a version 2 hello with reason
+        A server limited to version 1 rejects a version 3 hello with reason
         1 and its version 1; the client reports it with the advice to
         connect with C{protocolVersion=1}.
         """
@@ -1591,13 +1641,13 @@ class VersionNegotiationTests(SynchronousTestCase):
             self.assertEqual(rejection, refRejection)
             self.assertEqual(rejection[:3], b"\x01\x01\x01")
             error = self.assertRaises(HandshakeError, client.receiveFrame, rejection)
-            self.assertEqual((error.localValue, error.remoteValue), (2, 1))
+            self.assertEqual((error.localValue, error.remoteValue), (PROTOCOL_VERSION, 1))
             self.assertIn("protocolVersion=1", str(error))
 
     def test_version0Rejected(self) -> None:
         """
-        A hello of version 0 is rejected with reason 1 by a version 2 server,
-        whose rejection gives its version 2.
+        A hello of version 0 is rejected with reason 1 by a version 3 server,
+        whose rejection gives its version 3.
         """
         ref = reference()
         hello = ref.ReferenceClient(EXAMPLE_KEY, 1, version=0).hello()
@@ -1605,4 +1655,4 @@ class VersionNegotiationTests(SynchronousTestCase):
         self.assertRaises(HandshakeError, server.receiveFrame, hello)
         (rejection,) = server.framesToSend()
         self.assertEqual(rejection, ref.ReferenceServer([EXAMPLE_KEY]).readHello(hello))
-        self.assertEqual(rejection, b"\x01\x01\x02\x02\x01\x02")
+        self.assertEqual(rejection, b"\x01\x01\x03\x02\x01\x02")

@@ -17,6 +17,7 @@ from netstructer._crypto import CipherState, NNpsk0Initiator, NNpsk0Template
 from netstructer.channel import (
     HANDSHAKE_MAX_FRAME,
     MAGIC,
+    PROTOCOL_VERSION,
     Channel,
     HandshakeCompleted,
     Role,
@@ -266,7 +267,8 @@ def _truncatedNoise(target: Target) -> tuple[bool, str]:
 @case(
     "4.3.8",
     "4.3",
-    "a rejection carries the server's version 2 and its suite IDs in ascending order",
+    f"a rejection carries the server's version {PROTOCOL_VERSION} and its suite IDs in"
+    " ascending order",
 )
 def _rejectionLayout(target: Target) -> tuple[bool, str]:
     peer = RawPeer(target)
@@ -282,7 +284,7 @@ def _rejectionLayout(target: Target) -> tuple[bool, str]:
         ordered = suites == sorted(set(suites)) and bool(suites)
         detail = f"version {reply[2]}, suites {suites}"
         own = _SUITE_IDS["fernet" if target.suite == "fernet" else target.cipher]
-        return reply[2] == 2 and ordered and own in suites, detail
+        return reply[2] == PROTOCOL_VERSION and ordered and own in suites, detail
     finally:
         peer.close()
 
@@ -322,18 +324,24 @@ def _zeroEphemeral(target: Target) -> tuple[bool, str]:
     return _rejection(target, hello, 4)
 
 
-@case("4.4.4", "4.4", "a hello of a version above the server's is answered with version 2")
+@case(
+    "4.4.4",
+    "4.4",
+    f"a hello of a version above the server's is answered with version {PROTOCOL_VERSION}",
+)
 def _newerClient(target: Target) -> tuple[bool, str]:
     _requireNoise(target)
-    hello, initiator = _noiseHello(target, struct.pack(">I", 1000), version=3)
+    newer = PROTOCOL_VERSION + 1
+    hello, initiator = _noiseHello(target, struct.pack(">I", 1000), version=newer)
     peer = RawPeer(target)
     try:
         peer.send(hello)
         reply = peer.receive()
         if reply is None or reply[:1] != b"\x00":
-            return False, f"the version 3 hello was not accepted: {reply!r}"
+            return False, f"the version {newer} hello was not accepted: {reply!r}"
         payload = initiator.readMessage2(reply[1:])
-        return payload[4:] == b"\x02", f"the server's payload is {payload.hex()}"
+        ok = payload[4:] == bytes((PROTOCOL_VERSION,))
+        return ok, f"the server's payload is {payload.hex()}"
     finally:
         peer.close()
 

@@ -478,13 +478,14 @@ def _extensionInVersion1(target: Target) -> tuple[bool, str]:
 @case(
     "5.4.18",
     "5.4, relay records",
-    "a relay request (SUBSCRIBE) in a version 2 session does not fail it (at most an ERROR reply)",
+    "a relay request (SUBSCRIBE) in a session of version 2 or later does not fail it (at most an"
+    " ERROR reply)",
 )
 def _extensionInVersion2(target: Target) -> tuple[bool, str]:
     peer = RawPeer(target)
     try:
         channel = peer.handshake(target)
-        if channel.protocolVersion != 2:
+        if (channel.protocolVersion or 1) < 2:
             raise NotApplicable(f"the server answered version {channel.protocolVersion}")
         peer.sendRaw(framed(channel.sendRecord(0x12, b"\x04news"), channel.ping(b"after")))
         seen = []
@@ -508,6 +509,22 @@ def _extensionInVersion2(target: Target) -> tuple[bool, str]:
         return True, f"the SUBSCRIBE was answered with {answer}; the session went on"
     finally:
         peer.close()
+
+
+@case(
+    "5.4.19",
+    "4.6, 5.4",
+    "a streams record (0x22) in a version 2 session is an unknown type: it fails the connection",
+)
+def _streamsInVersion2(target: Target) -> tuple[bool, str]:
+    def build(channel: Channel) -> list[bytes]:
+        if channel.protocolVersion != 2:
+            raise NotApplicable(f"the server answered version {channel.protocolVersion}")
+        return [sealPlaintext(channel, b"\x22" + bytes(13))]
+
+    return refusedAfterHandshake(
+        target, build, "a streams DATA record in a version 2 session", protocolVersion=2
+    )
 
 
 @case("5.4.17", "5.4", "a VALUE record with an empty body fails the connection")
