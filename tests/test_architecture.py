@@ -32,6 +32,7 @@ _LAYERS: list[tuple[str, ...]] = [
     ("netstructer.channel",),
     ("netstructer.session", "netstructer.records"),
     (
+        "netstructer.streams",
         "netstructer.relay.wire",
         "netstructer.relay.client",
         "netstructer.relay.routing",

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from types import TracebackType
-from typing import Final, NoReturn, TypeAlias, TypeVar, cast
+from typing import Any, Final, NoReturn, TypeAlias, TypeVar, cast
 
 from netstructer.blocking._sockets import (
     IMMEDIATELY,
@@ -548,6 +548,52 @@ class _LinkSession:
             )
         return ChannelClosedError(f"cannot {what}: the link is closed")
 
+    def runUntil(self, done: Callable[[], bool], deadline: float | None, what: str) -> None:
+        """
+        Read and handle frames, queueing the values that arrive for
+        C{recvBuffer}, until C{done()} (a capability got what its caller
+        waits for).
+
+        @param done: Whether to stop.
+        @param deadline: When to give up waiting.
+        @param what: What the caller does, for the error if the link ends.
+        @raise OperationTimedOut: C{done()} did not become true in time.
+        @raise ChannelClosedError: The link ended first.
+        """
+        if self.core.out:
+            self.flush(deadline)
+        while not done():
+            event = self.processOne(self.maxFrame)
+            if event is _NEED_DATA:
+                self.fill(deadline)
+            elif type(event) is ValueReceived:
+                self.core.queue.push(event.value, event.size)
+            elif self.ended and not done():
+                raise self.closedError(what)
+
+    def poll(self) -> int:
+        """
+        Handle what has arrived, without waiting (see L{Link.poll}).
+
+        @return: How many values are queued.
+        """
+        self.nextPoll = time.monotonic() + _POLL_INTERVAL
+        queue = self.core.queue
+        if self.ended or self.error is not None:
+            return len(queue)
+        self.tryFlush()
+        budget = self.limits.maxSize
+        while not self.ended and queue.queuedBytes <= budget:
+            event = self.processOne(self.maxFrame)
+            if event is _NEED_DATA:
+                try:
+                    self.fill(IMMEDIATELY)
+                except OperationTimedOut:
+                    break
+            elif type(event) is ValueReceived:
+                queue.push(event.value, event.size)
+        return len(queue)
+
     def closeCleanly(self, deadline: float | None) -> None:
         """
         Send the close record and wait for the reply, queueing the values
@@ -565,6 +611,13 @@ class _LinkSession:
             _log.debug("closing %s was not clean: %s", self.core.peer, e)
         finally:
             self.io.close()
+
+
+def _fromSession(name: str, doc: str) -> Any:
+    """
+    A read-only attribute of a L{Link} that is its session's.
+    """
+    return property(lambda self: getattr(self._session, name), doc=doc)
 
 
 def _linkLimits(limits: Limits | None, maxBufferSize: int | None) -> Limits:
@@ -670,47 +723,23 @@ class Link(_ValueChannel):
         """
         return not self._session.ended and self._session.error is None
 
-    @property
-    def suite(self) -> str:
-        """
-        The suite the handshake agreed, e.g. C{"noise (AESGCM)"}.
-        """
-        return self._session.suite
-
-    @property
-    def peerMaxValueSize(self) -> int:
-        """
-        The largest encoded value the server accepts.
-        """
-        return self._session.peerMaxValueSize
-
-    @property
-    def closeCode(self) -> CloseCode | None:
-        """
-        The server's close code, once it has closed the link.
-        """
-        return self._session.closeCode
-
-    @property
-    def closeReason(self) -> str | None:
-        """
-        The server's close reason (may be empty), once it has closed the
-        link.
-        """
-        return self._session.closeReason
-
-    @property
-    def closedCleanly(self) -> bool:
-        """
-        Whether both close records were exchanged and every value this link
-        sent is known to have been processed: after this side's close, once
-        the server's reply arrived; after the server's close, only if this
-        link had sent no value (its reply ends the connection at once, and
-        nothing confirms values the server may still have been reading when
-        its grace period ran out).  To know that every value sent was
-        processed, close from this side.
-        """
-        return self._session.closedCleanly
+    suite: str = _fromSession("suite", 'The suite the handshake agreed, e.g. C{"noise (AESGCM)"}.')
+    peerMaxValueSize: int = _fromSession(
+        "peerMaxValueSize", "The largest encoded value the server accepts."
+    )
+    closeCode: CloseCode | None = _fromSession(
+        "closeCode", "The server's close code, once it has closed the link."
+    )
+    closeReason: str | None = _fromSession(
+        "closeReason", "The server's close reason (may be empty), once it has closed the link."
+    )
+    closedCleanly: bool = _fromSession(
+        "closedCleanly",
+        "Whether both close records were exchanged and every value this link sent is known "
+        "to have been processed: after this side's close, once the server's reply arrived; "
+        "after the server's close, only if this link had sent no value.  To know that every "
+        "value sent was processed, close from this side.",
+    )
 
     @property
     def valuesSent(self) -> int:
@@ -935,23 +964,7 @@ class Link(_ValueChannel):
         @raise ConnectionBroken: The connection ended without the server's
             close record.
         """
-        session = self._session
-        session.nextPoll = time.monotonic() + _POLL_INTERVAL
-        queue = session.core.queue
-        if session.ended or session.error is not None:
-            return len(queue)
-        session.tryFlush()
-        budget = session.limits.maxSize
-        while not session.ended and queue.queuedBytes <= budget:
-            event = session.processOne(session.maxFrame)
-            if event is _NEED_DATA:
-                try:
-                    session.fill(IMMEDIATELY)
-                except OperationTimedOut:
-                    break
-            elif type(event) is ValueReceived:
-                queue.push(event.value, event.size)
-        return len(queue)
+        return self._session.poll()
 
     # Closing.
 
@@ -1055,19 +1068,12 @@ class Link(_ValueChannel):
         relayed = client.nextRelayed()
         if relayed is None:
             session.checkOpen("receive")
-            deadline = self._deadline(timeout)
-            if session.core.out:
-                session.flush(deadline)
-            while relayed is None:
-                event = session.processOne(session.maxFrame)
-                if event is _NEED_DATA:
-                    session.fill(deadline)
-                elif type(event) is ValueReceived:
-                    session.core.queue.push(event.value, event.size)
-                elif event is not _QUEUED:
-                    relayed = client.nextRelayed()
-                    if relayed is None and session.ended:
-                        raise session.closedError("receive")
+            session.runUntil(
+                lambda: bool(client.received or client.errors), self._deadline(timeout), "receive"
+            )
+            relayed = client.nextRelayed()
+            if relayed is None:  # pragma: no cover (runUntil returns with one)
+                raise session.closedError("receive")
         return relayed.sender, relayed.value
 
 

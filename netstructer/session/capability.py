@@ -28,6 +28,8 @@ rule of a capability is written in an adapter.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from zope.interface import Attribute, Interface
 
 __all__ = ["ICapability", "ISessionHost"]
@@ -69,6 +71,18 @@ class ISessionHost(Interface):
         @raise ChannelClosedError: The session is closing or closed.
         @raise PeerVersionError: The peer negotiated a version without this
             capability's records.
+        """
+
+    def sendRecordParts(recordType: int, parts: Sequence[bytes | memoryview]) -> None:  # noqa: N805
+        """
+        As L{sendRecord}, for a body given in parts (a header and a large
+        payload, say), which the session seals without the caller joining
+        them first.
+
+        @param recordType: A type of the capability's range.
+        @param parts: The body's parts, in order.
+        @raise ChannelClosedError: As for L{sendRecord}.
+        @raise PeerVersionError: As for L{sendRecord}.
         """
 
     def wakeAt(when: float | None) -> None:  # noqa: N805

@@ -40,7 +40,7 @@ end of the current turn of its event loop when L{sendValue} says so.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar, cast
 
@@ -676,6 +676,11 @@ class CapabilityHost:
     def sendRecord(self, recordType: int, body: bytes) -> None:
         core = self._core
         core.sender.sendRecord(recordType, body)
+        core.changed()
+
+    def sendRecordParts(self, recordType: int, parts: Sequence[bytes | memoryview]) -> None:
+        core = self._core
+        core.sender.sendRecordParts(recordType, parts)
         core.changed()
 
     def wakeAt(self, when: float | None) -> None:

@@ -9,7 +9,7 @@ the session's L{OutputQueue<netstructer.session.outgoing.OutputQueue>}.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from netstructer.channel import Channel
 from netstructer.errors import BufferDataError, ChannelClosedError
@@ -251,6 +251,15 @@ class ValueSender:
         if self._batch:
             self.flush()
         self._out.frame(self._channel.sendRecord(recordType, body))
+
+    def sendRecordParts(self, recordType: int, parts: Sequence[bytes | memoryview]) -> None:
+        """
+        As L{sendRecord}, for a body in parts.
+
+        @raise PeerVersionError: As for L{sendRecord}.
+        @raise ChannelClosedError: As for L{sendRecord}.
+        """
+        self.sendRecord(recordType, b"".join(parts))
 
     def sendControl(self, seal: Callable[[], bytes]) -> None:
         """
