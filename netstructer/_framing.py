@@ -6,31 +6,32 @@ linear time, with the pauses a session needs.
 
 from __future__ import annotations
 
-import struct
-
 from twisted.protocols.basic import Int32StringReceiver
 
-__all__ = ["FrameReceiver"]
+from netstructer.errors import FrameTooLarge
+from netstructer.session.framing import FrameReader
 
-_PREFIX = struct.Struct("!I")
+__all__ = ["FrameReceiver"]
 
 
 class FrameReceiver(Int32StringReceiver):
     """
     Frames prefixed with their 4-byte big-endian length, as
     L{Int32StringReceiver} reads them (whose interface, C{stringReceived},
-    C{MAX_LENGTH} and C{lengthLimitExceeded}, it keeps), but buffering is
-    linear in the frame size, a frame that arrives alone in one read is
-    handed over in place, without a copy, and a subclass may stop the
-    frames from being handed over (L{_mayReceive}) and end them
-    (L{_receivingEnded}).
+    C{MAX_LENGTH} and C{lengthLimitExceeded}, it keeps), but split by a
+    L{FrameReader<netstructer.session.framing.FrameReader>}: in linear time,
+    a frame that arrives within one read handed over in place, without a
+    copy, and a large frame received into one buffer of its announced
+    length that the connection reuses.  A subclass may stop the frames from
+    being handed over (L{_mayReceive}) and end them (L{_receivingEnded}).
 
     A frame is handed to C{stringReceived} as a L{memoryview}, valid only
     during that call.
     """
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
+        self._frames = FrameReader(self.MAX_LENGTH)
+        self._framesFailed = False
         self._processing = False
 
     # The subclass's hooks.
@@ -70,25 +71,16 @@ class FrameReceiver(Int32StringReceiver):
 
     def dataReceived(self, data: bytes) -> None:
         """
-        Split the stream into frames in linear time and hand each to
-        C{stringReceived}.  A length prefix over C{MAX_LENGTH} calls
-        C{lengthLimitExceeded} before the frame is buffered.
+        Split the stream into frames and hand each to C{stringReceived}
+        (see L{FrameReader<netstructer.session.framing.FrameReader>}: a
+        frame that arrives within one read is handed over in place, a large
+        one is received into a buffer of its own).  A length prefix over
+        C{MAX_LENGTH} calls C{lengthLimitExceeded} before the frame is
+        buffered; nothing is read after it.
         """
-        if not self._buffer and not self._processing and len(data) >= 4 and self._mayReceive():
-            (length,) = _PREFIX.unpack_from(data)
-            if len(data) == 4 + length and length <= self.MAX_LENGTH:
-                # The frame is read in place (a request, or its answer, in
-                # one read): C{data} is immutable, so a view of it that
-                # outlives this call harms nothing.
-                self._processing = True
-                self._receivingStarted()
-                try:
-                    self.stringReceived(memoryview(data)[4:])
-                finally:
-                    self._processing = False
-                    self._framesHandled()
-                return
-        self._buffer += data
+        if self._framesFailed:
+            return
+        self._frames.feed(data)
         self._processBuffer()
 
     def _processBuffer(self) -> None:
@@ -101,35 +93,38 @@ class FrameReceiver(Int32StringReceiver):
             return
         self._processing = True
         self._receivingStarted()
-        buffer = self._buffer
-        offset = 0
-        available = len(buffer)
+        frames = self._frames
+        frames.maxFrame = self.MAX_LENGTH
         try:
             self._resumeHeld()
-            while available - offset >= 4 and self._mayReceive():
-                (length,) = _PREFIX.unpack_from(buffer, offset)
-                if length > self.MAX_LENGTH:
-                    del buffer[:]
-                    self.lengthLimitExceeded(length)
+            while self._mayReceive():
+                try:
+                    frame = frames.nextFrame()
+                except FrameTooLarge as e:
+                    self._dropFrames()
+                    self.lengthLimitExceeded(e.length)
                     return
-                end = offset + 4 + length
-                if end > available:
+                if frame is None:
                     break
-                with memoryview(buffer) as view, view[offset + 4 : end] as frame:
-                    offset = end
-                    self.stringReceived(frame)
+                self.stringReceived(frame)
                 if self._receivingEnded():
-                    del buffer[:]
+                    self._dropFrames()
                     return
+                frames.maxFrame = self.MAX_LENGTH
         finally:
             self._processing = False
-            if offset:
-                del buffer[:offset]
             self._framesHandled()
+
+    def _dropFrames(self) -> None:
+        """
+        Nothing more is read from this connection: forget what is buffered.
+        """
+        self._framesFailed = True
+        self._frames = FrameReader(0)
 
     @property
     def bufferedBytes(self) -> int:
         """
         Bytes received and not yet handed over.
         """
-        return len(self._buffer)
+        return self._frames.pending

@@ -384,7 +384,18 @@ class SessionProtocol(FrameReceiver):
         if writer is None or self.closeReason is not None:
             return
         size = out.size
-        writer.write(out.take(), size)
+        borrowed = out.borrowed
+        chunks = out.take()
+        if borrowed is None:
+            writer.write(chunks, size)
+        else:
+            # A large value, sealed in the channel's reused buffer, goes to
+            # the socket at once, in its place among the chunks.
+            for chunk in chunks:
+                if chunk is borrowed:
+                    writer.writeBorrowed(borrowed)
+                else:
+                    writer.write((chunk,), len(chunk))
         self.core.flow.outputWritten()
 
     def _armTimer(self) -> None:

@@ -184,6 +184,32 @@ class TransportWriter:
             self._corkedSize = IMMEDIATE_WRITE_LIMIT
         self._transport.writeSequence(chunks)
 
+    def writeBorrowed(self, framed: memoryview) -> None:
+        """
+        Write a frame held in a buffer its channel reuses (a large value's):
+        straight to the socket, as much as it takes, when nothing waits in
+        the transport's buffer, and the rest (or all of it, otherwise)
+        copied into the transport's buffer, since the view is valid only
+        until the next large value is sealed.  Frames held back go first.
+
+        @param framed: The length prefix and the frame.
+        """
+        if self._corked:
+            self.sendHeldBack()
+        descriptor = self.descriptor
+        sent = 0
+        if descriptor is not None and writeBufferEmpty(descriptor):
+            total = len(framed)
+            while sent < total:
+                written = descriptor.writeSomeData(framed[sent:])  # type: ignore[arg-type]
+                if not isinstance(written, int) or written <= 0:
+                    # The socket is full, or failed: the transport reports a
+                    # failure when it next writes.
+                    break
+                sent += written
+        if sent < len(framed):
+            self._transport.write(bytes(framed[sent:]))
+
     def sendHeldBack(self) -> None:
         """
         Send what is held back now (the transport is about to close).

@@ -459,8 +459,9 @@ class LinkTransferTests(SynchronousTestCase):
 
     def test_largeValueInSmallReads(self) -> None:
         """
-        A value of several megabytes arriving in uneven reads is assembled
-        in one buffer, which shrinks back once the value is taken.
+        A value of several megabytes arriving in uneven reads is received
+        straight into one buffer of its size, kept for the next large value
+        and never grown past it; small frames use a small buffer.
         """
         sock = FakeSocket(recvChunk=70_001)
         bridge = connected(sock)
@@ -469,7 +470,9 @@ class LinkTransferTests(SynchronousTestCase):
         sock.serverSend("after")
         self.assertEqual(bridge.recvBuffer(timeout=1), big)
         self.assertEqual(bridge.recvBuffer(timeout=1), "after")
-        self.assertLessEqual(bridge._session.frames.size, 4 * 256 * 1024)
+        small, large = bridge._session.frames.bufferSizes
+        self.assertLessEqual(small, 4 * 256 * 1024)
+        self.assertLess(large, len(big) + 1024)
 
     def test_unalignedReads(self) -> None:
         """
@@ -482,7 +485,7 @@ class LinkTransferTests(SynchronousTestCase):
             sock.serverSend(("value", i))
         got = [bridge.recvBuffer(timeout=1) for _ in range(2000)]
         self.assertEqual(got, [("value", i) for i in range(2000)])
-        self.assertLessEqual(bridge._session.frames.size, 2 * 256 * 1024)
+        self.assertLessEqual(max(bridge._session.frames.bufferSizes), 2 * 256 * 1024)
 
     def test_manyValuesInOneRead(self) -> None:
         """

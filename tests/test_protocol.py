@@ -266,7 +266,7 @@ class HandshakeTests(SynchronousTestCase):
         pair = Pair()
         pair.server.dataReceived(struct.pack("!I", 2**31 - 1) + b"x" * 100)
         self.assertTrue(pair.serverTransport.disconnected)
-        self.assertEqual(len(pair.server._buffer), 0)
+        self.assertEqual(pair.server.bufferedBytes, 0)
         pair.server.connectionLost(Failure(ConnectionLost()))
         self.assertIsInstance(pair.server.closeReason.value, BufferDataError)  # type: ignore[union-attr]
 
@@ -1214,14 +1214,31 @@ class ImmediateWriteTests(SynchronousTestCase):
 
     def test_large(self) -> None:
         """
-        A frame over L{_IMMEDIATE_WRITE_LIMIT} goes through the transport's
-        buffer, after the frames written before it.
+        A large value goes straight to the socket from the channel's reused
+        buffer, after the frames written before it, with nothing left for
+        the reactor to write.
         """
         value = b"x" * _IMMEDIATE_WRITE_LIMIT
         self.deliver(self.client.sendValue("small"), self.client.sendValue(value))
-        self.assertEqual(self.descriptor.sent, b"")
-        self.descriptor.flush()
+        self.assertFalse(self.descriptor.waiting)
         self.assertEqual(self.values(), ["small", value])
+
+    def test_largePartly(self) -> None:
+        """
+        What the socket does not take of a large value (here, none of it) is
+        copied into the transport's buffer (the channel reuses its own for the next one),
+        whose size pauses writers; values keep their order.
+        """
+        values = [bytes([i]) * (_IMMEDIATE_WRITE_LIMIT // 3) for i in range(4)]
+        self.descriptor.room = 0
+        self.deliver(*(self.client.sendValue(v) for v in values))
+        self.assertEqual(self.descriptor.sent, b"")
+        self.assertTrue(self.descriptor.waiting)
+        self.assertFalse(self.server.writable)
+        self.descriptor.room = None
+        self.descriptor.flush()
+        self.assertTrue(self.server.writable)
+        self.assertEqual(self.values(), values)
 
     def test_limit(self) -> None:
         """
@@ -1230,7 +1247,7 @@ class ImmediateWriteTests(SynchronousTestCase):
         after them go through the transport's buffer, so that its size
         pauses writers.
         """
-        values = [bytes([i]) * (_IMMEDIATE_WRITE_LIMIT // 3) for i in range(4)]
+        values = [(i, "x" * 2000) for i in range(100)]
         self.deliver(*(self.client.sendValue(v) for v in values))
         self.assertEqual(self.descriptor.sent, b"")
         self.assertFalse(self.server.writable)

@@ -20,14 +20,13 @@ from typing import Any, Final, NoReturn, TypeAlias, TypeVar, cast
 from netstructer.blocking._sockets import (
     IMMEDIATELY,
     WOULD_BLOCK,
-    FrameBuffer,
-    FrameTooBig,
     SocketIO,
     WriteInterrupted,
     deadlineAfter,
 )
 from netstructer.channel import (
     BATCH_SIZE,
+    HANDSHAKE_MAX_FRAME,
     PROTOCOL_VERSION,
     CloseCode,
     CloseReceived,
@@ -41,6 +40,7 @@ from netstructer.closing import DEFAULT_SHUTDOWN_GRACE
 from netstructer.errors import (
     BufferDataError,
     ChannelClosedError,
+    FrameTooLarge,
     HandshakeTimeout,
     NetStructerError,
     OperationTimedOut,
@@ -50,6 +50,7 @@ from netstructer.keys import Keyring, asKeyring
 from netstructer.relay.client import RelayClient, RelayClientCapability
 from netstructer.session.config import BridgeConfig
 from netstructer.session.core import SessionCore, SessionFailed
+from netstructer.session.framing import FrameReader
 from netstructer.session.routing import CapabilityRouter
 from netstructer.values import DEFAULT_LIMITS, Decoder, Limits
 
@@ -60,6 +61,8 @@ KeyLike: TypeAlias = "bytes | str | Keyring | Sequence[bytes | str]"
 
 _PREFIX: Final = struct.Struct("!I")
 _MAX_IOV: Final = 512
+_SMALL_VALUE: Final = 16 * 1024
+"""Larger C{bytes} values are sealed in the channel's reused buffer."""
 _CONTROL_SIZE_FLOOR: Final = 512
 """Frame limits never go below a frame carrying this much, so that pings and
 close records always pass the length check."""
@@ -240,7 +243,7 @@ class _LinkSession:
 
     def __init__(self, sock: socket.socket, config: BridgeConfig, closeTimeout: float) -> None:
         self.io = SocketIO(sock)
-        self.frames = FrameBuffer()
+        self.frames = FrameReader(HANDSHAKE_MAX_FRAME)
         self.closeTimeout = closeTimeout
         self.limits = config.limits
         self.error: BaseException | None = None
@@ -354,17 +357,15 @@ class _LinkSession:
             L{CloseReceived}), or L{None}.
         """
         core = self.core
+        frames = self.frames
+        frames.maxFrame = limit
         try:
-            frame = self.frames.nextFrame(limit)
-        except FrameTooBig as e:
+            frame = frames.nextFrame()
+        except FrameTooLarge as e:
             self.frameTooBig(e.length, limit)
         if frame is None:
             return _NEED_DATA
-        try:
-            event = core.frameReceived(frame)
-        finally:
-            frame.release()
-        self.frames.frameHandled()
+        event = core.frameReceived(frame)
         if type(event) is ValuesReceived:
             values = event.values
             core.queue.extend(values, event.size // len(values))
@@ -433,14 +434,17 @@ class _LinkSession:
         @raise HandshakeError: The connection ended during the handshake.
         @raise ChannelClosedError: The connection ended after a clean close.
         """
+        frames = self.frames
         try:
-            received = self.frames.fill(self.io, deadline)
+            received = self.io.readInto(frames.receiveBuffer(), deadline)
         except OperationTimedOut:
             raise
         except OSError as e:
             raise self.connectionFailed(e) from e
         if received == 0:
             self.endOfStream()
+        if received:
+            frames.received(received)
 
     def endOfStream(self) -> NoReturn:
         """
@@ -832,9 +836,14 @@ class Link(_ValueChannel):
         core = session.core
         out = core.out
         sendmsg = session.io.sendmsg
-        if sendmsg is None or out:
+        if sendmsg is None or out or (type(value) is bytes and len(value) > _SMALL_VALUE):
+            # A large value is sealed in the channel's reused buffer and
+            # written from there; what a timeout leaves of it is copied.
             core.sender.sendValueAlone(value)
-            session.flush(deadline)
+            try:
+                session.flush(deadline)
+            finally:
+                out.settleBorrowed()
             return
         # The common case: prefix and frame in one sendmsg, with no queue in
         # between.
@@ -882,13 +891,16 @@ class Link(_ValueChannel):
         try:
             for value in values:
                 sender.sendValue(value)
-                if len(out) >= _MAX_IOV:
+                if len(out) >= _MAX_IOV or out.borrowed is not None:
                     session.flush(deadline)
         finally:
             # The values before one refused are sent.
             sender.flush()
-            if out and session.error is None:
-                session.flush(deadline)
+            try:
+                if out and session.error is None:
+                    session.flush(deadline)
+            finally:
+                out.settleBorrowed()
         return sender.valuesOut - before
 
     def sendRecord(self, recordType: int, body: bytes, timeout: float | None = None) -> None:

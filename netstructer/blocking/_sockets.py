@@ -2,7 +2,8 @@
 """
 The socket side of the blocking link: deadlines as socket timeouts, writes
 of a session core's output queue (several frames per C{sendmsg}), and reads
-into one buffer that frames are parsed from in place.
+straight into the buffers of a L{FrameReader
+<netstructer.session.framing.FrameReader>}.
 """
 
 from __future__ import annotations
@@ -17,15 +18,9 @@ from typing import Final
 from netstructer.errors import OperationTimedOut
 from netstructer.session.outgoing import OutputQueue
 
-__all__ = ["FrameBuffer", "FrameTooBig", "SocketIO", "deadlineAfter"]
+__all__ = ["IMMEDIATELY", "WOULD_BLOCK", "SocketIO", "WriteInterrupted", "deadlineAfter"]
 
 _PREFIX: Final = struct.Struct("!I")
-_CHUNK: Final = 256 * 1024
-"""How much a link asks the socket for at a time."""
-
-_MAX_IDLE_BUFFER: Final = 4 * _CHUNK
-"""A receive buffer grown past this (for a large value) is dropped when empty."""
-
 _SMALL_FRAME: Final = 64 * 1024
 """Without C{sendmsg}, chunks up to this size are joined before a write."""
 
@@ -180,94 +175,3 @@ class SocketIO:
         except (OSError, AttributeError):
             pass
         sock.close()
-
-
-class FrameTooBig(Exception):
-    """
-    A length prefix announced a frame over the limit.
-
-    @ivar length: The announced length.
-    """
-
-    def __init__(self, length: int) -> None:
-        super().__init__(length)
-        self.length = length
-
-
-class FrameBuffer:
-    """
-    Received bytes, read in large chunks into one buffer and parsed into
-    frames linearly, in place.
-    """
-
-    def __init__(self) -> None:
-        self._buf = bytearray(_CHUNK)
-        self._start = 0
-        self._end = 0
-        self._want = 0
-
-    @property
-    def size(self) -> int:
-        """
-        The buffer's size in bytes (for tests of its bound).
-        """
-        return len(self._buf)
-
-    def nextFrame(self, limit: int) -> memoryview | None:
-        """
-        The next complete frame's payload, if one is buffered.
-
-        @param limit: The largest frame to accept.
-        @return: A view of the payload (release it once handled; it is
-            valid until the next read), or L{None} if more bytes are needed.
-        @raise FrameTooBig: The next frame's length prefix is over
-            C{limit}; nothing of the frame is read.
-        """
-        start = self._start
-        available = self._end - start
-        if available < 4:
-            return None
-        buf = self._buf
-        (length,) = _PREFIX.unpack_from(buf, start)
-        if length > limit:
-            raise FrameTooBig(length)
-        if available - 4 < length:
-            self._want = length + 4 - available
-            return None
-        end = start + 4 + length
-        if end == self._end:
-            self._start = self._end = 0
-        else:
-            self._start = end
-        return memoryview(buf)[start + 4 : end]
-
-    def frameHandled(self) -> None:
-        """
-        The frame last returned was handled and its view released: a buffer
-        grown for a large frame is dropped once empty.
-        """
-        if self._end == 0 and len(self._buf) > _MAX_IDLE_BUFFER:
-            self._buf = bytearray(_CHUNK)
-
-    def fill(self, io: SocketIO, deadline: float | None) -> int | None:
-        """
-        Read once from the socket into the buffer, making room first.
-
-        @return: As L{SocketIO.readInto}.
-        """
-        buf = self._buf
-        need = max(_CHUNK, self._want)
-        self._want = 0
-        if len(buf) - self._end < need:
-            if self._start:
-                pending = self._end - self._start
-                buf[:pending] = buf[self._start : self._end]
-                self._start, self._end = 0, pending
-            free = len(buf) - self._end
-            if free < need:
-                buf.extend(bytes(need - free))
-        with memoryview(buf) as view, view[self._end :] as target:
-            received = io.readInto(target, deadline)
-        if received:
-            self._end += received
-        return received

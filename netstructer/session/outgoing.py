@@ -40,7 +40,7 @@ class OutputQueue:
     @ivar lowWater: The size at or under which a full queue has drained.
     """
 
-    __slots__ = ("_chunks", "highWater", "lowWater", "size")
+    __slots__ = ("_borrowed", "_chunks", "highWater", "lowWater", "size")
 
     def __init__(
         self, highWater: int = DEFAULT_HIGH_WATER, lowWater: int = DEFAULT_LOW_WATER
@@ -56,6 +56,7 @@ class OutputQueue:
         self.lowWater = lowWater
         self.size = 0
         self._chunks: deque[bytes | memoryview] = deque()
+        self._borrowed: memoryview | None = None
 
     def __bool__(self) -> bool:
         return bool(self._chunks)
@@ -76,6 +77,44 @@ class OutputQueue:
         self._chunks.append(payload)
         self.size += 4 + len(payload)
 
+    def frameBorrowed(self, framed: memoryview) -> None:
+        """
+        Queue one frame, prefix included, held in a buffer the channel
+        reuses (L{Channel.sealBuffer<netstructer.channel.Channel.sealBuffer>}):
+        it is valid only until the next such frame is sealed, so whatever
+        of it is still queued then is copied first (L{settleBorrowed}).
+
+        @param framed: The prefix and payload, in the channel's buffer.
+        """
+        self.settleBorrowed()
+        self._chunks.append(framed)
+        self._borrowed = framed
+        self.size += len(framed)
+
+    @property
+    def borrowed(self) -> memoryview | None:
+        """
+        The queued chunk held in the channel's reused buffer, if any: a
+        writer that cannot send it at once copies it (see
+        L{frameBorrowed}).
+        """
+        return self._borrowed
+
+    def settleBorrowed(self) -> None:
+        """
+        Copy what is still queued of the borrowed frame, so that the
+        channel may reuse its buffer.
+        """
+        borrowed = self._borrowed
+        if borrowed is None:
+            return
+        self._borrowed = None
+        chunks = self._chunks
+        for index, chunk in enumerate(chunks):
+            if chunk is borrowed:
+                chunks[index] = bytes(borrowed)
+                return
+
     def take(self) -> deque[bytes | memoryview]:
         """
         Take every queued chunk, emptying the queue.
@@ -85,6 +124,7 @@ class OutputQueue:
         chunks = self._chunks
         self._chunks = deque()
         self.size = 0
+        self._borrowed = None
         return chunks
 
     def chunks(self) -> deque[bytes | memoryview]:
@@ -108,8 +148,12 @@ class OutputQueue:
             if sent >= length:
                 chunks.popleft()
                 sent -= length
+                if first is self._borrowed:
+                    self._borrowed = None
             else:
-                chunks[0] = memoryview(first)[sent:]
+                rest = chunks[0] = memoryview(first)[sent:]
+                if first is self._borrowed:
+                    self._borrowed = rest
                 sent = 0
 
     def coalesceFront(self, limit: int) -> None:
@@ -149,6 +193,7 @@ class OutputQueue:
         """
         self._chunks.clear()
         self.size = 0
+        self._borrowed = None
 
 
 class WriteFlow:

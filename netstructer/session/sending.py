@@ -18,6 +18,10 @@ from netstructer.session.outgoing import OutputQueue
 
 __all__ = ["ValueSender"]
 
+_LARGE = 64 * 1024
+"""Values of at least this many bytes that a writer sends alone are sealed
+into the channel's reused buffer (see L{ValueSender._sealLarge})."""
+
 
 class ValueSender:
     """
@@ -140,10 +144,7 @@ class ValueSender:
             raise self._refuse()
         if self._established:
             if type(value) is bytes and len(value) > self._batchLimit:
-                # Large bytes go alone, sealed without an extra copy.
-                if self._batch:
-                    self.flush()
-                self._sealed(self._channel.sendValue(value), 1)
+                self._sealLarge(value)
                 return False
             encoded = self._encode(value)
             size = len(encoded)
@@ -156,6 +157,21 @@ class ValueSender:
             return not self.receiving
         self._sendPending(value)
         return False
+
+    def _sealLarge(self, value: bytes) -> None:
+        """
+        Seal a large value alone, into the channel's reused buffer (no fresh
+        buffer per value: see L{OutputQueue.frameBorrowed}).
+        """
+        if self._batch:
+            self.flush()
+        out = self._out
+        out.settleBorrowed()
+        framed = self._channel.sealBuffer(value, framed=True)
+        out.frameBorrowed(framed)
+        self.valuesOut += 1
+        self.bytesOut += len(framed) - 4
+        self.lastValue = self._now()
 
     def _sendPending(self, value: object) -> None:
         encoded = self._channel.encodeValue(value)
@@ -183,6 +199,9 @@ class ValueSender:
         """
         if self._stopped is not None:
             raise self._refuse()
+        if type(value) is bytes and len(value) > _LARGE:
+            self._sealLarge(value)
+            return
         if self._batch:
             self.flush()
         self._sealed(self._channel.sendValue(value), 1)
