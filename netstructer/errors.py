@@ -21,6 +21,8 @@ __all__ = [
     "AuthenticationError",
     "BufferDataError",
     "ChannelClosedError",
+    "ClusterError",
+    "ClusterUnavailable",
     "DecodeError",
     "EncodeError",
     "HandshakeError",
@@ -296,4 +298,23 @@ class RecipientBusy(RelayError):
     The recipient's bounded queue on the server was full, so the value was
     dropped (never silently: this error reports it).  Send more slowly, or
     have the recipient read faster.
+    """
+
+
+class ClusterError(NetStructerError):
+    """
+    A cluster of servers (L{netstructer.cluster}) is misconfigured: its URL
+    is malformed, its key file is missing or bad, or its node name is not
+    valid.  The message names the setting and the fix, and never contains a
+    password or key material.
+    """
+
+
+class ClusterUnavailable(ClusterError):
+    """
+    A cluster-wide operation (counting or listing the cluster's sessions,
+    reaching a session on another node) could not be done because this
+    node is not connected to the cluster's Redis server right now.  Local
+    sessions are served as usual meanwhile, and the node reconnects by
+    itself; try again later.
     """
