@@ -461,13 +461,12 @@ class ClusterService(Service):
         if not self._lostLogged and self.running:
             self._lostLogged = True
             if wasConnected or self._everConnected:
-                what = "Lost the connection to"
+                template = "Lost the connection to the cluster's Redis at {url} ({reason})"
             else:
-                what = "Cannot connect to"
+                template = "Cannot connect to the cluster's Redis at {url} ({reason})"
             self._log.warn(
-                "{what} the cluster's Redis at {url} ({reason}); node {node} serves its own "
-                "sessions meanwhile, and reconnects by itself",
-                what=what,
+                template + "; node {node} serves its own sessions meanwhile, and reconnects "
+                "by itself",
                 url=self.url.describe(),
                 reason=reason,
                 node=self.nodeName,
