@@ -91,9 +91,7 @@ class ThreeServers(SynchronousTestCase):
         Connect the client of C{name} to the server of C{node}.
         """
         self.port += 1
-        link = self.networks[node].connect(
-            "127.0.0.1", self.port, BridgeConfig.fromKey(KEYS[name])
-        )
+        link = self.networks[node].connect("127.0.0.1", self.port, BridgeConfig.fromKey(KEYS[name]))
         assert link is not None
         self.settle()
         self.assertTrue(link.client.established)
