@@ -267,6 +267,7 @@ class MemoryTransport:
         self._stopped = False
         self._severed = False
         self._reconnecting = False
+        self._toldDown = False
 
     def start(self, listener: ITransportListener, channels: list[str]) -> None:
         self._listener = listener
@@ -292,15 +293,21 @@ class MemoryTransport:
         if self._stopped or self._severed or self.connected or self._listener is None:
             return
         if not self.hub.running:
+            if not self._toldDown:
+                # A real transport reports a failed first attempt too.
+                self._toldDown = True
+                self._listener.transportLost("the Redis server refused the connection")
             self._scheduleReconnect()
             return
         self.connected = True
+        self._toldDown = False
         self._listener.transportConnected()
 
     def _lost(self, reason: str) -> None:
         if not self.connected or self._severed:
             return
         self.connected = False
+        self._toldDown = True
         if self._listener is not None:
             self._listener.transportLost(reason)
 
