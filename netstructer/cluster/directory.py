@@ -516,6 +516,9 @@ class Replica:
         if not named:
             return None
         now = self._clock()
+        if len(named) == 1:
+            (only,) = named.values()
+            return only if self.nodes[only.node].deadline > now else None
         return _newest(d for d in named.values() if self.nodes[d.node].deadline > now)
 
     def find(self, target: str) -> SessionDescriptor | None:

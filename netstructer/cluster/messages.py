@@ -73,6 +73,10 @@ class Code(enum.IntEnum):
     RESULT = 4
 
 
+# Plain ints: comparing enum members costs more, once per value.
+_DELIVER, _PUBLISH, _VALUE, _RESULT = (int(code) for code in Code)
+
+
 class MalformedMessage(DecodeError):
     """
     An authenticated cluster message does not follow this module's layout:
@@ -212,21 +216,21 @@ def deliverItem(sender: str | None, recipient: str, value: bytes) -> list[object
     """
     @return: The item relaying C{value} to the session named C{recipient}.
     """
-    return [Code.DELIVER.value, sender, recipient, value]
+    return [_DELIVER, sender, recipient, value]
 
 
 def publishItem(sender: str | None, topic: str, value: bytes) -> list[object]:
     """
     @return: The item publishing C{value} to C{topic}.
     """
-    return [Code.PUBLISH.value, sender, topic, value]
+    return [_PUBLISH, sender, topic, value]
 
 
 def valueItem(sessionId: str, value: bytes) -> list[object]:
     """
     @return: The item sending C{value} to the session C{sessionId}.
     """
-    return [Code.VALUE.value, sessionId, value]
+    return [_VALUE, sessionId, value]
 
 
 def failureOf(sequence: int, index: int, error: RelayError, op: RelayOp) -> list[object]:
@@ -249,7 +253,7 @@ def resultItem(acknowledged: int, failures: list[list[object]]) -> list[object]:
     """
     @return: The item acknowledging batches up to C{acknowledged}.
     """
-    return [Code.RESULT.value, acknowledged, failures]
+    return [_RESULT, acknowledged, failures]
 
 
 def errorOf(code: int, name: str, message: str, count: int = 1) -> RelayError:
@@ -273,20 +277,20 @@ def _decodeItem(raw: object) -> Item:
     raw = _list(raw, None, "an item")
     _check(len(raw) >= 3, "an item is too short")
     code = raw[0]
-    if code in (Code.DELIVER, Code.PUBLISH):
+    if code in (_DELIVER, _PUBLISH):
         _check(len(raw) == 4, "a delivery is not a list of 4")
         _, sender, target, value = raw
         _check(_isOptionalText(sender) and _isText(target), "a delivery's names are not text")
         _check(type(value) is bytes, "a delivery's value is not bytes")
-        if code == Code.DELIVER:
+        if code == _DELIVER:
             return Delivery(sender, target, None, value)
         return Delivery(sender, None, target, value)
-    if code == Code.VALUE:
+    if code == _VALUE:
         _check(len(raw) == 3, "a session value is not a list of 3")
         _, sessionId, value = raw
         _check(_isText(sessionId) and type(value) is bytes, "a session value is malformed")
         return SessionValue(sessionId, value)
-    if code == Code.RESULT:
+    if code == _RESULT:
         _, acknowledged, failures = raw
         _check(_isCount(acknowledged), "a result's acknowledgement is not a count")
         failures = _list(failures, None, "a result's failures")

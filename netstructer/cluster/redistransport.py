@@ -275,6 +275,20 @@ class _Factory(Factory):
         pass
 
 
+def _noDelay(transport: Any) -> None:
+    """
+    Turn Nagle's algorithm off on a connection to Redis (under TLS, on the
+    TCP connection beneath): a command must not wait for the previous one's
+    acknowledgement.
+    """
+    while transport is not None:
+        setTcpNoDelay = getattr(transport, "setTcpNoDelay", None)
+        if setTcpNoDelay is not None:
+            setTcpNoDelay(True)
+            return
+        transport = getattr(transport, "transport", None)
+
+
 def _command(protocol: Any, *args: object) -> defer.Deferred[Any]:
     """
     Send one command; a connection that is already closed fails the
@@ -373,6 +387,7 @@ class RedisTransport:
         url = self.url
 
         def login(protocol: Any) -> defer.Deferred[Any]:
+            _noDelay(protocol.transport)
             if url.password is None:
                 return defer.succeed(protocol)
             args = ("AUTH", url.username, url.password) if url.username else ("AUTH", url.password)
