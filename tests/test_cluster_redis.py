@@ -27,11 +27,17 @@ from twisted.internet import defer, task
 from twisted.logger import LogEvent, Logger
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from netstructer.client import connect
 from netstructer.cluster import ClusterService, RemoteSession, clusterStatus, formatStatus
 from netstructer.cluster.config import parseClusterURL
-from netstructer.cluster.interfaces import DirectoryChanges, ITransportListener, NodeRecord
+from netstructer.cluster.interfaces import (
+    DirectoryChanges,
+    IClusterTransport,
+    ITransportListener,
+    NodeRecord,
+)
 from netstructer.errors import ClusterUnavailable, NoSuchSession, OperationTimedOut
 from netstructer.keys import Keyring, generateKey
 from netstructer.protocol import BridgeProtocol
@@ -149,6 +155,7 @@ class TransportTests(RedisTestCase):
 
         async def go() -> None:
             transport, listener = self.transport(self.redis.url, ["{netstructer}:events"])
+            self.assertTrue(verifyObject(IClusterTransport, transport))
             await waitUntil(lambda: transport.connected, "connected")
             record = NodeRecord("n1", b"i" * 16, 1000.5, 1.0, 2.0)
             beat = await transport.heartbeat(record)

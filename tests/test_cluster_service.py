@@ -14,10 +14,10 @@ import sys
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from netstructer.cluster import ClusterService, RemoteSession
+from netstructer.cluster import ClusterService, IClusterTransport, RemoteSession
 from netstructer.cluster.envelope import BROADCAST, EnvelopeSealer, Kind
 from netstructer.cluster.messages import deliverItem, encodeBatch
-from netstructer.errors import ClusterUnavailable, NoSuchSession, RecipientBusy
+from netstructer.errors import BufferDataError, ClusterUnavailable, NoSuchSession, RecipientBusy
 from netstructer.keys import Keyring, generateKey
 from netstructer.registry import ISessionListener
 from netstructer.relay import IRelayBackend, RelayOp
@@ -53,6 +53,12 @@ class InterfaceTests(ClusterTestCase):
         """
         self.assertTrue(verifyObject(ISessionListener, self.n1.service))
         self.assertTrue(verifyObject(IRelayBackend, self.n1.service.backend))
+
+    def test_transport(self) -> None:
+        """
+        The in-memory transport provides the transport's interface.
+        """
+        self.assertTrue(verifyObject(IClusterTransport, self.n1.service.transport))
 
     def test_available(self) -> None:
         """
@@ -147,6 +153,24 @@ class DirectoryTests(ClusterTestCase):
         self.cluster.settle()
         self.assertEqual(bob.session.values, [{"hello": [1, 2]}, b"two"])
         self.assertIn("bob", repr(remote))
+
+    def test_remoteSendBufferRefused(self) -> None:
+        """
+        A value the remote session cannot take is reported by its node, and
+        logged by the sender's.
+        """
+        bob = self.n2.open("bob")
+        self.cluster.settle()
+        remote = self.successResultOf(self.n1.service.get("bob"))
+
+        def refuse(value: object) -> None:
+            raise BufferDataError("too big for bob's client")
+
+        bob.session.sendBuffer = refuse  # type: ignore[method-assign]
+        remote.sendBuffer("x")
+        self.cluster.settle()
+        [event] = self.cluster.logged("A server's value for {name} was dropped")
+        self.assertIn("too big", event["error"])
 
     def test_remoteSendBufferEnded(self) -> None:
         """
@@ -534,6 +558,7 @@ class ImportTests(SynchronousTestCase):
         code = (
             "import sys\n"
             "import netstructer.server, netstructer.tap, netstructer.cluster\n"
+            "import twisted.plugins.netstructer_plugin\n"
             "from netstructer.cluster.memory import MemoryHub\n"
             "bad = [m for m in ('txredisapi', 'redis', 'hiredis') if m in sys.modules]\n"
             "print(','.join(bad))\n"

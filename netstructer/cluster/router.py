@@ -55,7 +55,7 @@ from netstructer.cluster.messages import (
 from netstructer.errors import (
     ChannelClosedError,
     ClusterUnavailable,
-    DecodeError,
+    NetStructerError,
     NoSuchSession,
     RecipientBusy,
     RelayError,
@@ -549,8 +549,13 @@ class ClusterRelayBackend:
                 error = NoSuchSession(
                     f"session {item.sessionId} of node {self.node} is closing", item.sessionId
                 )
-            except DecodeError as e:
-                error = NoSuchSession(f"the value does not decode here: {e}", item.sessionId)
+            except NetStructerError as e:
+                # It does not decode here, or is larger than the session's
+                # peer accepts.
+                error = RecipientBusy(
+                    f"session {item.sessionId} of node {self.node} cannot take the value: {e}",
+                    item.sessionId,
+                )
         if error is not None:
             self._itemFailed(link, sequence, index, error, RelayOp.SEND)
 

@@ -268,6 +268,7 @@ class ClusterService(Service):
         self._reading: set[str] = set()
         self._tickCall: IDelayedCall | None = None
         self._flushCall: IDelayedCall | None = None
+        self._retryCall: IDelayedCall | None = None
         self._refusedLoggedAt: dict[str, float] = {}
         self._refusedSince: dict[str, int] = {}
         self._listener = _TransportEvents(self)
@@ -306,10 +307,10 @@ class ClusterService(Service):
         @return: Fires once the connection is closed.
         """
         super().stopService()
-        for call in (self._tickCall, self._flushCall):
+        for call in (self._tickCall, self._flushCall, self._retryCall):
             if call is not None and call.active():
                 call.cancel()
-        self._tickCall = self._flushCall = None
+        self._tickCall = self._flushCall = self._retryCall = None
         self.backend.stop()
         leaving: defer.Deferred[None] = defer.succeed(None)
         if self._connected and self._writing:
@@ -511,7 +512,18 @@ class ClusterService(Service):
             # The connection was lost meanwhile: registering starts over
             # once it is back.
             return
-        self._log.failure("Registering node {node} failed", failure, node=self.nodeName)
+        self._log.failure(
+            "Registering node {node} failed; trying again in {delay} s",
+            failure,
+            node=self.nodeName,
+            delay=self.heartbeat,
+        )
+        self._retryCall = self._reactor.callLater(self.heartbeat, self._registerAgain)
+
+    def _registerAgain(self) -> None:
+        self._retryCall = None
+        if self._connected and not self._registered and self.running:
+            self._register()
 
     # The directory.
 
@@ -634,15 +646,19 @@ class ClusterService(Service):
             self._refusedEnvelope(e)
             return
         try:
-            if opened.kind is Kind.LINK and recipient is not BROADCAST:
+            if opened.kind is Kind.LINK and channel == self._channel:
                 if self._available():
                     self.backend.linkReceived(opened)
-            elif opened.kind is Kind.EVENT and recipient is BROADCAST:
+            elif opened.kind is Kind.EVENT and channel == self._events:
                 self._eventReceived(decodeEvent(self._decoder, opened.message), opened.sender)
             else:
                 raise DecodeError("an envelope of this kind does not belong on this channel")
         except DecodeError as e:
             self._refusedEnvelope(EnvelopeRefused(str(e), "malformed"))
+        except Exception:  # noqa: BLE001 (logged; the connection to Redis stays up)
+            self._log.failure(
+                "Handling a message from {channel} failed", channel=channel, node=self.nodeName
+            )
 
     def _eventReceived(self, event: DirectoryEvent, sender: bytes) -> None:
         if not self._connected:
