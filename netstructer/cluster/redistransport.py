@@ -4,7 +4,22 @@ L{RedisTransport}: a cluster node's connection to a real Redis (or Valkey)
 server, through txredisapi's protocols (with hiredis parsing replies).
 
 This module is imported only when a cluster is configured: it is the one
-that imports txredisapi.
+that imports txredisapi (which imports the global reactor: under C{twistd},
+and in any program that installs its reactor first, that is the one
+installed).
+
+Why txredisapi rather than redis-py's asyncio client: a server runs on
+whichever reactor C{twistd} or the application chose (epoll by default, and
+the blocking facade runs one in a thread), and redis-py's asyncio client
+would need Twisted's asyncio reactor everywhere a cluster is configured,
+with every call crossing between Futures and Deferreds.  txredisapi
+(maintained, 1.6.0) speaks Redis natively on Twisted, with publish-subscribe
+(its C{SubscriberProtocol}), Lua scripts (C{EVALSHA} with a fallback to
+C{EVAL}) and replies parsed by hiredis.  Of it, only the protocols are
+used: connecting, logging in (C{AUTH}, C{SELECT}), reconnecting with
+backoff, TLS (Twisted's own, with the certificate verified) and timeouts
+are done here, on the injected reactor, where this module controls what is
+logged (one line per loss, none per attempt) and that no password is.
 
 Two connections are kept: one for commands (the directory's Lua scripts,
 and C{PUBLISH}) and one subscribed to the node's channels.  The transport
@@ -51,6 +66,7 @@ from twisted.internet.ssl import (
     platformTrust,
     trustRootFromCertificates,
 )
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -68,6 +84,8 @@ from netstructer.cluster.memory import DEAD_NODES_KEPT
 from netstructer.errors import ClusterError, ClusterUnavailable
 
 __all__ = ["SCRIPTS", "RedisTransport"]
+
+_log = Logger()
 
 _LIST = """
 local function now()
@@ -341,6 +359,11 @@ class RedisTransport:
         self._factories: list[_Factory] = []
         self._prefix = url.prefix
         self._nodesKey = redisKey(url.prefix, "nodes")
+        if txredisapi.hiredis is None:
+            _log.warn(
+                "hiredis is not installed, so the cluster's Redis replies are parsed in pure "
+                "Python, much more slowly: pip install 'netstructer[cluster]'"
+            )
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "not connected"
