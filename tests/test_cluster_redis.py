@@ -265,8 +265,9 @@ class LoginTests(RedisTestCase):
             transport, _ = self.transport(url, ["c"])
             await waitUntil(lambda: transport.connected, "connected")
             await transport.heartbeat(NodeRecord("n1", b"i" * 16, 1.0, 1.0, 2.0))
-            keys = command(self.redis.port, "AUTH", "s3cret-pw")
-            self.assertEqual(keys, b"+OK\r\n")
+            info = await transport._command.execute_command("CLIENT", "INFO")
+            self.assertIn(b" db=3 ", info)
+            self.assertIn(b" name=netstructer ", info)
 
         return run(go)
 
@@ -454,15 +455,16 @@ class ClusterTests(RedisTestCase):
             client = await connect(reactor(), ("127.0.0.1", self.nodes[node].port), KEYS[name])
             self.clients[name] = client
             self.addCleanup(self.closeClient, client)
-        await waitUntil(
-            lambda: all(
-                n.cluster.replica.resolve(name) is not None
-                for n in self.nodes.values()
-                for name in NAMES
-                if n.cluster._localPart.descriptors()[0].name != name
-            ),
-            "every node knows every client",
-        )
+
+        def everyoneKnown() -> bool:
+            for node in self.nodes.values():
+                local = {d.name for d in node.cluster._localPart.descriptors()}
+                for name in set(NAMES) - local:
+                    if node.cluster.replica.resolve(name) is None:
+                        return False
+            return True
+
+        await waitUntil(everyoneKnown, "every node knows every client")
 
     async def closeClientAsync(self, client: BridgeProtocol) -> None:
         if client.transport is not None and client.established:
@@ -529,7 +531,8 @@ class ClusterTests(RedisTestCase):
                 self.assertLess(took, DEADLINE)
                 await sleep(0.02)
             took = reactor().seconds() - start
-            self.assertLessEqual(took, 2 * HEARTBEAT + 0.25)
+            # Two heartbeats, and the time a count takes on a busy machine.
+            self.assertLessEqual(took, 2 * HEARTBEAT + 0.5)
             await waitUntil(lambda: "n2" not in n1.replica.nodes, "n1 forgot n2", 4 * HEARTBEAT)
             self.clients["alice"].sendTo("bob", "too late")
             with self.assertRaises(NoSuchSession):
