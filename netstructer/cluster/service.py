@@ -52,6 +52,7 @@ from netstructer.cluster.envelope import (
     EnvelopeRefused,
     EnvelopeSealer,
     Kind,
+    Opened,
     newIncarnation,
 )
 from netstructer.cluster.interfaces import (
@@ -146,7 +147,144 @@ class _TransportEvents:
         self._service._transportLost(reason)
 
     def messageReceived(self, channel: str, data: bytes) -> None:
-        self._service._messageReceived(channel, data)
+        self._service._inbox.received(channel, data)
+
+
+class _Inbox:
+    """
+    Opens what arrives on a node's channels, refuses (and counts, and logs)
+    what does not open, and hands the rest on.
+    """
+
+    def __init__(
+        self,
+        opener: EnvelopeOpener,
+        channel: str,
+        events: str,
+        linkReceived: Callable[[Opened], None],
+        eventReceived: Callable[[DirectoryEvent, bytes], None],
+        decoder: Decoder,
+        clock: Callable[[], float],
+        log: Logger,
+    ) -> None:
+        self.refusals = _Refusals(clock, log)
+        self._opener = opener
+        self._channel = channel
+        self._events = events
+        self._linkReceived = linkReceived
+        self._eventReceived = eventReceived
+        self._decoder = decoder
+        self._log = log
+
+    def received(self, channel: str, data: bytes) -> None:
+        """
+        A message arrived on C{channel}.
+        """
+        if channel == self._events:
+            if self._opener.own(data):
+                return
+            recipient = BROADCAST
+        elif channel == self._channel:
+            recipient = self._opener.incarnation
+        else:
+            return
+        try:
+            opened = self._opener.open(data, channel, recipient)
+        except EnvelopeRefused as e:
+            self.refusals.refused(e)
+            return
+        try:
+            if opened.kind is Kind.LINK and channel == self._channel:
+                self._linkReceived(opened)
+            elif opened.kind is Kind.EVENT and channel == self._events:
+                self._eventReceived(decodeEvent(self._decoder, opened.message), opened.sender)
+            else:
+                raise DecodeError("an envelope of this kind does not belong on this channel")
+        except DecodeError as e:
+            self.refusals.refused(EnvelopeRefused(str(e), "malformed"))
+        except Exception:  # noqa: BLE001 (logged; the connection to Redis stays up)
+            self._log.failure("Handling a message from {channel} failed", channel=channel)
+
+
+def _allSessions(
+    heartbeat: Heartbeat,
+    transport: IClusterTransport,
+    node: str,
+    local: list[SessionDescriptor],
+    decoder: Decoder,
+    log: Logger,
+) -> defer.Deferred[list[SessionDescriptor]]:
+    """
+    Read every other live node's sessions, and add this node's.
+
+    @return: Fires with the sessions, oldest first.
+    """
+    others = [n.name for n in heartbeat.nodes if n.alive and n.name != node]
+    reads = [transport.snapshot(name) for name in others]
+
+    def gathered(snapshots: list[NodeSnapshot | None]) -> list[SessionDescriptor]:
+        found = list(local)
+        for snapshot in snapshots:
+            if snapshot is None:
+                continue
+            for sessionId, encoded in snapshot.sessions.items():
+                try:
+                    found.append(decodeDescriptor(decoder, snapshot.name, sessionId, encoded))
+                except DecodeError:
+                    log.warn("Node {node}'s directory holds a malformed entry", node=snapshot.name)
+        return sorted(found, key=lambda d: (d.openedAt, d.node, d.sessionId))
+
+    return defer.gatherResults(reads, consumeErrors=True).addCallback(gathered)
+
+
+class _Refusals:
+    """
+    Counts the messages refused, by reason, and logs them: the first of
+    each reason at once, the rest at most once a minute, as a count.
+
+    @ivar counts: Refusals since the start, by reason.
+    """
+
+    def __init__(self, clock: Callable[[], float], log: Logger) -> None:
+        self.counts: dict[str, int] = {}
+        self._clock = clock
+        self._log = log
+        self._loggedAt: dict[str, float] = {}
+        self._since: dict[str, int] = {}
+
+    def refused(self, error: EnvelopeRefused) -> None:
+        """
+        One more message was refused.
+        """
+        reason = error.reason
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        now = self._clock()
+        last = self._loggedAt.get(reason)
+        if last is None or now - last >= _REFUSED_LOG_INTERVAL:
+            self._loggedAt[reason] = now
+            self._log.warn(
+                "Refused a message read from the cluster's Redis ({reason}): {error}; it was "
+                "not used (later ones are counted, and logged at most once a minute)",
+                reason=reason,
+                error=str(error),
+            )
+        else:
+            self._since[reason] = self._since.get(reason, 0) + 1
+
+    def flush(self) -> None:
+        """
+        Log the counts a minute has passed for.
+        """
+        now = self._clock()
+        for reason, count in list(self._since.items()):
+            if now - self._loggedAt.get(reason, 0.0) >= _REFUSED_LOG_INTERVAL:
+                del self._since[reason]
+                self._loggedAt[reason] = now
+                self._log.warn(
+                    "Refused {count} more messages read from the cluster's Redis ({reason})",
+                    count=count,
+                    reason=reason,
+                )
 
 
 @implementer(ISessionListener)
@@ -218,7 +356,6 @@ class ClusterService(Service):
         self.nodeName = checkNodeName(nodeName)
         self.incarnation = newIncarnation()
         self.heartbeat = heartbeat
-        self.refused: dict[str, int] = {}
         self._reactor = reactor
         self._limits = limits
         keyring = clusterKeyring(clusterKey)
@@ -229,7 +366,6 @@ class ClusterService(Service):
         self._events = eventsChannel(self.url.prefix)
         self._channel = nodeChannel(self.url.prefix, self.nodeName)
         self._sealer = EnvelopeSealer(keyring, self.incarnation, clock)
-        self._opener = EnvelopeOpener(keyring, self.incarnation, clock, maxAge=maxAge)
         self._encoder = Encoder(limits)
         self._decoder = Decoder(batchLimits(limits.maxSize))
         self._localPart = LocalPart(self.nodeName, self._encoder, clock)
@@ -239,25 +375,11 @@ class ClusterService(Service):
 
             transport = RedisTransport(self.url, reactor, clientName=f"netstructer:{self.nodeName}")
         self.transport = transport
-        self.backend = ClusterRelayBackend(
-            self.nodeName,
+        self.backend = self._makeBackend(
             localBackend if localBackend is not None else LocalRelayBackend(logger=logger),
-            self._localPart,
-            self.replica,
-            transport,
-            self._sealer,
-            self._encoder,
-            self._decoder,
-            Decoder(limits),
-            reactor,
-            channelOf=lambda node: nodeChannel(self.url.prefix, node),
-            available=self._available,
-            changed=self._changed,
-            maxQueued=maxQueued,
-            ackTimeout=max(DEFAULT_ACK_TIMEOUT, 5 * heartbeat)
-            if ackTimeout is None
-            else ackTimeout,
-            logger=logger,
+            maxQueued,
+            max(DEFAULT_ACK_TIMEOUT, 5 * heartbeat) if ackTimeout is None else ackTimeout,
+            logger,
         )
         self._connected = False
         self._writing = False
@@ -269,9 +391,52 @@ class ClusterService(Service):
         self._tickCall: IDelayedCall | None = None
         self._flushCall: IDelayedCall | None = None
         self._retryCall: IDelayedCall | None = None
-        self._refusedLoggedAt: dict[str, float] = {}
-        self._refusedSince: dict[str, int] = {}
+        self._inbox = _Inbox(
+            EnvelopeOpener(keyring, self.incarnation, clock, maxAge=maxAge),
+            self._channel,
+            self._events,
+            self._linkReceived,
+            self._eventReceived,
+            self._decoder,
+            clock,
+            self._log,
+        )
         self._listener = _TransportEvents(self)
+
+    @property
+    def refused(self) -> dict[str, int]:
+        """
+        How many messages read from Redis were refused, by reason (see
+        L{netstructer.cluster.envelope.REASONS}).
+        """
+        return self._inbox.refusals.counts
+
+    def _makeBackend(
+        self,
+        local: LocalRelayBackend,
+        maxQueued: int,
+        ackTimeout: float,
+        logger: Logger | None,
+    ) -> ClusterRelayBackend:
+        prefix = self.url.prefix
+        return ClusterRelayBackend(
+            self.nodeName,
+            local,
+            self._localPart,
+            self.replica,
+            self.transport,
+            self._sealer,
+            self._encoder,
+            self._decoder,
+            Decoder(self._limits),
+            self._reactor,
+            channelOf=lambda node: nodeChannel(prefix, node),
+            available=self._available,
+            changed=self._changed,
+            maxQueued=maxQueued,
+            ackTimeout=ackTimeout,
+            logger=logger,
+        )
 
     def __repr__(self) -> str:
         state = "available" if self._available() else "unavailable"
@@ -387,31 +552,10 @@ class ClusterService(Service):
         """
         if not self._available():
             return defer.fail(self._unavailable("list the cluster's sessions"))
-        return self.transport.nodes().addCallback(self._allOf)
-
-    def _allOf(self, heartbeat: Heartbeat) -> defer.Deferred[list[SessionDescriptor]]:
-        others = [n.name for n in heartbeat.nodes if n.alive and n.name != self.nodeName]
-        reads = [self.transport.snapshot(name) for name in others]
-
-        def gathered(snapshots: list[NodeSnapshot | None]) -> list[SessionDescriptor]:
-            found = self._localPart.descriptors()
-            for snapshot in snapshots:
-                if snapshot is not None:
-                    found.extend(self._descriptorsOf(snapshot))
-            return sorted(found, key=lambda d: (d.openedAt, d.node, d.sessionId))
-
-        return defer.gatherResults(reads, consumeErrors=True).addCallback(gathered)
-
-    def _descriptorsOf(self, snapshot: NodeSnapshot) -> list[SessionDescriptor]:
-        found = []
-        for sessionId, encoded in snapshot.sessions.items():
-            try:
-                found.append(decodeDescriptor(self._decoder, snapshot.name, sessionId, encoded))
-            except DecodeError:
-                self._log.warn(
-                    "Node {node}'s directory holds a malformed session entry", node=snapshot.name
-                )
-        return found
+        transport, node, local = self.transport, self.nodeName, self._localPart.descriptors()
+        return transport.nodes().addCallback(
+            _allSessions, transport, node, local, self._decoder, self._log
+        )
 
     def get(self, target: str) -> defer.Deferred[Any]:
         """
@@ -591,7 +735,7 @@ class ClusterService(Service):
         for name in self.replica.expired():
             self.backend.nodeGone(name, "its entries expired (it stopped sending heartbeats)")
         self.backend.checkTimeouts()
-        self._logRefused()
+        self._inbox.refusals.flush()
         if self._connected and self._registered:
             self.transport.heartbeat(self._record).addCallbacks(
                 self._heartbeatDone, self._heartbeatFailed
@@ -631,34 +775,9 @@ class ClusterService(Service):
 
     # Messages.
 
-    def _messageReceived(self, channel: str, data: bytes) -> None:
-        if channel == self._events:
-            if self._opener.own(data):
-                return
-            recipient = BROADCAST
-        elif channel == self._channel:
-            recipient = self.incarnation
-        else:
-            return
-        try:
-            opened = self._opener.open(data, channel, recipient)
-        except EnvelopeRefused as e:
-            self._refusedEnvelope(e)
-            return
-        try:
-            if opened.kind is Kind.LINK and channel == self._channel:
-                if self._available():
-                    self.backend.linkReceived(opened)
-            elif opened.kind is Kind.EVENT and channel == self._events:
-                self._eventReceived(decodeEvent(self._decoder, opened.message), opened.sender)
-            else:
-                raise DecodeError("an envelope of this kind does not belong on this channel")
-        except DecodeError as e:
-            self._refusedEnvelope(EnvelopeRefused(str(e), "malformed"))
-        except Exception:  # noqa: BLE001 (logged; the connection to Redis stays up)
-            self._log.failure(
-                "Handling a message from {channel} failed", channel=channel, node=self.nodeName
-            )
+    def _linkReceived(self, opened: Opened) -> None:
+        if self._available():
+            self.backend.linkReceived(opened)
 
     def _eventReceived(self, event: DirectoryEvent, sender: bytes) -> None:
         if not self._connected:
@@ -671,31 +790,3 @@ class ClusterService(Service):
             self.backend.nodeGone(event.node, "it restarted")
         if outcome == GAP:
             self._read(event.node)
-
-    def _refusedEnvelope(self, error: EnvelopeRefused) -> None:
-        reason = error.reason
-        self.refused[reason] = self.refused.get(reason, 0) + 1
-        now = self._reactor.seconds()
-        last = self._refusedLoggedAt.get(reason)
-        if last is None or now - last >= _REFUSED_LOG_INTERVAL:
-            self._refusedLoggedAt[reason] = now
-            self._log.warn(
-                "Refused a message read from the cluster's Redis ({reason}): {error}; it was "
-                "not used (later ones are counted, and logged at most once a minute)",
-                reason=reason,
-                error=str(error),
-            )
-        else:
-            self._refusedSince[reason] = self._refusedSince.get(reason, 0) + 1
-
-    def _logRefused(self) -> None:
-        now = self._reactor.seconds()
-        for reason, count in list(self._refusedSince.items()):
-            if now - self._refusedLoggedAt.get(reason, 0.0) >= _REFUSED_LOG_INTERVAL:
-                del self._refusedSince[reason]
-                self._refusedLoggedAt[reason] = now
-                self._log.warn(
-                    "Refused {count} more messages read from the cluster's Redis ({reason})",
-                    count=count,
-                    reason=reason,
-                )
