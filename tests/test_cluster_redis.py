@@ -247,6 +247,29 @@ class TransportTests(RedisTestCase):
         return run(go)
 
 
+class PingTests(RedisTestCase):
+    """
+    The subscribed connection is checked while nothing arrives.
+    """
+
+    def test_silentRedis(self) -> None:
+        """
+        A Redis that stops answering is noticed through the subscribed
+        connection's pings, and reconnected to once it answers again.
+        """
+
+        async def go() -> None:
+            url = f"redis://127.0.0.1:{self.redis.port}/0?timeout=0.5"
+            transport, listener = self.transport(url, ["c"])
+            await waitUntil(lambda: transport.connected, "connected")
+            command(self.redis.port, "CLIENT", "PAUSE", "2000")
+            await waitUntil(lambda: listener.lost, "the silence noticed", 5.0)
+            await waitUntil(lambda: transport.connected, "connected again")
+            self.assertEqual(listener.connected, 2)
+
+        return run(go)
+
+
 class LoginTests(RedisTestCase):
     """
     A password, a database number.

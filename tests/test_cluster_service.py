@@ -426,6 +426,22 @@ class FailureTests(ClusterTestCase):
         self.cluster.settle()
         self.assertEqual(carol.received, [("alice", None, encode("again"))])
 
+    def test_serverValuesLoggedOnce(self) -> None:
+        """
+        The server's own values dropped while Redis is down are logged in
+        one line, then counted in one line every ten seconds at most.
+        """
+        self.n2.open("bob")
+        self.cluster.settle()
+        # Registered on n1 (it has no session of that name), so n1 routes.
+        self.cluster.hub.stopServer()
+        for _ in range(50):
+            self.n1.service.backend.deliver(None, "bob", encode(1))
+        self.assertEqual(len(self.cluster.logged("A server's value for {name} was dropped")), 1)
+        self.cluster.settle(11.0)
+        [summary] = self.cluster.logged("more of the server's values for other nodes")
+        self.assertEqual(summary["count"], 49)
+
     def test_nodeLosesRedis(self) -> None:
         """
         One node that loses its connection reports what it had in flight,

@@ -293,16 +293,17 @@ class _Factory(Factory):
         pass
 
 
-def _noDelay(transport: Any) -> None:
+def _tune(transport: Any) -> None:
     """
-    Turn Nagle's algorithm off on a connection to Redis (under TLS, on the
-    TCP connection beneath): a command must not wait for the previous one's
-    acknowledgement.
+    Turn Nagle's algorithm off on a connection to Redis (a command must not
+    wait for the previous one's acknowledgement), and TCP keepalives on;
+    under TLS, on the TCP connection beneath.
     """
     while transport is not None:
         setTcpNoDelay = getattr(transport, "setTcpNoDelay", None)
         if setTcpNoDelay is not None:
             setTcpNoDelay(True)
+            transport.setTcpKeepAlive(True)
             return
         transport = getattr(transport, "transport", None)
 
@@ -355,6 +356,7 @@ class RedisTransport:
         self._subscriber: Any = None
         self._attempt: defer.Deferred[None] | None = None
         self._retry: IDelayedCall | None = None
+        self._ping: IDelayedCall | None = None
         self._stopped = True
         self._factories: list[_Factory] = []
         self._prefix = url.prefix
@@ -410,7 +412,7 @@ class RedisTransport:
         url = self.url
 
         def login(protocol: Any) -> defer.Deferred[Any]:
-            _noDelay(protocol.transport)
+            _tune(protocol.transport)
             if url.password is None:
                 return defer.succeed(protocol)
             args = ("AUTH", url.username, url.password) if url.username else ("AUTH", url.password)
@@ -448,8 +450,32 @@ class RedisTransport:
         self.connected = True
         for protocol in protocols:
             protocol.whenDisconnected().addCallback(self._lost)
+        self._schedulePing()
         if self._listener is not None:
             self._listener.transportConnected()
+
+    def _schedulePing(self) -> None:
+        if self._subscriber is not None and not self._stopped:
+            self._ping = self._reactor.callLater(self.url.timeout, self._pingSubscriber)
+
+    def _pingSubscriber(self) -> None:
+        """
+        Check that the subscribed connection is alive: it receives nothing
+        while the cluster is quiet, so a connection that died without
+        closing would go unnoticed.  No answer within the timeout closes it
+        (and both connections are made again).
+        """
+        self._ping = None
+        subscriber = self._subscriber
+        if subscriber is None:
+            return
+        d = _command(subscriber, "PING")
+        d.addCallbacks(lambda _: self._schedulePing(), lambda _: None)
+
+    def _cancelPing(self) -> None:
+        if self._ping is not None and self._ping.active():
+            self._ping.cancel()
+        self._ping = None
 
     def _reason(self, failure: Failure) -> str:
         if isinstance(failure.value, defer.FirstError):
@@ -473,6 +499,7 @@ class RedisTransport:
         self._command = self._subscriber = None
         wasConnected = self.connected
         self.connected = False
+        self._cancelPing()
         self._abortAll()
         if self._stopped:
             return
@@ -497,6 +524,7 @@ class RedisTransport:
     def stop(self) -> defer.Deferred[None]:
         self._stopped = True
         self.connected = False
+        self._cancelPing()
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         self._retry = None

@@ -82,6 +82,8 @@ MAX_BATCH_BYTES = 256 * 1024
 MAX_BATCH_ITEMS = 1024
 """... or this many items."""
 
+_DROPPED_LOG_INTERVAL = 10.0
+
 
 @dataclass(slots=True)
 class _Entry:
@@ -205,6 +207,8 @@ class ClusterRelayBackend:
         self._links: dict[str, _Link] = {}
         self._subscribers: dict[str, set[IRelayEndpoint]] = {}
         self._flushCall: IDelayedCall | None = None
+        self._droppedLoggedAt = float("-inf")
+        self._droppedSince = 0
         if logger is not None:
             self._log = logger
 
@@ -450,12 +454,30 @@ class ClusterRelayBackend:
     def _report(
         self, source: IRelayEndpoint | None, error: RelayError, op: RelayOp, name: str = ""
     ) -> None:
-        if source is None:
+        if source is not None:
+            source.relayFailed(error, op)
+            return
+        # A server's own value: logged, the first at once and the others
+        # counted, in one line every ten seconds at most.
+        now = self._clock.seconds()
+        if now - self._droppedLoggedAt >= _DROPPED_LOG_INTERVAL:
+            self._droppedLoggedAt = now
             self._log.warn(
                 "A server's value for {name} was dropped: {error}", name=name, error=str(error)
             )
         else:
-            source.relayFailed(error, op)
+            self._droppedSince += 1
+
+    def _logDropped(self) -> None:
+        if self._droppedSince and (
+            self._clock.seconds() - self._droppedLoggedAt >= _DROPPED_LOG_INTERVAL
+        ):
+            self._log.warn(
+                "{count} more of the server's values for other nodes were dropped",
+                count=self._droppedSince,
+            )
+            self._droppedSince = 0
+            self._droppedLoggedAt = self._clock.seconds()
 
     # Failures of whole nodes.
 
@@ -487,8 +509,10 @@ class ClusterRelayBackend:
 
     def checkTimeouts(self) -> None:
         """
-        Report the values whose batch was not answered in time.
+        Report the values whose batch was not answered in time (and log
+        how many of the server's own values were dropped lately).
         """
+        self._logDropped()
         limit = self._clock.seconds() - self.ackTimeout
         why = f"did not confirm it within {self.ackTimeout:g} s"
         for link in list(self._links.values()):
