@@ -149,8 +149,9 @@ class Cluster:
         while elapsed < seconds:
             self.clock.advance(step)
             elapsed += step
+        # Nodes answer batches within a few milliseconds.
         for _ in range(5):
-            self.clock.advance(0)
+            self.clock.advance(0.002)
 
     def stopAll(self) -> None:
         """

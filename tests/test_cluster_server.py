@@ -83,8 +83,11 @@ class ThreeServers(SynchronousTestCase):
                 break
             self.reactor.advance(0.05)
             elapsed += 0.05
-        for network in self.networks.values():
-            network.pump()
+        for _ in range(5):
+            # Nodes answer batches within a few milliseconds.
+            self.reactor.advance(0.002)
+            for network in self.networks.values():
+                network.pump()
 
     def connect(self, node: str, name: str) -> Link:
         """

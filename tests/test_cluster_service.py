@@ -205,6 +205,26 @@ class RelayTests(ClusterTestCase):
         self.assertEqual(alice.failures, [])
         self.assertEqual(self.n1.service.backend.inFlight(), 0)
 
+    def test_answersBatched(self) -> None:
+        """
+        A node answers the batches it received within a few milliseconds,
+        once for all of them.
+        """
+        alice = self.n1.open("alice")
+        self.n2.open("bob")
+        self.cluster.settle()
+        published = self.cluster.hub.published
+        for _ in range(3):
+            self.n1.service.backend.deliver(alice, "bob", encode(1))
+            self.cluster.clock.advance(0)
+            self.cluster.clock.advance(0)
+        self.assertEqual(self.cluster.hub.published - published, 3)
+        self.assertEqual(self.n1.service.backend.inFlight(), 3)
+        self.cluster.clock.advance(0.005)
+        self.cluster.clock.advance(0)
+        self.assertEqual(self.cluster.hub.published - published, 4)
+        self.assertEqual(self.n1.service.backend.inFlight(), 0)
+
     def test_sendToLocal(self) -> None:
         """
         A value for a session of the same node stays local.
@@ -382,7 +402,7 @@ class FailureTests(ClusterTestCase):
         bob = self.n2.open("bob")
         self.cluster.settle()
         # n2 takes the value, then dies before it answers.
-        self.n2.service.backend._scheduleFlush = lambda: None  # type: ignore[method-assign]
+        self.n2.service.backend._scheduleAnswer = lambda link: None  # type: ignore[method-assign]
         self.n1.service.backend.deliver(alice, "bob", encode("x"))
         self.cluster.settle()
         self.assertEqual(len(bob.received), 1)

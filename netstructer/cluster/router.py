@@ -82,6 +82,10 @@ MAX_BATCH_BYTES = 256 * 1024
 MAX_BATCH_ITEMS = 1024
 """... or this many items."""
 
+ANSWER_DELAY = 0.005
+"""Seconds a node waits to answer batches on their own (rather than with a
+batch of its own towards their sender)."""
+
 _DROPPED_LOG_INTERVAL = 10.0
 
 
@@ -118,6 +122,7 @@ class _Link:
     inFlight: OrderedDict[int, _Batch] = field(default_factory=OrderedDict)
     acknowledge: int | None = None
     failures: list[list[object]] = field(default_factory=list)
+    answering: IDelayedCall | None = None
 
 
 @implementer(IRelayEndpoint)
@@ -144,6 +149,15 @@ class _RemoteSender:
 
     def relayFailed(self, error: RelayError, op: RelayOp) -> None:
         self._router._itemFailed(self._link, self._sequence, self._index, error, op)
+
+
+def _quiet(link: _Link) -> None:
+    """
+    Cancel a link's pending answer (the link is dropped).
+    """
+    if link.answering is not None and link.answering.active():
+        link.answering.cancel()
+    link.answering = None
 
 
 def _unavailable(name: str, why: str) -> RecipientBusy:
@@ -387,6 +401,10 @@ class ClusterRelayBackend:
 
     def _flushLink(self, link: _Link) -> None:
         items, entries = link.items, link.entries
+        if link.answering is not None:
+            if link.answering.active():
+                link.answering.cancel()
+            link.answering = None
         if link.acknowledge is not None or link.failures:
             items.insert(0, resultItem(link.acknowledge or 0, link.failures))
             entries.insert(0, None)
@@ -489,6 +507,7 @@ class ClusterRelayBackend:
         link = self._links.pop(node, None)
         if link is None:
             return
+        _quiet(link)
         for entry in link.entries:
             if entry is not None:
                 self._report(entry.source, self._goneError(entry, node, why), entry.op, entry.name)
@@ -501,6 +520,7 @@ class ClusterRelayBackend:
         """
         for name in list(self._links):
             link = self._links.pop(name)
+            _quiet(link)
             for entry in link.entries:
                 if entry is not None:
                     self._report(entry.source, _unavailable(entry.name, why), entry.op, entry.name)
@@ -557,7 +577,7 @@ class ClusterRelayBackend:
                 self._sessionValue(link, opened.sequence, index, item)
         if answer:
             link.acknowledge = opened.sequence
-            self._scheduleFlush()
+            self._scheduleAnswer(link)
 
     def _sessionValue(self, link: _Link, sequence: int, index: int, item: SessionValue) -> None:
         session: Any = self._localPart.session(item.sessionId)
@@ -587,7 +607,21 @@ class ClusterRelayBackend:
         self, link: _Link, sequence: int, index: int, error: RelayError, op: RelayOp
     ) -> None:
         link.failures.append(failureOf(sequence, index, error, op))
-        self._scheduleFlush()
+        self._scheduleAnswer(link)
+
+    def _scheduleAnswer(self, link: _Link) -> None:
+        """
+        Answer a node's batches soon: with the next batch towards it, or
+        on their own after L{ANSWER_DELAY}, so that a stream is answered
+        once every few milliseconds rather than once per batch.
+        """
+        if link.answering is None:
+            link.answering = self._clock.callLater(ANSWER_DELAY, self._answer, link)
+
+    def _answer(self, link: _Link) -> None:
+        link.answering = None
+        if self._links.get(link.node) is link:
+            self._flushLink(link)
 
     def _resultReceived(self, link: _Link, result: Result) -> None:
         for failure in result.failures:
