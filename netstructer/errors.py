@@ -22,6 +22,8 @@ __all__ = [
     "BufferDataError",
     "ChannelClosedError",
     "ConnectionBroken",
+    "ClusterError",
+    "ClusterUnavailable",
     "DecodeError",
     "EncodeError",
     "FrameTooLarge",
@@ -457,4 +459,20 @@ class ResumeMismatch(StreamError):
     A resumed transfer could not go on: the part the receiver already holds
     is not the start of what the sender has (the file changed).  Send it
     again without resuming.
+class ClusterError(NetStructerError):
+    """
+    A cluster of servers (L{netstructer.cluster}) is misconfigured: its URL
+    is malformed, its key file is missing or bad, or its node name is not
+    valid.  The message names the setting and the fix, and never contains a
+    password or key material.
+    """
+
+
+class ClusterUnavailable(ClusterError):
+    """
+    A cluster-wide operation (counting or listing the cluster's sessions,
+    reaching a session on another node) could not be done because this
+    node is not connected to the cluster's Redis server right now.  Local
+    sessions are served as usual meanwhile, and the node reconnects by
+    itself; try again later.
     """

@@ -558,6 +558,26 @@ class Keyring:
         """
         return self._fernetKeys
 
+    def subkeys(self, info: bytes, length: int = 32) -> tuple[bytes, ...]:
+        """
+        Subkeys for another purpose than the connection's (the encrypted
+        envelope of a cluster, L{netstructer.cluster.envelope}), derived
+        once per keyring and purpose.
+
+        @param info: The purpose, distinct from every other (this module's
+            own purposes are refused).
+        @param length: How many bytes each subkey has.
+        @return: One subkey per key, primary first: C{length} bytes of
+            HKDF-SHA256 of the raw key, no salt, with C{info}.
+        @raise ValueError: C{info} is one of this module's own purposes.
+        """
+        if info in (_INFO_NOISE_PSK, _INFO_FERNET, _INFO_KEY_ID):
+            raise ValueError("that purpose is reserved for the connection's own keys")
+        return self._derived(
+            ("subkeys", info, length),
+            lambda ring: tuple(_derive(raw, info, length) for raw in ring._keys),
+        )
+
     def keyIDs(self) -> tuple[str, ...]:
         """
         Short identifiers of the keys, safe to log and show.

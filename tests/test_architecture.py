@@ -61,6 +61,7 @@ _LAYERS: list[tuple[str, ...]] = [
         "netstructer.relayservice",
         "netstructer.metrics",
         "netstructer.client",
+        "netstructer.cluster",
         "netstructer.server",
         "netstructer.metricsweb",
     ),
