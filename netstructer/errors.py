@@ -21,9 +21,9 @@ __all__ = [
     "AuthenticationError",
     "BufferDataError",
     "ChannelClosedError",
-    "ConnectionBroken",
     "ClusterError",
     "ClusterUnavailable",
+    "ConnectionBroken",
     "DecodeError",
     "EncodeError",
     "FrameTooLarge",
@@ -459,6 +459,9 @@ class ResumeMismatch(StreamError):
     A resumed transfer could not go on: the part the receiver already holds
     is not the start of what the sender has (the file changed).  Send it
     again without resuming.
+    """
+
+
 class ClusterError(NetStructerError):
     """
     A cluster of servers (L{netstructer.cluster}) is misconfigured: its URL
