@@ -302,11 +302,8 @@ class SessionProtocol(FrameReceiver):
 
     def lengthLimitExceeded(self, length: int) -> None:
         """
-        The peer announced a frame over C{MAX_LENGTH}: log a
-        L{BufferDataError} naming the peer and abort the connection.  The
-        frame is never buffered.
-
-        @param length: The announced length.
+        The peer announced a frame over C{MAX_LENGTH} (never buffered): log a
+        L{BufferDataError} naming the peer and abort the connection.
         """
         self.core.frameTooLarge(
             BufferDataError(
@@ -319,11 +316,8 @@ class SessionProtocol(FrameReceiver):
 
     def stringReceived(self, string: bytes) -> None:
         """
-        Feed one frame to the session core and deliver the values it
-        carried.
-
-        @param string: The frame payload (a L{memoryview} valid only during
-            this call, when called by L{dataReceived}).
+        Feed one frame (a L{memoryview} valid only during this call) to the
+        session core and deliver the values it carried.
         """
         core = self.core
         event = core.frameReceived(string)
@@ -341,13 +335,9 @@ class SessionProtocol(FrameReceiver):
 
     def _deliver(self, values: list[object], share: int) -> None:
         """
-        Hand the values of one record to L{bufferReceived}, one by one,
-        holding back those left when a handler pauses receiving or the
-        connection ends.
-
-        @param values: The values, in order.
-        @param share: Each one's share of the record's bytes, for the
-            receive queue's byte bound.
+        Hand the values of one record (each with C{share} of its bytes) to
+        L{bufferReceived}, one by one, holding back those left when a handler
+        pauses receiving or the connection ends.
         """
         core = self.core
         core.delivery.share = share

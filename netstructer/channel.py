@@ -406,6 +406,23 @@ def frameOverhead(suite: str, maxValueSize: int) -> int:
     return 1 + maxValueSize + TAG_SIZE
 
 
+def _suiteIDs(families: Sequence[str]) -> frozenset[int]:
+    """
+    @param families: Suite families (C{"noise"}, C{"fernet"}).
+    @return: The suite IDs of the hello they accept.
+    @raise ValueError: An unknown family.
+    """
+    return frozenset(
+        suiteID
+        for family in map(_checkSuite, families)
+        for suiteID in (
+            (_SUITE_FERNET,)
+            if family == "fernet"
+            else (_SUITE_NOISE_AESGCM, _SUITE_NOISE_CHACHAPOLY)
+        )
+    )
+
+
 def _checkSuite(suite: str) -> str:
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r}: choose one of {', '.join(SUITES)}")
@@ -419,14 +436,21 @@ def checkOptions(
     acceptSuites: Sequence[str] | None,
     limits: Limits,
     fernetTTL: float | None,
+    protocolVersion: int = PROTOCOL_VERSION,
 ) -> None:
     """
     Check a channel's options, as L{Channel} does, without making one (for
     configurations checked long before their first connection).
 
     @raise ValueError: An unknown suite or cipher, a maximum value size over
-        L{MAX_VALUE_SIZE_LIMIT}, or a Fernet TTL under a second.
+        L{MAX_VALUE_SIZE_LIMIT}, a Fernet TTL under a second, or a protocol
+        version this implementation lacks.
     """
+    if not MIN_PROTOCOL_VERSION <= protocolVersion <= PROTOCOL_VERSION:
+        raise ValueError(
+            f"protocolVersion must be from {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}, "
+            f"not {protocolVersion}"
+        )
     _checkSuite(suite)
     for accepted in acceptSuites or ():
         _checkSuite(accepted)
@@ -1632,12 +1656,8 @@ class Channel:
             acceptSuites=acceptSuites,
             limits=limits,
             fernetTTL=fernetTTL,
+            protocolVersion=protocolVersion,
         )
-        if not MIN_PROTOCOL_VERSION <= protocolVersion <= PROTOCOL_VERSION:
-            raise ValueError(
-                f"protocolVersion must be from {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}, "
-                f"not {protocolVersion}"
-            )
         self.role = role
         self.suite = suite
         self._protocolVersion = protocolVersion
@@ -1652,16 +1672,7 @@ class Channel:
         self._ephemeralFactory = ephemeralFactory
         self._outgoing: list[bytes] = []
         self._maxFrameSize = HANDSHAKE_MAX_FRAME
-        accept = tuple(_checkSuite(s) for s in (acceptSuites or (suite,)))
-        self._acceptedSuiteIDs = frozenset(
-            suiteID
-            for family in accept
-            for suiteID in (
-                (_SUITE_FERNET,)
-                if family == "fernet"
-                else (_SUITE_NOISE_AESGCM, _SUITE_NOISE_CHACHAPOLY)
-            )
-        )
+        self._acceptedSuiteIDs = _suiteIDs(acceptSuites or (suite,))
         self._state: _State
         if role is Role.CLIENT:
             handshake: _ClientHandshake

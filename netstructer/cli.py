@@ -63,6 +63,7 @@ from zope.interface import implementer
 
 import netstructer
 from netstructer import values
+from netstructer._argtypes import positiveFloat, positiveInt, sizeArgument
 from netstructer._version import versionLine
 from netstructer.client import clientEndpoint, connect
 from netstructer.errors import NetStructerError, OperationTimedOut
@@ -81,7 +82,6 @@ from netstructer.tap import (
     DEFAULT_INTERFACE,
     KeySource,
     loadKeyring,
-    parseSize,
     serverDescription,
 )
 from netstructer.tuning import tuneAllocator
@@ -210,51 +210,6 @@ def _readValues(texts: Sequence[str], stdin: IO[str]) -> list[object]:
     return values
 
 
-# Arguments.
-
-
-def _sizeArgument(text: str) -> int:
-    """
-    argparse type for C{--max-buffer-size}.
-
-    @raise argparse.ArgumentTypeError: Not a size.
-    """
-    try:
-        return parseSize(text, "--max-buffer-size")
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _positiveFloat(text: str) -> float:
-    """
-    argparse type for a positive number of seconds.
-
-    @raise argparse.ArgumentTypeError: Not one.
-    """
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text!r}")
-    return value
-
-
-def _positiveInt(text: str) -> int:
-    """
-    argparse type for a whole number of at least 1.
-
-    @raise argparse.ArgumentTypeError: Not one.
-    """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def _makeParser() -> _ArgumentParser:
     """
     @return: The parser of the C{netstructer} command line.
@@ -277,6 +232,23 @@ def _makeParser() -> _ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    keyOptions = _keyOptions()
+    _addStatusParser(commands)
+    from netstructer.conformance._cli import addParser as addConformanceParser
+
+    addConformanceParser(commands)
+    _addKeygenParser(commands)
+    _addSendParser(commands, keyOptions)
+    _addListenParser(commands, keyOptions)
+    _addBenchParser(commands, keyOptions)
+    return parser
+
+
+def _keyOptions() -> _ArgumentParser:
+    """
+    @return: The options of the commands that connect or listen: the key,
+        the suite and the value size limit.
+    """
     keyOptions = _ArgumentParser(add_help=False)
     keyOptions.add_argument(
         "-k",
@@ -293,11 +265,18 @@ def _makeParser() -> _ArgumentParser:
     keyOptions.add_argument(
         "--max-buffer-size",
         metavar="BYTES",
-        type=_sizeArgument,
+        type=sizeArgument,
         default=None,
         help="the largest encoded value accepted (default 16M; K, M, G suffixes)",
     )
 
+    return keyOptions
+
+
+def _addStatusParser(commands: Any) -> None:
+    """
+    Add C{netstructer status}.
+    """
     status = commands.add_parser(
         "status",
         help="summarize a server's metrics",
@@ -323,10 +302,11 @@ def _makeParser() -> _ArgumentParser:
         help="seconds between the scrapes (default 2)",
     )
 
-    from netstructer.conformance._cli import addParser as addConformanceParser
 
-    addConformanceParser(commands)
-
+def _addKeygenParser(commands: Any) -> None:
+    """
+    Add C{netstructer keygen}.
+    """
     keygen = commands.add_parser(
         "keygen",
         help="make a new key",
@@ -343,6 +323,11 @@ def _makeParser() -> _ArgumentParser:
         " 'NAME <key>', printed to add to the server's key file",
     )
 
+
+def _addSendParser(commands: Any, keyOptions: _ArgumentParser) -> None:
+    """
+    Add C{netstructer send}.
+    """
     send = commands.add_parser(
         "send",
         parents=[keyOptions],
@@ -372,11 +357,16 @@ def _makeParser() -> _ArgumentParser:
     send.add_argument(
         "--timeout",
         metavar="SECONDS",
-        type=_positiveFloat,
+        type=positiveFloat,
         default=_DEFAULT_TIMEOUT,
         help=f"how long to wait to connect, and for each reply (default {_DEFAULT_TIMEOUT:g})",
     )
 
+
+def _addListenParser(commands: Any, keyOptions: _ArgumentParser) -> None:
+    """
+    Add C{netstructer listen}.
+    """
     listen = commands.add_parser(
         "listen",
         parents=[keyOptions],
@@ -399,6 +389,11 @@ def _makeParser() -> _ArgumentParser:
         "-q", "--quiet", action="store_true", help="print nothing about values or sessions"
     )
 
+
+def _addBenchParser(commands: Any, keyOptions: _ArgumentParser) -> None:
+    """
+    Add C{netstructer bench}.
+    """
     bench = commands.add_parser(
         "bench",
         parents=[keyOptions],
@@ -419,7 +414,7 @@ def _makeParser() -> _ArgumentParser:
     bench.add_argument(
         "--duration",
         metavar="SECONDS",
-        type=_positiveFloat,
+        type=positiveFloat,
         default=None,
         help="the total running time, shared by the three tests (default 10, or no limit"
         " with --count)",
@@ -427,14 +422,14 @@ def _makeParser() -> _ArgumentParser:
     bench.add_argument(
         "--count",
         metavar="N",
-        type=_positiveInt,
+        type=positiveInt,
         default=None,
         help="stop each test after N round trips",
     )
     bench.add_argument(
         "--timeout",
         metavar="SECONDS",
-        type=_positiveFloat,
+        type=positiveFloat,
         default=_DEFAULT_TIMEOUT,
         help=f"how long to wait to connect, and for each reply (default {_DEFAULT_TIMEOUT:g})",
     )
@@ -446,7 +441,6 @@ def _makeParser() -> _ArgumentParser:
         " MISS: the quick form of benchmarks/bench_peers.py, from a source checkout with"
         ' pip install -e ".[bench]" (under a minute)',
     )
-    return parser
 
 
 # Commands.

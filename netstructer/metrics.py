@@ -392,7 +392,6 @@ class BridgeMetrics:
         """
         openBySuite: dict[str, int] = {}
         moved = {suite: list(counts) for suite, counts in self._moved.items()}
-        unsent = 0
         for session, suite in self.sessions.items():
             openBySuite[suite] = openBySuite.get(suite, 0) + 1
             counts = moved.setdefault(suite, [0, 0, 0, 0])
@@ -400,7 +399,6 @@ class BridgeMetrics:
             counts[1] += session.valuesOut
             counts[2] += session.bytesIn
             counts[3] += session.bytesOut
-            unsent += _unsentBytes(session)
         suites = sorted(set(openBySuite) | set(self._sessionsTotal))
 
         gauge = GaugeMetricFamily(
@@ -440,6 +438,13 @@ class BridgeMetrics:
             for suite in sorted(moved):
                 counter.add_metric([suite], moved[suite][index])
             yield counter
+        yield from self._collectEnds()
+
+    def _collectEnds(self) -> Iterator[Metric]:
+        """
+        The metrics of how sessions ended, paused, and what they hold.
+        """
+        unsent = sum(_unsentBytes(session) for session in self.sessions)
         yield _counter(
             "netstructer_records_refused",
             "Received records refused, ending their session, by reason "

@@ -1083,6 +1083,66 @@ def _checkHashes(keys: list[object], what: str, maxCollisions: int) -> None:
         )
 
 
+def _buildSet(items: list[object], mutable: bool, maxCollisions: int) -> object:
+    """
+    Build a decoded set or frozenset.
+
+    @param items: Its members.
+    @param mutable: C{True} for a set, C{False} for a frozenset.
+    @param maxCollisions: The most members that may share one hash.
+    @return: The set.
+    @raise DecodeError: If members collide, repeat or cannot be hashed.
+    """
+    count = len(items)
+    if count > maxCollisions:
+        _checkHashes(items, "members of one set", maxCollisions)
+    try:
+        members = set(items) if mutable else frozenset(items)
+    except TypeError as e:
+        raise DecodeError(
+            "a set member is a list, dict or set, which Python cannot "
+            "hash; the peer is not a NetStructer peer"
+        ) from e
+    if len(members) != count:
+        raise DecodeError("a set holds the same member twice; the peer is not a NetStructer peer")
+    return members
+
+
+def _decodeComplex(data: bytes) -> complex:
+    """
+    @param data: The payload of a complex extension.
+    @return: The complex number.
+    @raise DecodeError: The payload has the wrong size.
+    """
+    if len(data) != _COMPLEX_STRUCT.size:
+        raise DecodeError(
+            f"complex extension has {len(data)} bytes instead of {_COMPLEX_STRUCT.size}"
+        )
+    return complex(*_COMPLEX_STRUCT.unpack(data))
+
+
+def _decodeBigInt(data: bytes, maxIntBytes: int) -> int:
+    """
+    @param data: The payload of a big int extension.
+    @param maxIntBytes: The longest payload accepted.
+    @return: The integer.
+    @raise DecodeError: It is too long, or not in its one valid form.
+    """
+    size = len(data)
+    if size > maxIntBytes:
+        raise DecodeError(
+            f"an int of {size} bytes is longer than maxIntBytes={maxIntBytes}; "
+            "raise Limits.maxIntBytes if you trust the peer"
+        )
+    number = int.from_bytes(data, "big", signed=True)
+    if _INT64_MIN <= number <= _UINT64_MAX or _bigIntBytes(number) != size:
+        raise DecodeError(
+            "big int extension is not in its one valid form (it fits 64 "
+            "bits, or has a redundant leading byte)"
+        )
+    return number
+
+
 def _makeHooks(limits: Limits) -> tuple[_ArrayHook, _MapHook, _ExtHook, list[int]]:
     """
     Make the hooks that build values for msgpack's unpacker.
@@ -1100,12 +1160,8 @@ def _makeHooks(limits: Limits) -> tuple[_ArrayHook, _MapHook, _ExtHook, list[int
 
     def arrayReceived(items: list[object]) -> object:
         """
-        Build the value of a decoded msgpack array.
-
-        @param items: The array's items.
-        @return: C{items}, or the tuple, set or frozenset its marker asks for.
-        @raise DecodeError: If a set's members collide, repeat or cannot be
-            hashed.
+        Build the value of a decoded msgpack array: C{items}, or the tuple,
+        set or frozenset its marker asks for (see L{_buildSet}).
         """
         if items and type(items[0]) is _Marker:
             marker = items[0]
@@ -1113,21 +1169,7 @@ def _makeHooks(limits: Limits) -> tuple[_ArrayHook, _MapHook, _ExtHook, list[int
             counts[_UNCLAIMED] -= 1
             if marker is _TUPLE_MARKER:
                 return tuple(items)
-            count = len(items)
-            if count > maxCollisions:
-                _checkHashes(items, "members of one set", maxCollisions)
-            try:
-                members = set(items) if marker is _SET_MARKER else frozenset(items)
-            except TypeError as e:
-                raise DecodeError(
-                    "a set member is a list, dict or set, which Python cannot "
-                    "hash; the peer is not a NetStructer peer"
-                ) from e
-            if len(members) != count:
-                raise DecodeError(
-                    "a set holds the same member twice; the peer is not a NetStructer peer"
-                )
-            return members
+            return _buildSet(items, marker is _SET_MARKER, maxCollisions)
         return items
 
     def mapReceived(pairs: list[tuple[object, object]]) -> dict[object, object]:
@@ -1154,12 +1196,8 @@ def _makeHooks(limits: Limits) -> tuple[_ArrayHook, _MapHook, _ExtHook, list[int
 
     def extReceived(code: int, data: bytes) -> object:
         """
-        Decode a msgpack extension.
-
-        @param code: The extension code.
-        @param data: Its payload.
-        @return: A marker, a bytearray, a complex or a big integer.
-        @raise DecodeError: If the code is unknown or the payload wrong.
+        Decode a msgpack extension: a marker, a bytearray, a complex or a
+        big integer; a L{DecodeError} for an unknown code or a bad payload.
         """
         marker = _MARKERS.get(code)
         if marker is not None:
@@ -1172,25 +1210,9 @@ def _makeHooks(limits: Limits) -> tuple[_ArrayHook, _MapHook, _ExtHook, list[int
         if code == EXT_BYTEARRAY:
             return bytearray(data)
         if code == EXT_COMPLEX:
-            if len(data) != _COMPLEX_STRUCT.size:
-                raise DecodeError(
-                    f"complex extension has {len(data)} bytes instead of {_COMPLEX_STRUCT.size}"
-                )
-            return complex(*_COMPLEX_STRUCT.unpack(data))
+            return _decodeComplex(data)
         if code == EXT_BIGINT:
-            size = len(data)
-            if size > maxIntBytes:
-                raise DecodeError(
-                    f"an int of {size} bytes is longer than maxIntBytes={maxIntBytes}; "
-                    "raise Limits.maxIntBytes if you trust the peer"
-                )
-            number = int.from_bytes(data, "big", signed=True)
-            if _INT64_MIN <= number <= _UINT64_MAX or _bigIntBytes(number) != size:
-                raise DecodeError(
-                    "big int extension is not in its one valid form (it fits 64 "
-                    "bits, or has a redundant leading byte)"
-                )
-            return number
+            return _decodeBigInt(data, maxIntBytes)
         raise DecodeError(
             f"unknown extension code {code}; the peer speaks another protocol "
             "version, or is not a NetStructer peer"

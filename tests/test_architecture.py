@@ -71,6 +71,7 @@ _LAYERS: list[tuple[str, ...]] = [
         "netstructer.status",
         "netstructer.conformance",
         "netstructer.tap",
+        "netstructer._argtypes",
         "netstructer.cli",
         "netstructer.__main__",
         "netstructer",

@@ -39,7 +39,7 @@ import re
 import textwrap
 from typing import IO, Any
 
-from netstructer.cli import _positiveFloat
+from netstructer._argtypes import positiveFloat
 
 __all__ = ["addParser", "runConformance"]
 
@@ -122,7 +122,7 @@ def addParser(commands: Any) -> None:
     parser.add_argument(
         "--deadline",
         metavar="SECONDS",
-        type=_positiveFloat,
+        type=positiveFloat,
         default=10.0,
         help="seconds each case (with --serve: the accept and each step) may take (default 10)",
     )

@@ -9,7 +9,7 @@ neither stream module imports the engine.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 from netstructer.errors import (
     ResumeMismatch,
@@ -22,10 +22,6 @@ from netstructer.errors import (
     TooManyStreams,
 )
 from netstructer.streams.wire import AbortCode
-
-if TYPE_CHECKING:
-    from netstructer.streams.incoming import IncomingStream
-    from netstructer.streams.outgoing import OutgoingStream
 
 __all__ = ["StreamsCore", "abortError"]
 
@@ -70,7 +66,7 @@ class StreamsCore(Protocol):
         Send a DATA record.
         """
 
-    def schedule(self, stream: OutgoingStream) -> None:
+    def schedule(self, stream: Any) -> None:
         """
         An outgoing stream may have something to send: give it a turn.
         """
@@ -80,13 +76,13 @@ class StreamsCore(Protocol):
         A stream needs L{timeReached} at C{deadline} at the latest.
         """
 
-    def streamClosed(self, stream: IncomingStream | OutgoingStream) -> None:
+    def streamClosed(self, stream: Any) -> None:
         """
         A stream reached its end on both sides: forget it, and free its
         slot.
         """
 
-    def streamFailed(self, stream: IncomingStream | OutgoingStream, error: Exception) -> None:
+    def streamFailed(self, stream: Any, error: Exception) -> None:
         """
         A stream failed: tell the engine's observer.
         """
