@@ -215,9 +215,17 @@ class _Run:
     One measurement of every peer, untuned or tuned.
     """
 
-    def __init__(self, plan: _Plan, tuned: bool, peers: Peers, directory: Path) -> None:
+    def __init__(
+        self,
+        plan: _Plan,
+        tuned: bool,
+        peers: Peers,
+        directory: Path,
+        baseline: Path | None = None,
+    ) -> None:
         self.plan = plan
         self.peers = peers
+        self.baseline = {"PYTHONPATH": str(baseline)} if baseline is not None else None
         self.env = {TUNED_VARIABLE: "1"} if tuned else {}
         self.tag = "tuned" if tuned else "untuned"
         self.figures: dict[str, list[float]] = defaultdict(list)
@@ -239,6 +247,7 @@ class _Run:
             ("tls", ["server", "tls", *tls], {}),
             ("raw", ["rawsink"], {}),
             ("grpc", ["grpcserver", *tls], {}),
+            *([("before", ["server", "ns"], self.baseline)] if self.baseline else []),
         ):
             peer, port = peers.server(f"server-{impl}-{self.tag}", args, {**env, **extra})
             self.servers[impl], self.ports[impl] = peer, port
@@ -262,7 +271,21 @@ class _Run:
         tls = ["--cert-dir", str(self.certDir)]
         twisted = [*stream, "--batch", str(_BATCH), *bulkArgs, *connect]
         n = len(bulk)
+        before = (
+            [
+                ("before", ["client", "ns", str(ports["before"]), *twisted], 2 + n, self.baseline),
+                (
+                    "blocking-before",
+                    ["client", "blocking", str(ports["before"]), *stream, *bulkArgs, *connect],
+                    2 + n,
+                    self.baseline,
+                ),
+            ]
+            if self.baseline
+            else []
+        )
         return [
+            *before,
             ("ns", ["client", "ns", str(ports["ns"]), *twisted], 2 + n, {}),
             (
                 "blocking",
@@ -308,6 +331,8 @@ class _Run:
         if impl == "grpc":
             tls = ["--cert-dir", str(self.certDir)]
             return ["grpcclient", str(ports["grpc"]), *tls, *echo], "grpc", {}
+        if impl == "before" and self.baseline is not None:
+            return ["client", "ns", str(ports["before"]), *echo], "before", self.baseline
         server = "ns" if impl == "blocking" else impl
         extra = _PURE if impl == "pure" else {}
         return (
@@ -328,9 +353,10 @@ class _Run:
             for result in self.peers.client(name, args, expected, env={**self.env, **extra}):
                 _record(self.figures, impl, result)
         everywhere = os.sched_getaffinity(0)
+        echoPeers = _ECHO_PEERS + (("before",) if self.baseline else ())
         for placement, serverCPU, clientCPU in _placements():
-            shift = index % len(_ECHO_PEERS)
-            for impl in _ECHO_PEERS[shift:] + _ECHO_PEERS[:shift]:
+            shift = index % len(echoPeers)
+            for impl in echoPeers[shift:] + echoPeers[:shift]:
                 args, server, extra = self._echoArgs(impl, clientCPU)
                 _pin(self.servers[server], {serverCPU})
                 try:
@@ -355,14 +381,16 @@ class _Run:
             self.figures[f"{impl} memory"].append(_memory(self.peers, impl, self.plan.sessions))
 
 
-def _measure(plan: _Plan, tuned: bool, profileDir: Path | None) -> dict[str, list[float]]:
+def _measure(
+    plan: _Plan, tuned: bool, profileDir: Path | None, baseline: Path | None = None
+) -> dict[str, list[float]]:
     """
     Run every workload of every peer, C{plan.repeats} times, interleaved.
 
     @return: Each figure's value in each repeat, by figure name.
     """
     with _peers(profileDir) as (peers, directory):
-        run = _Run(plan, tuned, peers, directory)
+        run = _Run(plan, tuned, peers, directory, baseline)
         run.startServers()
         for index in range(plan.repeats):
             run.repeat(index)
@@ -516,6 +544,45 @@ def _otherRows(figures: dict[str, list[float]], plan: _Plan) -> list[Row]:
     return out
 
 
+def beforeRows(figures: dict[str, list[float]], plan: _Plan) -> list[Row]:
+    """
+    @return: This checkout against the baseline checkout (C{--baseline}),
+        workload by workload, within the same run.
+    """
+    f = figures
+    before = "the baseline checkout"
+    out = [
+        _row(f, "before/after: small one way, Twisted", "ns stream", "values/s",
+             "before stream", before),
+        _row(f, "before/after: small one way, blocking", "blocking stream", "values/s",
+             "blocking-before stream", before),
+    ]  # fmt: skip
+    for placement, _, _ in _placements():
+        out.append(
+            _row(f, f"before/after: round trip median, {placement}",
+                 f"ns {placement} echo median", "us", f"before {placement} echo median",
+                 before, None, 1e6)
+        )  # fmt: skip
+    for size, _ in plan.bulk:
+        for impl, other, label in (
+            ("ns", "before", "Twisted"),
+            ("blocking", "blocking-before", "blocking"),
+        ):
+            out.append(
+                _row(f, f"before/after: bulk {size // _MiB} MiB, {label}", f"{impl} bulk {size}",
+                     "MB/s", f"{other} bulk {size}", before)
+            )  # fmt: skip
+    for impl, other, label in (
+        ("ns", "before", "Twisted"),
+        ("blocking", "blocking-before", "blocking"),
+    ):
+        out.append(
+            _row(f, f"before/after: connect + 1st RT, {label}", f"{impl} connect median", "ms",
+                 f"{other} connect median", before, None, 1e3)
+        )  # fmt: skip
+    return out
+
+
 def _number(value: float) -> str:
     return f"{value:,.0f}" if value >= 1000 else f"{value:,.1f}" if value >= 10 else f"{value:.3f}"
 
@@ -577,6 +644,13 @@ def main() -> None:
     )
     parser.add_argument("--profile", metavar="DIR", type=Path, help="write peer profiles to DIR")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        type=Path,
+        help="also run NetStructer from the checkout DIR (its C codec built in place), beside"
+        " this one in the same interleaved run, and print the before/after rows",
+    )
     options = parser.parse_args()
     try:
         import grpc  # noqa: F401 (only checked for)
@@ -588,10 +662,15 @@ def main() -> None:
     started = time.monotonic()
     plan = _QUICK if options.quick else _FULL
     described = machine()
-    untuned = rows(_measure(plan, False, options.profile), plan)
+    untunedFigures = _measure(plan, False, options.profile, options.baseline)
+    untuned = rows(untunedFigures, plan)
     tuned = rows(_measure(plan, True, options.profile), plan) if options.tuned else None
     print(describe(described, plan.repeats, options.tuned))
     print(formatTable(untuned, tuned))
+    if options.baseline is not None:
+        print()
+        print(f"Before/after: this checkout against {options.baseline}, in the same run")
+        print(formatTable(beforeRows(untunedFigures, plan), None))
     goals = [row for row in untuned if "status" in row]
     missed = sum(1 for row in goals if row["status"] == "MISS")
     print(

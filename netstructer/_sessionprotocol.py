@@ -253,12 +253,18 @@ class SessionProtocol(FrameReceiver):
         noDelay(self.transport)
         self.transport.registerProducer(self._writeFlow, True)
         self._producerRegistered = True
-        self._writer = TransportWriter(self.transport)
+        writer = self._writer = TransportWriter(self.transport)
         # A server makes its ephemeral key now, while the client makes its own
         # and sends its hello, rather than once the hello has arrived.  (Not
-        # in __init__: a refused connection never gets here.)
-        self.core.connectionMade(self.key)
-        self._afterCore()
+        # in __init__: a refused connection never gets here.)  The hello goes
+        # to the socket at once, not a reactor turn later.
+        corked = writer.cork()
+        try:
+            self.core.connectionMade(self.key)
+            self._afterCore()
+        finally:
+            if corked:
+                writer.uncork()
 
     def dataReceived(self, data: bytes) -> None:
         """

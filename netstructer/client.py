@@ -351,6 +351,10 @@ class _ConnectAttempt(_Settling[_P]):
             "Deferred[_P]", defer.maybeDeferred(self._endpoint.connect, self._factory)
         )
         self._connecting = connecting
+        prepare = getattr(self._factory, "prepare", None)
+        if prepare is not None and not connecting.called:
+            # The connection is on its way: build its protocol meanwhile.
+            prepare()
         connecting.addCallbacks(self._connected, self._connectFailed)
         return self.result
 

@@ -627,16 +627,32 @@ class BridgeClientFactory(ClientFactory):
         """
         self.config = config
         self.clock = _maybeGlobalReactor(clock)
+        self._prepared: BridgeProtocol | None = None
         if logger is not None:
             self._log = logger
 
+    def prepare(self) -> None:
+        """
+        Build the protocol of the next connection now (its channel makes
+        its ephemeral key and hello), while the connection is being made,
+        rather than once it is: call it right after asking an endpoint to
+        connect.
+        """
+        if self._prepared is None:
+            self._prepared = self._build()
+
     def buildProtocol(self, addr: IAddress | None) -> BridgeProtocol:
         """
-        Build a protocol for a new connection.
+        Build a protocol for a new connection (the one L{prepare} built, if
+        any).
 
         @param addr: The server's address.
         @return: The protocol.
         """
+        proto, self._prepared = self._prepared, None
+        return proto if proto is not None else self._build()
+
+    def _build(self) -> BridgeProtocol:
         proto = self.protocol(Role.CLIENT, self.config, self.clock, None, self._log)
         proto.factory = self
         return proto

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from twisted.internet.task import Clock
@@ -96,6 +96,9 @@ class FakeHost:
         if self.maxRecordBody is not None and len(body) > self.maxRecordBody:
             raise BufferDataError(f"a record of {len(body)} bytes, over {self.maxRecordBody}")
         self._queue(recordType, body, len(body))
+
+    def sendRecordParts(self, recordType: int, parts: Sequence[bytes | memoryview]) -> None:
+        self.sendRecord(recordType, b"".join(parts))
 
     def sendValue(self, value: object) -> None:
         """
