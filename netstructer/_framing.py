@@ -6,12 +6,16 @@ linear time, with the pauses a session needs.
 
 from __future__ import annotations
 
+import struct
+
 from twisted.protocols.basic import Int32StringReceiver
 
 from netstructer.errors import FrameTooLarge
 from netstructer.session.framing import FrameReader
 
 __all__ = ["FrameReceiver"]
+
+_PREFIX = struct.Struct("!I")
 
 
 class FrameReceiver(Int32StringReceiver):
@@ -23,25 +27,39 @@ class FrameReceiver(Int32StringReceiver):
     a frame that arrives within one read handed over in place, without a
     copy, and a large frame received into one buffer of its announced
     length that the connection reuses.  A subclass may stop the frames from
-    being handed over (L{_mayReceive}) and end them (L{_receivingEnded}).
+    being handed over (L{_receiveBlocked}) and end them (L{_receivingEnded}).
 
     A frame is handed to C{stringReceived} as a L{memoryview}, valid only
     during that call.
     """
 
-    def __init__(self) -> None:
-        self._frames = FrameReader(self.MAX_LENGTH)
+    def __init__(self, frames: FrameReader | None = None) -> None:
+        """
+        @param frames: The reader to split frames with; a new one by default.
+        """
+        self._frames = frames if frames is not None else FrameReader(self.MAX_LENGTH)
+        self._frames.maxFrame = self.MAX_LENGTH
         self._framesFailed = False
         self._processing = False
 
     # The subclass's hooks.
 
-    def _mayReceive(self) -> bool:
+    _receiveBlocked = False
+    """Whether frames must wait (reading is paused, or something of an
+    earlier frame is held back); a subclass keeps it."""
+
+    def _frameAlone(self, frame: memoryview) -> None:
         """
-        @return: Whether frames may be handed over now (reading is not
-            paused, nothing of an earlier frame is held back).
+        Handle a frame that arrived alone, in one read, with nothing
+        buffered: as one frame of L{_processBuffer}.
+
+        @param frame: The frame's payload, in place.
         """
-        return True
+        self._receivingStarted()
+        try:
+            self.stringReceived(frame)
+        finally:
+            self._framesHandled()
 
     def _receivingStarted(self) -> None:
         """
@@ -80,8 +98,32 @@ class FrameReceiver(Int32StringReceiver):
         """
         if self._framesFailed:
             return
-        self._frames.feed(data)
+        frames = self._frames
+        if not self._receiveBlocked and not self._processing and len(data) >= 4:
+            (length,) = _PREFIX.unpack_from(data)
+            if len(data) == 4 + length and length <= self.MAX_LENGTH and not frames.pending:
+                # Exactly one frame, and nothing else waits (a request, or
+                # its answer, in one read): handed over in place.  C{data}
+                # is immutable, so a view of it that outlives this call
+                # harms nothing.
+                self._processing = True
+                try:
+                    self._frameAlone(memoryview(data)[4:])
+                finally:
+                    self._processing = False
+                return
+        frames.feed(data)
         self._processBuffer()
+
+    def setFrameLimit(self, limit: int) -> None:
+        """
+        Accept frames of up to C{limit} bytes from now on (larger once the
+        peer has authenticated).
+
+        @param limit: The new C{MAX_LENGTH}.
+        """
+        self.MAX_LENGTH = limit
+        self._frames.maxFrame = limit
 
     def _processBuffer(self) -> None:
         """
@@ -94,10 +136,9 @@ class FrameReceiver(Int32StringReceiver):
         self._processing = True
         self._receivingStarted()
         frames = self._frames
-        frames.maxFrame = self.MAX_LENGTH
         try:
             self._resumeHeld()
-            while self._mayReceive():
+            while not self._receiveBlocked:
                 try:
                     frame = frames.nextFrame()
                 except FrameTooLarge as e:
@@ -110,7 +151,6 @@ class FrameReceiver(Int32StringReceiver):
                 if self._receivingEnded():
                     self._dropFrames()
                     return
-                frames.maxFrame = self.MAX_LENGTH
         finally:
             self._processing = False
             self._framesHandled()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IAddress, IReactorTime
@@ -36,6 +36,7 @@ from netstructer.channel import (
     HandshakeCompleted,
     Role,
     ValueReceived,
+    ValuesReceived,
 )
 from netstructer.closing import CloseStep
 from netstructer.errors import BufferDataError, NetStructerError, SessionClosed
@@ -159,11 +160,11 @@ class SessionProtocol(FrameReceiver):
             self._log = logger
         self.core = core = SessionCore(role, config, clock.seconds)
         core.changed = self._afterCore
+        super().__init__(core.frames)
         self._sender = core.sender
         self.key = ""
         self.peer: IAddress | None = None
         self.closeReason: Failure | None = None
-        super().__init__()
         self._inEvents = False
         self._writeFlow = WriteFlow(self._writingPaused, self._writingResumed)
         self._writer: TransportWriter | None = None
@@ -282,9 +283,23 @@ class SessionProtocol(FrameReceiver):
             if corked and writer is not None:
                 writer.uncork()
 
-    def _mayReceive(self) -> bool:
+    def _frameAlone(self, frame: memoryview) -> None:
+        # The common case (a request, or its answer, alone in one read),
+        # with the hooks of FrameReceiver written inline.
+        sender = self._sender
+        sender.receiving = True
+        try:
+            self.stringReceived(frame)  # type: ignore[arg-type]
+        finally:
+            sender.receiving = False
+            sender.flush()
+            core = self.core
+            if core.events or core.out.size or core.liveness.changed:
+                self._afterCore()
+
+    def _updateBlocked(self) -> None:
         delivery = self.core.delivery
-        return not delivery.paused and not delivery.holding
+        self._receiveBlocked = delivery.paused or delivery.holding
 
     def _receivingStarted(self) -> None:
         self._sender.receiving = True
@@ -303,6 +318,7 @@ class SessionProtocol(FrameReceiver):
         core = self.core
         if core.delivery.holding:
             held = core.delivery.takeHeld()
+            self._updateBlocked()
             core.valuesIn += len(held)
             self._deliver(held, core.delivery.share)
 
@@ -328,14 +344,15 @@ class SessionProtocol(FrameReceiver):
         core = self.core
         event = core.frameReceived(string)
         if event is not None:
-            if isinstance(event, ValueReceived):
+            if type(event) is ValueReceived:
                 self.events.valuesReceived(self, 1, event.size)
                 self.core.delivery.share = event.size
                 self._valueSink()(event.value)
             else:
-                share = event.size // len(event.values)
-                self.events.valuesReceived(self, len(event.values), share)
-                self._deliver(event.values, share)
+                values = cast(ValuesReceived, event).values
+                share = event.size // len(values)
+                self.events.valuesReceived(self, len(values), share)
+                self._deliver(values, share)
         if core.events:
             self._handleEvents()
 
@@ -351,6 +368,7 @@ class SessionProtocol(FrameReceiver):
         for index, value in enumerate(values):
             if core.halted:
                 core.valuesIn -= core.delivery.hold(values, index, share)
+                self._updateBlocked()
                 return
             received(value)
 
@@ -369,7 +387,7 @@ class SessionProtocol(FrameReceiver):
         core = self.core
         if core.events:
             self._handleEvents()
-        if core.out:
+        if core.out.size:
             self._writeOutput()
         if core.liveness.changed:
             self._armTimer()
@@ -425,7 +443,7 @@ class SessionProtocol(FrameReceiver):
             while events:
                 event = events.pop(0)
                 if isinstance(event, HandshakeCompleted):
-                    self.MAX_LENGTH = self.core.channel.maxFrameSize
+                    self.setFrameLimit(self.core.channel.maxFrameSize)
                     self._sessionOpened()
                 elif isinstance(event, CloseReceived):
                     self._closeReceived(event)
@@ -506,7 +524,7 @@ class SessionProtocol(FrameReceiver):
         shutdown while a producer is registered.  Frames held back (a close
         reply) go to the socket at once.
         """
-        if self.core.out:
+        if self.core.out.size:
             self._writeOutput()
         if self._writer is not None:
             self._writer.sendHeldBack()

@@ -225,7 +225,7 @@ class BridgeProtocol(SessionProtocol):
             # firing, application code): the batch leaves at the end of
             # this reactor turn, with every value sent during it.
             self._flushCall = self.clock.callLater(0, self._flushLater)
-        if self.core.out:
+        if self.core.out.size:
             self._writeOutput()
 
     def sendRecord(self, recordType: int, body: bytes) -> None:
@@ -261,7 +261,7 @@ class BridgeProtocol(SessionProtocol):
         """
         self._cancelFlush()
         self._sender.flush()
-        if self.core.out:
+        if self.core.out.size:
             self._writeOutput()
 
     def _flushLater(self) -> None:
@@ -366,6 +366,7 @@ class BridgeProtocol(SessionProtocol):
         cannot keep up); frames already buffered wait too.
         """
         if self.core.pauseReceiving():
+            self._updateBlocked()
             self.events.receivingPaused(self)
             self.transport.pauseProducing()
 
@@ -375,6 +376,7 @@ class BridgeProtocol(SessionProtocol):
         first.
         """
         if self.core.resumeReceiving():
+            self._updateBlocked()
             self.events.receivingResumed(self)
             if self.closeReason is None:
                 self.transport.resumeProducing()

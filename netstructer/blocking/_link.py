@@ -26,7 +26,6 @@ from netstructer.blocking._sockets import (
 )
 from netstructer.channel import (
     BATCH_SIZE,
-    HANDSHAKE_MAX_FRAME,
     PROTOCOL_VERSION,
     CloseCode,
     CloseReceived,
@@ -50,7 +49,6 @@ from netstructer.keys import Keyring, asKeyring
 from netstructer.relay.client import RelayClient, RelayClientCapability
 from netstructer.session.config import BridgeConfig
 from netstructer.session.core import SessionCore, SessionFailed
-from netstructer.session.framing import FrameReader
 from netstructer.session.routing import CapabilityRouter
 from netstructer.values import DEFAULT_LIMITS, Decoder, Limits
 
@@ -243,7 +241,6 @@ class _LinkSession:
 
     def __init__(self, sock: socket.socket, config: BridgeConfig, closeTimeout: float) -> None:
         self.io = SocketIO(sock)
-        self.frames = FrameReader(HANDSHAKE_MAX_FRAME)
         self.closeTimeout = closeTimeout
         self.limits = config.limits
         self.error: BaseException | None = None
@@ -258,6 +255,7 @@ class _LinkSession:
         self.closeReason: str | None = None
         self.closedCleanly = False
         self.core = core = SessionCore(Role.CLIENT, config, time.monotonic, wallClock=time.time)
+        self.frames = core.frames
         client = RelayClient(core.channel.encodeValue, Decoder(config.limits).decode)
         self.relay = core.attach(lambda host: RelayClientCapability(host, client))
 

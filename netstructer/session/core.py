@@ -47,6 +47,7 @@ from typing import TypeVar, cast
 from zope.interface import implementer
 
 from netstructer.channel import (
+    HANDSHAKE_MAX_FRAME,
     CloseCode,
     CloseReceived,
     Event,
@@ -72,6 +73,7 @@ from netstructer.keys import KeyIdentity
 from netstructer.session.capability import ICapability, ISessionHost
 from netstructer.session.config import BridgeConfig
 from netstructer.session.ending import brokenConnection
+from netstructer.session.framing import FrameReader
 from netstructer.session.incoming import Delivery
 from netstructer.session.liveness import Due, Liveness
 from netstructer.session.outgoing import OutputQueue, WriteFlow
@@ -144,6 +146,8 @@ class SessionCore:
     @ivar channel: The handshake and record protection.
     @ivar sender: The send side: values, batches and records, sealed in
         order into L{out}.
+    @ivar frames: Splits the received byte stream into frames (the adapter
+        feeds it).
     @ivar out: The framed bytes waiting for the transport.
     @ivar flow: Whether the transport takes more (capabilities are told
         when it does again).
@@ -193,6 +197,7 @@ class SessionCore:
         self.config = config
         self.now = now
         self.channel = channel = config.makeChannel(role, wallClock or now)
+        self.frames = FrameReader(HANDSHAKE_MAX_FRAME)
         self.out = OutputQueue()
         self.flow = WriteFlow(self.out, self._writableAgain)
         self.sender = ValueSender(channel, self.out, config, now)
@@ -584,6 +589,10 @@ class SessionCore:
         elif due is Due.PING:
             self.closing.pingSent(self.sender.valuesOut)
             self.sender.sendControl(self.channel.ping)
+            # Silent for an interval: give back the buffers large values
+            # were received and sealed in (made again when needed).
+            self.frames.releaseBuffers()
+            self.channel.releaseBuffers()
         elif due is Due.IDLE:
             self.close(CloseCode.IDLE_TIMEOUT, "idle timeout")
             self.events.append(IdleClosed())

@@ -50,7 +50,8 @@ PREFIX_SIZE: Final = _PREFIX.size
 """The size of a frame's length prefix: 4 bytes."""
 
 _SMALL_BUFFER: Final = 64 * 1024
-"""The size the small-frame buffer starts at, and shrinks back to."""
+"""The size the small-frame buffer shrinks back to (it is made when first
+needed, of the size needed)."""
 
 _MIN_RECEIVE: Final = 16 * 1024
 """L{FrameReader.receiveBuffer} offers at least this much room."""
@@ -90,7 +91,9 @@ class FrameReader:
         self._head = 0
         self._queued = 0
         # The small-frame buffer: unparsed bytes at [_start:_end].
-        self._small = memoryview(bytearray(_SMALL_BUFFER))
+        # Made when first needed: a connection whose frames all arrive
+        # whole, one read each, never needs it.
+        self._small = memoryview(bytearray())
         self._start = 0
         self._end = 0
         # The large frame in progress (_largeSize > 0), _largeFilled bytes
@@ -180,8 +183,8 @@ class FrameReader:
             self._start = self._end = 0
             if len(self._small) > max(_SMALL_BUFFER, PREFIX_SIZE + self.largeFrame):
                 # Grown past what any small frame needs (by receiveBuffer
-                # after feed): back to the first size.
-                self._small = memoryview(bytearray(_SMALL_BUFFER))
+                # after feed): made again when next needed.
+                self._small = memoryview(bytearray())
             if self._queued:
                 frame = self._frameFromChunk()
                 if frame is not None:
@@ -243,7 +246,9 @@ class FrameReader:
         if not self._largeSize:
             self._large = memoryview(bytearray())
         buffered = self._end - self._start
-        if len(self._small) > _SMALL_BUFFER and buffered <= _SMALL_BUFFER:
+        if not buffered:
+            self._small, self._start, self._end = memoryview(bytearray()), 0, 0
+        elif len(self._small) > _SMALL_BUFFER and buffered <= _SMALL_BUFFER:
             small = memoryview(bytearray(_SMALL_BUFFER))
             small[:buffered] = self._small[self._start : self._end]
             self._small, self._start, self._end = small, 0, buffered

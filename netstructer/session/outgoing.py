@@ -36,11 +36,14 @@ class OutputQueue:
     writes what its socket takes and drops it (L{advance}).
 
     @ivar size: The bytes queued.
+    @ivar borrowed: The queued chunk held in the channel's reused buffer, if
+        any: a writer that cannot send it at once copies it (see
+        L{frameBorrowed}).
     @ivar highWater: The size at which the queue is full.
     @ivar lowWater: The size at or under which a full queue has drained.
     """
 
-    __slots__ = ("_borrowed", "_chunks", "highWater", "lowWater", "size")
+    __slots__ = ("_chunks", "borrowed", "highWater", "lowWater", "size")
 
     def __init__(
         self, highWater: int = DEFAULT_HIGH_WATER, lowWater: int = DEFAULT_LOW_WATER
@@ -56,7 +59,7 @@ class OutputQueue:
         self.lowWater = lowWater
         self.size = 0
         self._chunks: deque[bytes | memoryview] = deque()
-        self._borrowed: memoryview | None = None
+        self.borrowed: memoryview | None = None
 
     def __bool__(self) -> bool:
         return bool(self._chunks)
@@ -88,27 +91,18 @@ class OutputQueue:
         """
         self.settleBorrowed()
         self._chunks.append(framed)
-        self._borrowed = framed
+        self.borrowed = framed
         self.size += len(framed)
-
-    @property
-    def borrowed(self) -> memoryview | None:
-        """
-        The queued chunk held in the channel's reused buffer, if any: a
-        writer that cannot send it at once copies it (see
-        L{frameBorrowed}).
-        """
-        return self._borrowed
 
     def settleBorrowed(self) -> None:
         """
         Copy what is still queued of the borrowed frame, so that the
         channel may reuse its buffer.
         """
-        borrowed = self._borrowed
+        borrowed = self.borrowed
         if borrowed is None:
             return
-        self._borrowed = None
+        self.borrowed = None
         chunks = self._chunks
         for index, chunk in enumerate(chunks):
             if chunk is borrowed:
@@ -124,7 +118,7 @@ class OutputQueue:
         chunks = self._chunks
         self._chunks = deque()
         self.size = 0
-        self._borrowed = None
+        self.borrowed = None
         return chunks
 
     def chunks(self) -> deque[bytes | memoryview]:
@@ -148,12 +142,12 @@ class OutputQueue:
             if sent >= length:
                 chunks.popleft()
                 sent -= length
-                if first is self._borrowed:
-                    self._borrowed = None
+                if first is self.borrowed:
+                    self.borrowed = None
             else:
                 rest = chunks[0] = memoryview(first)[sent:]
-                if first is self._borrowed:
-                    self._borrowed = rest
+                if first is self.borrowed:
+                    self.borrowed = rest
                 sent = 0
 
     def coalesceFront(self, limit: int) -> None:
@@ -193,7 +187,7 @@ class OutputQueue:
         """
         self._chunks.clear()
         self.size = 0
-        self._borrowed = None
+        self.borrowed = None
 
 
 class WriteFlow:
