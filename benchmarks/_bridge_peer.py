@@ -65,7 +65,6 @@ from typing import Any
 from msgpack import packb, unpackb
 from twisted.internet import defer
 from twisted.internet.endpoints import (
-    TCP4ClientEndpoint,
     clientFromString,
     connectProtocol,
     quoteStringArgument,
@@ -425,7 +424,8 @@ def netStructerOpener(reactor: Any, port: int) -> Opener:
     from netstructer.client import connect
     from netstructer.keys import asKeyring
 
-    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=10)
+    # As README.rst shows: connect(reactor, "host:port", key).
+    endpoint = f"127.0.0.1:{port}"
     keyring = asKeyring(os.environ[KEY_VARIABLE])
 
     async def openLink() -> Link:

@@ -319,6 +319,7 @@ class CipherState:
         "_aeadEncrypt",
         "_aeadEncryptInto",
         "_aes",
+        "_aesKey",
         "_n",
         "_packNonce",
         "cipherName",
@@ -330,6 +331,7 @@ class CipherState:
     _aeadDecryptInto: Callable[[bytes, _BytesLike, bytes | None, _WritableBuffer], int]
     _packNonce: Callable[[int], bytes]
     _aes: algorithms.AES | None
+    _aesKey: bytes | None
     _n: int
     cipherName: str
 
@@ -348,7 +350,10 @@ class CipherState:
         self._aeadDecrypt = aead.decrypt
         self._aeadEncryptInto = aead.encrypt_into
         self._aeadDecryptInto = aead.decrypt_into
-        self._aes = algorithms.AES(key) if cipherName == "AESGCM" else None
+        # The AES key schedule for encryptPartsInto is made on first use:
+        # most connections never seal a large value.
+        self._aes = None
+        self._aesKey = key if cipherName == "AESGCM" else None
         self._packNonce = _NONCE_STRUCTS[cipherName].pack
         self._n = 0
 
@@ -422,7 +427,7 @@ class CipherState:
         Whether L{encryptPartsInto} is available: with AES-GCM, whose
         C{cryptography} interface encrypts a message in parts.
         """
-        return self._aes is not None
+        return self._aesKey is not None
 
     def encryptPartsInto(self, parts: Sequence[_BytesLike], out: _WritableBuffer) -> int:
         """
@@ -443,7 +448,9 @@ class CipherState:
         """
         aes = self._aes
         if aes is None:
-            raise ValueError(f"encryptPartsInto needs AES-GCM, not {self.cipherName}")
+            if self._aesKey is None:
+                raise ValueError(f"encryptPartsInto needs AES-GCM, not {self.cipherName}")
+            aes = self._aes = algorithms.AES(self._aesKey)
         n = self._n
         if n > _LAST_NONCE:
             raise _NonceExhaustedError(

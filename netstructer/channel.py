@@ -59,6 +59,7 @@ The wire format is specified byte for byte in C{docs/protocol.rst}.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import struct
@@ -406,7 +407,8 @@ def frameOverhead(suite: str, maxValueSize: int) -> int:
     return 1 + maxValueSize + TAG_SIZE
 
 
-def _suiteIDs(families: Sequence[str]) -> frozenset[int]:
+@functools.cache
+def _suiteIDs(families: tuple[str, ...]) -> frozenset[int]:
     """
     @param families: Suite families (C{"noise"}, C{"fernet"}).
     @return: The suite IDs of the hello they accept.
@@ -1672,7 +1674,7 @@ class Channel:
         self._ephemeralFactory = ephemeralFactory
         self._outgoing: list[bytes] = []
         self._maxFrameSize = HANDSHAKE_MAX_FRAME
-        self._acceptedSuiteIDs = _suiteIDs(acceptSuites or (suite,))
+        self._acceptedSuiteIDs = _suiteIDs(tuple(acceptSuites or (suite,)))
         self._state: _State
         if role is Role.CLIENT:
             handshake: _ClientHandshake
@@ -1819,6 +1821,15 @@ class Channel:
         path may call its C{encode} directly.
         """
         return self._encoder
+
+    @property
+    def decoder(self) -> Decoder:
+        """
+        This channel's decoder (its limits are the channel's): for
+        capabilities that carry encoded values in their records (the
+        relay).
+        """
+        return self._decoder
 
     def encodeValue(self, value: object) -> bytes:
         """

@@ -58,6 +58,16 @@ class CloseMachine:
     @ivar step: How the handshake ended, once a close record has arrived.
     """
 
+    __slots__ = (
+        "_closeSentAfter",
+        "_pingSentAfter",
+        "_sentClose",
+        "confirmed",
+        "deadline",
+        "grace",
+        "step",
+    )
+
     def __init__(self, grace: float) -> None:
         """
         @param grace: The grace period, in seconds; positive.

@@ -42,7 +42,6 @@ from netstructer.relay.wire import RelayedValue
 from netstructer.session.capability import ICapability, ISessionHost
 from netstructer.session.config import BridgeConfig
 from netstructer.tlsfailure import TLSFailureLimiter
-from netstructer.values import Decoder
 
 if TYPE_CHECKING:
     pass
@@ -443,7 +442,7 @@ class BridgeProtocol(SessionProtocol):
         return capability
 
     def _attachRelayClient(self) -> RelayClientCapability:
-        client = RelayClient(self.core.channel.encodeValue, Decoder(self.config.limits).decode)
+        client = RelayClient(self.core.channel.encodeValue, self.core.channel.decoder.decode)
         return self.core.attach(lambda host: RelayClientCapability(host, client))
 
     def _relayFacade(self) -> ProtocolRelay:

@@ -50,7 +50,7 @@ from netstructer.relay.client import RelayClient, RelayClientCapability
 from netstructer.session.config import BridgeConfig
 from netstructer.session.core import SessionCore, SessionFailed
 from netstructer.session.routing import CapabilityRouter
-from netstructer.values import DEFAULT_LIMITS, Decoder, Limits
+from netstructer.values import DEFAULT_LIMITS, Limits
 
 __all__ = ["Address", "KeyLike", "Link", "link", "parseAddress"]
 
@@ -256,7 +256,7 @@ class _LinkSession:
         self.closedCleanly = False
         self.core = core = SessionCore(Role.CLIENT, config, time.monotonic, wallClock=time.time)
         self.frames = core.frames
-        client = RelayClient(core.channel.encodeValue, Decoder(config.limits).decode)
+        client = RelayClient(core.channel.encodeValue, core.channel.decoder.decode)
         self.relay = core.attach(lambda host: RelayClientCapability(host, client))
 
     def checkOpen(self, what: str) -> None:

@@ -178,6 +178,43 @@ class SessionCore:
         adapter acts on them then.
     """
 
+    __slots__ = (
+        "_graceReported",
+        "bytesIn",
+        "capabilities",
+        "changed",
+        "channel",
+        "closeCode",
+        "closeMessage",
+        "closeRequested",
+        "closing",
+        "config",
+        "connectedAt",
+        "delivery",
+        "ended",
+        "established",
+        "events",
+        "failure",
+        "flow",
+        "frames",
+        "halted",
+        "keyId",
+        "lastActivity",
+        "lastValueIn",
+        "liveness",
+        "name",
+        "now",
+        "openedAt",
+        "out",
+        "peer",
+        "peerKey",
+        "queue",
+        "role",
+        "sender",
+        "suite",
+        "valuesIn",
+    )
+
     def __init__(
         self,
         role: Role,
@@ -654,6 +691,11 @@ class CapabilityHost:
     What one capability sees of its session: an L{ISessionHost} over the
     session core.
     """
+
+    __slots__ = (
+        "_core",
+        "capability",
+    )
 
     def __init__(self, core: SessionCore) -> None:
         self._core = core

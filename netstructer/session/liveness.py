@@ -157,13 +157,15 @@ class Liveness:
         @param others: Further deadlines to consider (the close's grace
             period).
         """
-        times = [
-            t
-            for t in (self._handshakeAt, self._keepAliveAt, self._idleAt, *others)
-            if t is not None
-        ]
-        times.extend(self._wakes.values())
-        return min(times) if times else None
+        earliest: float | None = None
+        for when in (self._handshakeAt, self._keepAliveAt, self._idleAt, *others):
+            if when is not None and (earliest is None or when < earliest):
+                earliest = when
+        if self._wakes:
+            soonest = min(self._wakes.values())
+            if earliest is None or soonest < earliest:
+                earliest = soonest
+        return earliest
 
     def due(self, now: float, lastActivity: float, lastValue: float) -> list[Due]:
         """

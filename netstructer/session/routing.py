@@ -59,6 +59,11 @@ class CapabilityRouter:
     owns.
     """
 
+    __slots__ = (
+        "_byName",
+        "_byType",
+    )
+
     def __init__(self) -> None:
         self._byType: dict[int, ICapability] = {}
         self._byName: dict[str, ICapability] = {}

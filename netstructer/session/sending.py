@@ -44,6 +44,26 @@ class ValueSender:
     @ivar peer: How the peer is named in messages.
     """
 
+    __slots__ = (
+        "_batch",
+        "_batchLimit",
+        "_batchSize",
+        "_channel",
+        "_config",
+        "_encode",
+        "_established",
+        "_failed",
+        "_now",
+        "_out",
+        "_pending",
+        "_stopped",
+        "bytesOut",
+        "lastValue",
+        "peer",
+        "receiving",
+        "valuesOut",
+    )
+
     def __init__(
         self,
         channel: Channel,
