@@ -45,7 +45,7 @@ from netstructer.keys import KeyIdentity
 from netstructer.session.config import BridgeConfig
 from netstructer.session.core import GraceExpired, IdleClosed, SessionCore, SessionFailed
 from netstructer.session.routing import CapabilityRouter
-from netstructer.tlsfailure import describeTLSFailure, tlsHandshakeError
+from netstructer.tlsfailure import serverTLSFailure, tlsHandshakeError
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall
@@ -101,11 +101,10 @@ class SessionProtocol(FrameReceiver):
     @ivar clock: Schedules the timer.
     @ivar key: The session's registry key, C{"ip:port"}.
     @ivar peer: The peer's address.
-    @ivar closeReason: Why the connection ended, once it has: a L{Failure}
-        of L{ConnectionDone} for a clean close.
-    @ivar events: Told of handshake outcomes, received records, pauses and
-        the end of the connection (see L{netstructer.events}); set by the
-        server factory, a no-op by default.
+    @ivar closeReason: Why the connection ended, once it has (L{ConnectionDone}
+        for a clean close).
+    @ivar events: Told of what happens to the connection, for metrics (see
+        L{netstructer.events}); a no-op by default.
     """
 
     MAX_LENGTH = HANDSHAKE_MAX_FRAME
@@ -113,20 +112,9 @@ class SessionProtocol(FrameReceiver):
     events: IBridgeEvents = NO_EVENTS
     transport: Transport  # type: ignore[assignment]
 
-    name = _fromCore(
-        "name",
-        "On a server, the name of the key that authenticated the session (C{alice} for "
-        "the key file line C{alice <key>}); L{None} for an anonymous key, before the "
-        "handshake, and on a client.",
-    )
-    keyId = _fromCore(
-        "keyId",
-        "The non-secret ID of the key that authenticated the session (as C{netstructer "
-        'keygen} shows it); C{""} before the handshake completes.',
-    )
-    peerKey: KeyIdentity | None = _fromCore(
-        "peerKey", "On a server, the L{KeyIdentity} of the client's key; else L{None}."
-    )
+    name = _fromCore("name", "On a server, the name of the client's key (L{None} if anonymous).")
+    keyId = _fromCore("keyId", 'The ID of the key that authenticated the session (C{""} before).')
+    peerKey: KeyIdentity | None = _fromCore("peerKey", "On a server, the client's L{KeyIdentity}.")
     openedAt = _fromCore("openedAt", "When the handshake completed (L{None} before).")
     connectedAt = _fromCore("connectedAt", "When the connection was made (L{None} before).")
     suite = _fromCore("suite", "The suite the handshake settled on (L{None} before).")
@@ -136,9 +124,7 @@ class SessionProtocol(FrameReceiver):
     bytesIn = _fromCore("bytesIn", "Frame bytes received (after the length prefix).")
     closeCode = _fromCore("closeCode", "The peer's close code, if it sent one.")
     closeMessage = _fromCore("closeMessage", "The peer's close reason, if it sent one.")
-    protocolVersion = _fromCore(
-        "protocolVersion", "The protocol version negotiated with the peer (L{None} before)."
-    )
+    protocolVersion = _fromCore("protocolVersion", "The protocol version negotiated.")
 
     def __init__(
         self,
@@ -586,23 +572,10 @@ class SessionProtocol(FrameReceiver):
 
     def _tlsFailure(self, reason: Failure) -> NetStructerError | None:
         """
-        Name a TLS handshake failure, and on a server log it (rate-limited
-        by the factory's L{TLSFailureLimiter}).
-
-        @param reason: Why the connection was lost during the handshake.
-        @return: The error naming the TLS failure, or L{None} if it was not one.
+        Name a TLS handshake failure, and on a server log it, rate-limited by
+        the factory's limiter (see L{netstructer.tlsfailure.serverTLSFailure}).
         """
-        error = tlsHandshakeError(reason.value)
-        if error is None or self.role is not Role.SERVER:
-            return error
+        if self.role is not Role.SERVER:
+            return tlsHandshakeError(reason.value)
         limiter = getattr(getattr(self, "factory", None), "tlsFailures", None)
-        skipped = limiter.shouldLog(self.clock.seconds()) if limiter is not None else 0
-        if skipped is not None:
-            self._log.warn(
-                "TLS handshake with {peer} failed: {reason} ({skipped} similar failures "
-                "not logged since the last line)",
-                peer=self.key,
-                reason=describeTLSFailure(reason.value),
-                skipped=skipped,
-            )
-        return error
+        return serverTLSFailure(reason.value, limiter, self.clock.seconds(), self._log, self.key)

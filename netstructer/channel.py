@@ -243,7 +243,9 @@ class Role(Enum):
     """
 
     CLIENT = "client"
+    """The end that connects and sends the hello."""
     SERVER = "server"
+    """The end that accepts the connection and answers the hello."""
 
 
 class CloseCode(int, Enum):
@@ -256,12 +258,19 @@ class CloseCode(int, Enum):
     """
 
     NORMAL = 0
+    """The session is done: nothing went wrong."""
     GOING_AWAY = 1
+    """The side is shutting down (a server stopping)."""
     PROTOCOL_ERROR = 2
+    """The peer broke the protocol in a way that still allows a close."""
     TOO_BIG = 3
+    """The peer sent a value larger than this side accepts."""
     IDLE_TIMEOUT = 4
+    """No value moved for the idle timeout."""
     INTERNAL_ERROR = 5
+    """This side failed (a server's handler raised); details stay in its log."""
     POLICY = 6
+    """A policy ended the session (its key was revoked)."""
 
     @classmethod
     def fromWire(cls, code: int) -> CloseCode:
@@ -385,6 +394,7 @@ Event = (
     | CloseReceived
     | RecordReceived
 )
+"""Every event L{Channel.receiveFrame} may return."""
 
 
 def frameOverhead(suite: str, maxValueSize: int) -> int:

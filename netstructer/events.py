@@ -32,41 +32,77 @@ class Connection(Protocol):
     """
 
     key: str
+    """The session's registry key, C{"ip:port"}."""
     clock: IReactorTime
+    """The clock of its timers."""
     transport: Any
+    """Its transport."""
 
     @property
-    def established(self) -> bool: ...
+    def established(self) -> bool:
+        """
+        Whether its handshake completed and it has not ended.
+        """
 
     @property
-    def suite(self) -> str | None: ...
+    def suite(self) -> str | None:
+        """
+        The suite its handshake settled on.
+        """
 
     @property
-    def openedAt(self) -> float | None: ...
+    def openedAt(self) -> float | None:
+        """
+        When its handshake completed.
+        """
 
     @property
-    def connectedAt(self) -> float | None: ...
+    def connectedAt(self) -> float | None:
+        """
+        When it connected.
+        """
 
     @property
-    def valuesIn(self) -> int: ...
+    def valuesIn(self) -> int:
+        """
+        Values it received.
+        """
 
     @property
-    def valuesOut(self) -> int: ...
+    def valuesOut(self) -> int:
+        """
+        Values it sent.
+        """
 
     @property
-    def bytesIn(self) -> int: ...
+    def bytesIn(self) -> int:
+        """
+        Frame bytes it received.
+        """
 
     @property
-    def bytesOut(self) -> int: ...
+    def bytesOut(self) -> int:
+        """
+        Frame bytes of values it sent.
+        """
 
     @property
-    def closeCode(self) -> CloseCode | None: ...
+    def closeCode(self) -> CloseCode | None:
+        """
+        The peer's close code, if it sent one.
+        """
 
     @property
-    def closeSent(self) -> CloseCode | None: ...
+    def closeSent(self) -> CloseCode | None:
+        """
+        The close code this side sent, if it sent one.
+        """
 
     @property
-    def failedLocally(self) -> bool: ...
+    def failedLocally(self) -> bool:
+        """
+        Whether this side ended it for a protocol error or a timeout.
+        """
 
 
 class IBridgeEvents(Interface):

@@ -581,6 +581,8 @@ class BridgeServerFactory(Factory):
         self.clock = _maybeGlobalReactor(clock)
         self.tlsFailures = TLSFailureLimiter()
         self.events: IBridgeEvents = NO_EVENTS
+        """Told of what happens to the connections (set by the server's
+        metrics; a no-op by default)."""
         if logger is not None:
             self._log = logger
 
@@ -614,6 +616,7 @@ class BridgeClientFactory(ClientFactory):
     # and "Stopping factory" lines would be logged for every one, on the
     # connection's critical path.
     noisy = False
+    """No "Starting factory" and "Stopping factory" lines."""
 
     def __init__(
         self,

@@ -415,8 +415,7 @@ class Server(MultiService):
         @raise ServerInitializeError: The key is missing or malformed (the
             message holds no key material), a port number is out of
             range, or metrics were asked for without C{prometheus_client}.
-        @raise TypeError: An unknown option, or an endpoint of no accepted
-            form.
+        @raise TypeError: An unknown option, or an endpoint of no known form.
         @raise ValueError: An option has a bad value.
         """
         super().__init__()
@@ -440,6 +439,7 @@ class Server(MultiService):
         self._listenWaiters: list[defer.Deferred[IListeningPort]] = []
         self._listenedOnStart = self._stopping = False
         self.metrics = _serverMetrics(self, metrics, metricsRegistry)
+        """The metrics (L{netstructer.metricsweb.ServerMetrics}), or L{None}."""
         if handler is not None:
             self.setHandler(handler)
 
@@ -767,6 +767,8 @@ class Server(MultiService):
             and every connection has ended.
         """
         self.running = 0
+        """Whether the service runs (Twisted's L{Service.running
+        <twisted.application.service.Service.running>})."""
         self._stopping = True
         self._listenedOnStart = False
         if self._listening is not None:

@@ -551,6 +551,7 @@ class Options(usage.Options):
     """
 
     synopsis = "[options]"
+    """What C{twistd netstructer --help} shows after the command."""
     longdesc = (
         "Run a NetStructer server: encrypted, authenticated Python values over TCP."
         " By default it listens on 127.0.0.1:5000, echoes every value back, and uses the"
@@ -558,6 +559,7 @@ class Options(usage.Options):
         " creates on first start.  Keys: an explicit --key-file wins, then the"
         f" {ENVIRONMENT_VARIABLE} environment variable, then that default file."
     )
+    """The description C{twistd netstructer --help} shows."""
 
     optParameters: list[Sequence[Any]] = [
         [
@@ -706,6 +708,7 @@ class Options(usage.Options):
             _metricsEndpoint,
         ],
     ]
+    """The options that take a value (see L{usage.Options})."""
 
     optFlags: list[Sequence[Any]] = [
         [
@@ -716,6 +719,7 @@ class Options(usage.Options):
             " handler).",
         ],
     ]
+    """The options that take no value (see L{usage.Options})."""
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         """

@@ -9,11 +9,18 @@ them the reason its connection was lost.
 
 from __future__ import annotations
 
+from typing import Any
+
 from service_identity import VerificationError
 
 from netstructer.errors import TLSHandshakeError
 
-__all__ = ["TLSFailureLimiter", "describeTLSFailure", "tlsHandshakeError"]
+__all__ = [
+    "TLSFailureLimiter",
+    "describeTLSFailure",
+    "serverTLSFailure",
+    "tlsHandshakeError",
+]
 
 _FIX = (
     "give the client the certificate's CA: trustRoots=DIR for a directory of .pem files "
@@ -113,3 +120,36 @@ class TLSFailureLimiter:
         self._last = now
         skipped, self.skipped = self.skipped, 0
         return skipped
+
+
+def serverTLSFailure(
+    error: BaseException | None,
+    limiter: TLSFailureLimiter | None,
+    now: float,
+    log: Any,
+    peer: str,
+) -> TLSHandshakeError | None:
+    """
+    Name a server's failed TLS handshake, and log it (at most one line per
+    C{limiter}'s interval, counting those skipped).
+
+    @param error: Why the connection was lost during the handshake.
+    @param limiter: The server's limiter, or L{None} to log every failure.
+    @param now: The current time.
+    @param log: A L{Logger<twisted.logger.Logger>}, to warn with.
+    @param peer: The client's address, for the line.
+    @return: The error naming the TLS failure, or L{None} if it was not one.
+    """
+    named = tlsHandshakeError(error)
+    if named is None:
+        return None
+    skipped = limiter.shouldLog(now) if limiter is not None else 0
+    if skipped is not None:
+        log.warn(
+            "TLS handshake with {peer} failed: {reason} ({skipped} similar failures "
+            "not logged since the last line)",
+            peer=peer,
+            reason=describeTLSFailure(error),
+            skipped=skipped,
+        )
+    return named

@@ -71,6 +71,8 @@ class RelayClient:
         self.received: deque[RelayedValue] = deque()
         self.errors: deque[RelayError] = deque()
         self.onChange: Callable[[], None] | None = None
+        """Called when a relayed value or an error arrives (the Twisted
+        protocol's Deferreds wait on it)."""
 
     # Requests.
 

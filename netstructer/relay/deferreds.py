@@ -34,6 +34,7 @@ class ProtocolRelay:
         describe: Callable[[], str],
     ) -> None:
         self.client = client
+        """The relay state the requests are made with."""
         self._sendRecord = sendRecord
         self._clock = clock
         self._describe = describe

@@ -81,9 +81,13 @@ class RelayOp(enum.IntEnum):
     """
 
     SEND = 1
+    """A value sent to a session by name."""
     PUBLISH = 2
+    """A value published to a topic."""
     SUBSCRIBE = 3
+    """A subscription to a topic."""
     UNSUBSCRIBE = 4
+    """The end of a subscription."""
 
 
 class RelayErrorCode(enum.IntEnum):
@@ -92,8 +96,11 @@ class RelayErrorCode(enum.IntEnum):
     """
 
     NO_SUCH_SESSION = 1
+    """No session holds the name (L{NoSuchSession})."""
     REFUSED = 2
+    """Relay is off, or the policy refused it (L{RelayRefused})."""
     BUSY = 3
+    """The recipient's queue was full (L{RecipientBusy})."""
 
 
 _REQUEST_OPS = {

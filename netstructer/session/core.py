@@ -134,6 +134,7 @@ class GraceExpired:
 _C = TypeVar("_C", bound=ICapability)
 
 ControlEvent = HandshakeCompleted | CloseReceived | SessionFailed | IdleClosed | GraceExpired
+"""Every event L{SessionCore.events} may hold."""
 
 
 class SessionCore:
@@ -144,76 +145,37 @@ class SessionCore:
     @ivar config: The session's configuration.
     @ivar now: The clock: the current time, in seconds.
     @ivar channel: The handshake and record protection.
-    @ivar sender: The send side: values, batches and records, sealed in
-        order into L{out}.
-    @ivar frames: Splits the received byte stream into frames (the adapter
-        feeds it).
+    @ivar sender: The send side, sealing values and records into L{out}.
+    @ivar frames: Splits the received bytes into frames (the adapter feeds it).
     @ivar out: The framed bytes waiting for the transport.
-    @ivar flow: Whether the transport takes more (capabilities are told
-        when it does again).
-    @ivar delivery: What reaches the application: values held back while
-        receiving is paused, and the receive queue.
-    @ivar queue: Received values waiting for the application
-        (C{delivery.queue}).
+    @ivar flow: Whether the transport takes more (L{WriteFlow}).
+    @ivar delivery: Values held back while receiving is paused; the queue.
+    @ivar queue: Received values waiting for the application.
     @ivar events: Control events for the adapter, oldest first.
     @ivar closing: The close state and its grace period.
-    @ivar liveness: The handshake, keep-alive, idle and capabilities'
-        deadlines.
+    @ivar liveness: The handshake, keep-alive, idle and wake-up deadlines.
     @ivar capabilities: The capabilities attached to the session.
     @ivar peer: How the peer is named in messages (C{"ip:port"}).
+    @ivar name: On a server, the name of the client's key, if named.
+    @ivar keyId: The ID of the key that authenticated the session.
+    @ivar peerKey: On a server, the client key's L{KeyIdentity}.
+    @ivar suite: The suite the handshake settled on (L{None} before).
+    @ivar openedAt: When the handshake completed (L{None} before).
+    @ivar connectedAt: When the transport connected (L{None} before).
+    @ivar valuesIn: Values received and handed to the adapter.
+    @ivar bytesIn: Frame bytes received.
     @ivar established: Whether the handshake has completed.
     @ivar failure: Why this side failed the session, if it did.
     @ivar ended: Whether the transport has ended.
-    @ivar halted: Whether values must stop being delivered: receiving is
-        paused, or the session failed or ended.
-    @ivar closeRequested: The code and reason of this side's close (asked
-        for during the handshake, sent, or the reply to the peer's).
+    @ivar halted: Whether values stop: receiving paused, failed or ended.
+    @ivar closeRequested: The code and reason of this side's close.
     @ivar closeCode: The peer's close code, if it sent one.
     @ivar closeMessage: The peer's close reason, if it sent one.
     @ivar lastActivity: When a frame last arrived.
     @ivar lastValueIn: When values last arrived.
-    @ivar changed: Called when a capability queued bytes, events or a
-        deadline outside any call of the adapter's (a relayed value for this
-        session, sent while another session's data was handled): the
-        adapter acts on them then.
+    @ivar changed: Called when a capability acted outside the adapter's
+        calls (a value relayed while another session's data was handled).
     """
-
-    __slots__ = (
-        "_graceReported",
-        "bytesIn",
-        "capabilities",
-        "changed",
-        "channel",
-        "closeCode",
-        "closeMessage",
-        "closeRequested",
-        "closing",
-        "config",
-        "connectedAt",
-        "delivery",
-        "ended",
-        "established",
-        "events",
-        "failure",
-        "flow",
-        "frames",
-        "halted",
-        "keyId",
-        "lastActivity",
-        "lastValueIn",
-        "liveness",
-        "name",
-        "now",
-        "openedAt",
-        "out",
-        "peer",
-        "peerKey",
-        "queue",
-        "role",
-        "sender",
-        "suite",
-        "valuesIn",
-    )
 
     def __init__(
         self,
@@ -332,21 +294,16 @@ class SessionCore:
             verdict = e
         else:
             verdict = None
-        reason = (
-            self.failure or verdict or ChannelClosedError(f"the session with {self.peer} ended")
-        )
+        reason = self.failure or verdict or ChannelClosedError(f"{self.peer} closed")
         for capability in self.capabilities:
             capability.sessionClosed(reason)
         return verdict
 
     def transportFailed(self, cause: OSError) -> Exception:
         """
-        A write or read on the transport failed (a reset, a broken pipe):
-        the session has ended.
+        A write or read on the transport failed (a reset, a broken pipe).
 
-        @param cause: The transport's error.
-        @return: The error to report to the session's users (see
-            L{connectionLost}).
+        @return: The error to report to the session's users.
         """
         verdict = self.connectionLost(cause)
         if verdict is None:
@@ -690,6 +647,8 @@ class CapabilityHost:
     """
     What one capability sees of its session: an L{ISessionHost} over the
     session core.
+
+    @ivar capability: The capability it hosts, once attached.
     """
 
     __slots__ = (

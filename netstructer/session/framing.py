@@ -84,7 +84,9 @@ class FrameReader:
         """
         if largeFrame < 1:
             raise ValueError(f"largeFrame must be at least 1, not {largeFrame}")
-        self.maxFrame = maxFrame
+        if maxFrame < 0:
+            raise ValueError(f"maxFrame must not be negative, not {maxFrame}")
+        self._maxFrame = maxFrame
         self.largeFrame = largeFrame
         # Fed chunks not yet parsed, the first from offset _head on.
         self._chunks: deque[bytes] = deque()
