@@ -5,9 +5,10 @@ L{SessionProtocol}: the Twisted adapter of one session core
 L{BridgeProtocol<netstructer.protocol.BridgeProtocol>} that talks to the
 transport and the reactor.
 
-It frames the byte stream (as L{Int32StringReceiver}, whose interface it
-keeps), feeds frames to the core and delivers the values they carry, writes
-what the core queues (held back while received data is handled, then sent
+It frames the byte stream (as L{Int32StringReceiver
+<twisted.protocols.basic.Int32StringReceiver>}, whose interface it keeps),
+feeds frames to the core and delivers the values they carry, writes what the
+core queues (held back while received data is handled, then sent
 straight to the socket: see L{netstructer._transport}), turns the core's
 deadlines into one C{IReactorTime} timer and its events into transport
 actions and log lines.  The application's API (values, Deferreds, the relay)
@@ -50,7 +51,6 @@ from netstructer.tlsfailure import serverTLSFailure, tlsHandshakeError
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall
 
-__all__ = ["PeerClosed", "SessionProtocol", "sessionKey"]
 
 _PREFIX = struct.Struct("!I")
 
@@ -226,7 +226,7 @@ class SessionProtocol(FrameReceiver):
         """
         The connection ended: settle whatever waits on the session.
 
-        @param reason: Why it ended (L{closeReason}).
+        @param reason: Why it ended (C{closeReason}).
         """
 
     # Connection lifecycle.
@@ -542,7 +542,7 @@ class SessionProtocol(FrameReceiver):
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:  # noqa: B008
         """
-        Settle every waiter: queued values remain for L{recvBuffer}; after
+        Settle every waiter: queued values remain for C{recvBuffer}; after
         them it fails with the reason the connection ended.
         """
         core = self.core

@@ -29,7 +29,9 @@ writers."""
 class Transport(Protocol):
     """
     What a L{BridgeProtocol<netstructer.protocol.BridgeProtocol>} uses of
-    its transport: a TCP, TLS or UNIX transport (L{ITransport}, L{IConsumer},
+    its transport: a TCP, TLS or UNIX transport (L{ITransport
+    <twisted.internet.interfaces.ITransport>},
+    L{IConsumer<twisted.internet.interfaces.IConsumer>},
     L{IPushProducer}, and C{abortConnection}).
     """
 

@@ -32,7 +32,7 @@ traceback.
 
 The parsing half (L{parseCommand}) runs without the reactor; the networking
 half (L{Command.run}) takes the reactor as an argument, so both can be tested
-without L{main}, which runs the global reactor with L{react}.
+without L{main}, which runs the global reactor with L{react<twisted.internet.task.react>}.
 """
 
 from __future__ import annotations

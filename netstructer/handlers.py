@@ -5,7 +5,8 @@ Handlers: what a L{netstructer.server.Server} does with its sessions.
 A handler is either
 
     - a B{callable}, C{handler(session)}, called once for each session when
-      it opens (after its handshake).  It may return a L{Deferred}; it reads
+      it opens (after its handshake).  It may return a L{Deferred
+      <twisted.internet.defer.Deferred>}; it reads
       values with C{session.recvBuffer()} and sends with
       C{session.sendBuffer(value)}.  A class whose instances take the session
       is such a callable: one instance per session.
@@ -14,7 +15,7 @@ A handler is either
       are skipped.  If it has C{bufferReceived}, every value goes to it as it
       arrives instead of the C{recvBuffer} queue.
 
-A handler that raises, or returns a L{Deferred} that fails, from
+A handler that raises, or returns a L{Deferred<twisted.internet.defer.Deferred>} that fails, from
 C{sessionOpened}, C{bufferReceived} or the callable form has that session,
 and only that session, closed with L{CloseCode.INTERNAL_ERROR
 <netstructer.channel.CloseCode.INTERNAL_ERROR>}; the error is logged locally
@@ -57,10 +58,11 @@ class IHandler(Interface):
     """
     What a server does with its sessions.  Every method is optional: a
     handler object may provide any subset, and the server skips the others
-    (so L{zope.interface.verify.verifyObject} applies only to handlers that
+    (so C{zope.interface.verify.verifyObject} applies only to handlers that
     provide all three, such as the built-in ones).
 
-    A method may return a L{Deferred}; if it fails (or the method raises),
+    A method may return a L{Deferred<twisted.internet.defer.Deferred>}; if
+    it fails (or the method raises),
     the session is closed with C{CloseCode.INTERNAL_ERROR}, except for
     L{sessionClosed}, whose errors are only logged.
     """
@@ -70,7 +72,7 @@ class IHandler(Interface):
         A session completed its handshake.
 
         @param session: The session; send with C{session.sendBuffer(value)}.
-        @return: Anything, or a L{Deferred}.
+        @return: Anything, or a L{Deferred<twisted.internet.defer.Deferred>}.
         """
 
     def bufferReceived(session: BridgeProtocol, value: object) -> Any:  # noqa: N805
@@ -82,7 +84,7 @@ class IHandler(Interface):
 
         @param session: The session.
         @param value: The decoded value.
-        @return: Anything, or a L{Deferred}.
+        @return: Anything, or a L{Deferred<twisted.internet.defer.Deferred>}.
         """
 
     def sessionClosed(session: BridgeProtocol, reason: Failure) -> Any:  # noqa: N805

@@ -49,16 +49,28 @@ class ObservedServer(Protocol):
     """
 
     @property
-    def registry(self) -> SessionRegistry: ...
+    def registry(self) -> SessionRegistry:
+        """
+        The server's session registry.
+        """
 
     @property
-    def stopping(self) -> bool: ...
+    def stopping(self) -> bool:
+        """
+        Whether the server is shutting down.
+        """
 
     @property
-    def port(self) -> Any: ...
+    def port(self) -> Any:
+        """
+        The listening port, or L{None} while not listening.
+        """
 
     @property
-    def reactor(self) -> Any: ...
+    def reactor(self) -> Any:
+        """
+        The reactor the server runs on.
+        """
 
 
 __all__ = [

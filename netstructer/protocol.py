@@ -88,7 +88,8 @@ class BridgeProtocol(SessionProtocol):
     """
     An encrypted, authenticated connection carrying Python values.
 
-    Frames are length-prefixed as by L{Int32StringReceiver} (whose interface,
+    Frames are length-prefixed as by L{Int32StringReceiver
+    <twisted.protocols.basic.Int32StringReceiver>} (whose interface,
     C{stringReceived}, C{sendString}, C{MAX_LENGTH} and
     C{lengthLimitExceeded}, it keeps), but buffering is linear in the frame
     size, and C{MAX_LENGTH} is small until the peer has authenticated.
@@ -421,7 +422,7 @@ class BridgeProtocol(SessionProtocol):
         Wait for the connection to end.
 
         @return: A Deferred firing with L{None} once the connection has ended;
-            the reason is then in L{closeReason}.
+            the reason is then in C{closeReason}.
         """
         if self.closeReason is not None:
             return defer.succeed(None)

@@ -286,7 +286,7 @@ class _HandlerProtocol(BridgeProtocol):
     def bufferReceived(self, value: object) -> None:
         """
         Give C{value} to the server's handler if it has C{bufferReceived};
-        otherwise queue it for L{recvBuffer}.
+        otherwise queue it for C{recvBuffer}.
 
         @param value: The decoded value.
         """

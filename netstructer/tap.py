@@ -452,7 +452,7 @@ class TLSServerEndpoint:
 
         @param protocolFactory: Builds the protocol each connection carries
             inside TLS.
-        @return: The wrapped endpoint's L{Deferred}.
+        @return: The wrapped endpoint's L{Deferred<twisted.internet.defer.Deferred>}.
         """
         from twisted.protocols.tls import TLSMemoryBIOFactory
 
@@ -537,7 +537,7 @@ class Options(usage.Options):
     """
     The options of C{twistd netstructer}.
 
-    After L{parseOptions}, besides the option values, the instance holds:
+    After C{parseOptions}, besides the option values, the instance holds:
 
     @ivar endpoints: The endpoint descriptions to listen on, C{--port}
         first, then each C{--listen}.

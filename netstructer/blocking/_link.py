@@ -52,8 +52,6 @@ from netstructer.session.core import SessionCore, SessionFailed
 from netstructer.session.routing import CapabilityRouter
 from netstructer.values import DEFAULT_LIMITS, Limits
 
-__all__ = ["Address", "KeyLike", "Link", "link", "parseAddress"]
-
 Address: TypeAlias = "tuple[str, int] | str"
 KeyLike: TypeAlias = "bytes | str | Keyring | Sequence[bytes | str]"
 
@@ -413,7 +411,7 @@ class _LinkSession:
     def nextEvent(self, deadline: float | None, limit: int) -> object:
         """
         Process frames until one produces an event, reading as needed.
-        Values of a batch are queued for L{recvBuffer}.
+        Values of a batch are queued for L{Link.recvBuffer}.
         """
         while True:
             event = self.processOne(limit)
@@ -615,11 +613,11 @@ class _LinkSession:
             self.io.close()
 
 
-def _fromSession(name: str, doc: str) -> Any:
+def _fromSession(name: str) -> Any:
     """
     A read-only attribute of a L{Link} that is its session's.
     """
-    return property(lambda self: getattr(self._session, name), doc=doc)
+    return property(lambda self: getattr(self._session, name))
 
 
 def _linkLimits(limits: Limits | None, maxBufferSize: int | None) -> Limits:
@@ -725,23 +723,22 @@ class Link(_ValueChannel):
         """
         return not self._session.ended and self._session.error is None
 
-    suite: str = _fromSession("suite", 'The suite the handshake agreed, e.g. C{"noise (AESGCM)"}.')
-    peerMaxValueSize: int = _fromSession(
-        "peerMaxValueSize", "The largest encoded value the server accepts."
-    )
-    closeCode: CloseCode | None = _fromSession(
-        "closeCode", "The server's close code, once it has closed the link."
-    )
-    closeReason: str | None = _fromSession(
-        "closeReason", "The server's close reason (may be empty), once it has closed the link."
-    )
-    closedCleanly: bool = _fromSession(
-        "closedCleanly",
-        "Whether both close records were exchanged and every value this link sent is known "
-        "to have been processed: after this side's close, once the server's reply arrived; "
-        "after the server's close, only if this link had sent no value.  To know that every "
-        "value sent was processed, close from this side.",
-    )
+    suite: str = _fromSession("suite")
+    """The suite the handshake agreed, e.g. C{"noise (AESGCM)"}."""
+    peerMaxValueSize: int = _fromSession("peerMaxValueSize")
+    """The largest encoded value the server accepts."""
+    closeCode: CloseCode | None = _fromSession("closeCode")
+    """The server's close code, once it has closed the link."""
+    closeReason: str | None = _fromSession("closeReason")
+    """The server's close reason (may be empty), once it has closed the link."""
+    closedCleanly: bool = _fromSession("closedCleanly")
+    """
+    Whether both close records were exchanged and every value this link
+    sent is known to have been processed: after this side's close, once the
+    server's reply arrived; after the server's close, only if this link had
+    sent no value.  To know that every value sent was processed, close from
+    this side.
+    """
 
     @property
     def valuesSent(self) -> int:

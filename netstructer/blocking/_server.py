@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from netstructer.protocol import BridgeProtocol
     from netstructer.server import Server as _TwistedServer
 
-__all__ = ["Bridge", "Error", "GenerateKey", "Server", "Session"]
 
 _CLOSE_POLL_INTERVAL: Final = 0.005
 _ENDPOINT_TYPES = frozenset({"tcp", "tcp6", "ssl", "unix", "systemd", "tls", "onion"})

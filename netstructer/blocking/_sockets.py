@@ -18,8 +18,6 @@ from typing import Final
 from netstructer.errors import OperationTimedOut
 from netstructer.session.outgoing import OutputQueue
 
-__all__ = ["IMMEDIATELY", "WOULD_BLOCK", "SocketIO", "WriteInterrupted", "deadlineAfter"]
-
 _PREFIX: Final = struct.Struct("!I")
 _SMALL_FRAME: Final = 64 * 1024
 """Without C{sendmsg}, chunks up to this size are joined before a write."""

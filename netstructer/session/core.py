@@ -30,12 +30,13 @@ the adapter drains after each call:
     - L{GraceExpired}: the close's grace period ran out: end the transport
       now.
 
-Flush points of the value batch: small values sent with L{sendValue} wait
+Flush points of the value batch: small values sent with L{ValueSender.sendValue
+<netstructer.session.sending.ValueSender.sendValue>} wait
 in a batch, which is sealed into one record when it is full, before any
 other record is sealed (values and records keep their order), before a
 received frame is opened (it may be the peer's close), and when the adapter
-calls L{flush}: at the end of the received data it is handling, or at the
-end of the current turn of its event loop when L{sendValue} says so.
+calls C{sender.flush()}: at the end of the received data it is handling, or at the
+end of the current turn of its event loop when C{sendValue} says so.
 """
 
 from __future__ import annotations

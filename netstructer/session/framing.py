@@ -117,6 +117,9 @@ class FrameReader:
 
     @maxFrame.setter
     def maxFrame(self, limit: int) -> None:
+        """
+        @raise ValueError: The limit is negative.
+        """
         if limit < 0:
             raise ValueError(f"maxFrame must not be negative, not {limit}")
         self._maxFrame = limit

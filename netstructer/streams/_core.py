@@ -73,7 +73,7 @@ class StreamsCore(Protocol):
 
     def armTimer(self, deadline: float) -> None:
         """
-        A stream needs L{timeReached} at C{deadline} at the latest.
+        A stream needs C{timeReached} at C{deadline} at the latest.
         """
 
     def streamClosed(self, stream: Any) -> None:
