@@ -621,3 +621,36 @@ class SessionsTests(SynchronousTestCase):
         node.service.sessionClosed(FakeSession("ghost"), None)  # type: ignore[arg-type]
         cluster.settle()
         self.assertEqual(self.successResultOf(node.service.count()), 0)
+
+
+class StartTests(SynchronousTestCase):
+    """
+    Starting a node.
+    """
+
+    def test_startTwice(self) -> None:
+        """
+        Starting a running node again (as C{twistd} does, through a server's
+        C{privilegedStartService} and then C{startService}) connects once and
+        beats once per heartbeat.
+        """
+        cluster = Cluster()
+        node = cluster.add("n1", start=False)
+        self.addCleanup(cluster.stopAll)
+        transport = node.service.transport
+        starts: list[object] = []
+        original = transport.start
+
+        def start(*args: object) -> None:
+            starts.append(args)
+            original(*args)  # type: ignore[arg-type]
+
+        transport.start = start  # type: ignore[method-assign]
+        node.service.startService()
+        node.service.startService()
+        cluster.settle(1.5)
+        self.assertEqual(len(starts), 1)
+        self.assertTrue(node.service.available)
+        self.assertEqual(
+            len([c for c in cluster.clock.getDelayedCalls() if c.func == node.service._tick]), 1
+        )

@@ -386,8 +386,11 @@ class RedisTransport:
         """
         Connect, and subscribe to C{channels} (with none, only the
         connection for commands is made: L{clusterStatus
-        <netstructer.cluster.status.clusterStatus>} needs no more).
+        <netstructer.cluster.status.clusterStatus>} needs no more).  A
+        transport already started is left as it is.
         """
+        if not self._stopped:
+            return
         self._listener = listener
         self._channels = list(channels)
         self._stopped = False

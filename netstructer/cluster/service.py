@@ -381,8 +381,12 @@ class ClusterService(Service):
 
     def startService(self) -> None:
         """
-        Connect to Redis (and keep doing so) and start the heartbeats.
+        Connect to Redis (and keep doing so) and start the heartbeats.  A
+        service already running is left as it is (a server under C{twistd}
+        starts its children both before and after dropping privileges).
         """
+        if self.running:
+            return
         super().startService()
         self._sync.active = True
         self.transport.start(self._listener, [self._events, self._channel])
