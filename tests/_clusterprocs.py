@@ -182,13 +182,15 @@ class BlockingNode:
 
     def __init__(self, home: Path, name: str, url: str) -> None:
         self.name = name
+        self.logPath = home / f"{name}.log"
+        self._log = open(self.logPath, "wb")  # noqa: SIM115 (closed by stop)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests._clusterprocs", str(home), url, name],
             env=_environment(home),
             cwd=REPO,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=open(home / f"{name}.log", "wb"),  # noqa: SIM115 (inherited, closed at exit)
+            stderr=self._log,
             text=True,
         )
         self.port = int(self.ask("port")["port"])
@@ -220,6 +222,7 @@ class BlockingNode:
             except (OSError, subprocess.TimeoutExpired):
                 self.process.kill()
                 self.process.wait(WAIT)
+        self._log.close()
 
 
 class RawSubscriber:
@@ -442,8 +445,16 @@ def drainErrors(client: Link, expected: int, timeout: float = WAIT) -> int:
 # The blocking node's process.
 
 
+def _replicaSize(cluster: Any) -> int:
+    """
+    @return: How many sessions of other nodes a node's copy holds.
+    """
+    return sum(len(node.sessions) for node in cluster.replica.nodes.values())
+
+
 def _blockingNode(home: str, url: str, name: str) -> None:
     from netstructer.blocking import Server
+    from netstructer.blocking._server import _callInReactor
 
     server = Server(
         ("127.0.0.1", 0),
@@ -489,6 +500,16 @@ def _blockingNode(home: str, url: str, name: str) -> None:
                     node=getattr(found, "node", None),
                     name=getattr(found, "name", None),
                 )
+            elif word == "counts":
+                times = []
+                for _ in range(int(rest)):
+                    started = time.perf_counter()
+                    server.count(cluster=True)
+                    times.append(time.perf_counter() - started)
+                times.sort()
+                answer(p50=times[len(times) // 2], p99=times[int(len(times) * 0.99)])
+            elif word == "replica":
+                answer(sessions=_callInReactor(_replicaSize, server._running().cluster))
             elif word == "send":
                 target, _, value = rest.partition(" ")
                 found = server.get(target, cluster=True)

@@ -123,6 +123,7 @@ class _Link:
     acknowledge: int | None = None
     failures: list[list[object]] = field(default_factory=list)
     answering: IDelayedCall | None = None
+    publishing: int = 0
 
 
 @implementer(IRelayEndpoint)
@@ -380,7 +381,13 @@ class ClusterRelayBackend:
                 link.entries.append(entry)
                 link.size += size
                 link.pending += 1
-                if link.size >= MAX_BATCH_BYTES or len(link.items) >= MAX_BATCH_ITEMS:
+                if (
+                    not link.publishing
+                    or link.size >= MAX_BATCH_BYTES
+                    or len(link.items) >= MAX_BATCH_ITEMS
+                ):
+                    # Nothing on its way to Redis for that node: send at
+                    # once.  Otherwise batch until the end of this turn.
                     self._flushLink(link)
                 else:
                     self._scheduleFlush()
@@ -419,6 +426,7 @@ class ClusterRelayBackend:
         count = sum(1 for entry in entries if entry is not None)
         if count:
             link.inFlight[sequence] = _Batch(entries, self._clock.seconds(), count)
+        link.publishing += 1
         d = self._transport.publish(channel, envelope)
         d.addCallbacks(
             self._published,
@@ -428,6 +436,7 @@ class ClusterRelayBackend:
         )
 
     def _published(self, reached: int, link: _Link, sequence: int) -> None:
+        link.publishing -= 1
         if reached == 0:
             self._failBatch(
                 link,
@@ -438,6 +447,7 @@ class ClusterRelayBackend:
             )
 
     def _publishFailed(self, failure: Failure, link: _Link, sequence: int) -> None:
+        link.publishing -= 1
         why = failure.getErrorMessage()
         self._failBatch(
             link,

@@ -81,7 +81,9 @@ class DirectorySync:
         """
         clock: Callable[[], float] = reactor.seconds
         self.localPart = LocalPart(record.name, encoder, clock)
-        self.replica = Replica(record.name, decoder, clock, grace=record.ttl)
+        self.replica = Replica(
+            record.name, decoder, clock, grace=record.ttl, slack=record.heartbeat
+        )
         self.connected = False
         self.writing = False
         self.active = False
