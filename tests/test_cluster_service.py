@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -224,6 +225,41 @@ class RelayTests(ClusterTestCase):
         self.cluster.clock.advance(0)
         self.assertEqual(self.cluster.hub.published - published, 4)
         self.assertEqual(self.n1.service.backend.inFlight(), 0)
+
+    def test_publishedAtOnce(self) -> None:
+        """
+        A value towards a node with nothing on its way to Redis is
+        published at once; values given while a publication awaits its
+        reply are batched, and published together at the end of the
+        reactor turn.
+        """
+        alice = self.n1.open("alice")
+        bob = self.n2.open("bob")
+        self.cluster.settle()
+        transport = self.n1.service.transport
+        original = transport.publish
+        replies: list[tuple[defer.Deferred[int], defer.Deferred[int]]] = []
+
+        def publish(channel: str, data: bytes) -> defer.Deferred[int]:
+            reply: defer.Deferred[int] = defer.Deferred()
+            replies.append((original(channel, data), reply))
+            return reply
+
+        transport.publish = publish  # type: ignore[method-assign]
+        published = self.cluster.hub.published
+        self.n1.service.backend.deliver(alice, "bob", encode(0))
+        self.assertEqual(self.cluster.hub.published - published, 1)
+        for i in range(1, 4):
+            self.n1.service.backend.deliver(alice, "bob", encode(i))
+        self.assertEqual(self.cluster.hub.published - published, 1)
+        self.cluster.clock.advance(0)
+        self.assertEqual(self.cluster.hub.published - published, 2)
+        for done, reply in replies:
+            done.chainDeferred(reply)
+        transport.publish = original  # type: ignore[method-assign]
+        self.cluster.settle()
+        self.assertEqual(bob.received, [("alice", None, encode(i)) for i in range(4)])
+        self.assertEqual(alice.failures, [])
 
     def test_sendToLocal(self) -> None:
         """

@@ -6,9 +6,13 @@ L{LocalRelayBackend<netstructer.relay.LocalRelayBackend>} for this node's
 sessions and routes the rest through Redis, to the node the directory says
 holds the recipient (or to every node with subscribers to a topic).
 
-Between two nodes, values travel in batches (one envelope per node and
-reactor turn, L{netstructer.cluster.messages}), on the recipient node's
-channel, in the order they were given: per-sender order holds across nodes.
+Between two nodes, values travel in batches (L{netstructer.cluster.messages})
+on the recipient node's channel, in the order they were given: per-sender
+order holds across nodes.  A value towards a node with nothing on its way
+to Redis is published at once, alone (the latency of a lone value); values
+given while a publication awaits Redis's reply are batched until the end of
+the reactor turn (the throughput of a stream: one envelope for many
+values).
 The recipient node hands each value to its own relay, and answers each
 batch with a result (the batches it took, and the values that failed, with
 the relay's error: L{NoSuchSession}, L{RecipientBusy}) that reaches the
