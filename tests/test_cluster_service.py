@@ -261,6 +261,22 @@ class RelayTests(ClusterTestCase):
         self.assertEqual(bob.received, [("alice", None, encode(i)) for i in range(4)])
         self.assertEqual(alice.failures, [])
 
+    def test_registeredBeforeItsValues(self) -> None:
+        """
+        A session that opened and sends at once is in the directory before
+        its value reaches the other node, which may answer it at once.
+        """
+        bob = self.n2.open("bob")
+        self.cluster.settle()
+        self.cluster.hub._queue.clear()
+        dave = self.n1.open("dave")
+        self.n1.service.backend.deliver(dave, "bob", encode("hi"))
+        channels = [channel for channel, _ in self.cluster.hub._queue]
+        self.assertEqual(channels, ["{netstructer}:events", "{netstructer}:to:n2"])
+        self.cluster.settle()
+        self.assertEqual(bob.received, [("dave", None, encode("hi"))])
+        self.assertIsNotNone(self.n2.service.replica.resolve("dave"))
+
     def test_sendToLocal(self) -> None:
         """
         A value for a session of the same node stays local.

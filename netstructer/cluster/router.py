@@ -202,6 +202,7 @@ class ClusterRelayBackend:
         channelOf: Callable[[str], str],
         available: Callable[[], bool],
         changed: Callable[[], None],
+        beforePublish: Callable[[], None] = lambda: None,
         maxQueued: int = DEFAULT_CLUSTER_QUEUE,
         ackTimeout: float = DEFAULT_ACK_TIMEOUT,
         logger: Logger | None = None,
@@ -223,6 +224,7 @@ class ClusterRelayBackend:
         self._channelOf = channelOf
         self._available = available
         self._changed = changed
+        self._beforePublish = beforePublish
         self._links: dict[str, _Link] = {}
         self._subscribers: dict[str, set[IRelayEndpoint]] = {}
         self._flushCall: IDelayedCall | None = None
@@ -423,6 +425,9 @@ class ClusterRelayBackend:
         if not items:
             return
         link.items, link.entries, link.size = [], [], 0
+        # The directory's changes first (a sender's session that just
+        # opened must be known before the recipient answers it).
+        self._beforePublish()
         message = encodeBatch(self._encoder, self.node, items)
         channel = self._channelOf(link.node)
         envelope = self._sealer.seal(Kind.LINK, message, channel, link.incarnation)

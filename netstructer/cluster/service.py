@@ -341,6 +341,7 @@ class ClusterService(Service):
             channelOf=lambda node: nodeChannel(prefix, node),
             available=self._available,
             changed=self._sync.changed,
+            beforePublish=self._sync.flushPending,
             maxQueued=maxQueued,
             ackTimeout=ackTimeout,
             logger=logger,

@@ -156,6 +156,17 @@ class DirectorySync:
         if self._flushCall is None and self.active:
             self._flushCall = self._reactor.callLater(0, self._flush)
 
+    def flushPending(self) -> None:
+        """
+        Write the changes waiting for the end of this reactor turn now:
+        before a message that depends on them (a value from a session that
+        just opened, which its recipient may answer at once) is published.
+        Both go to Redis on one connection, in order.
+        """
+        if self._flushCall is not None and self._flushCall.active():
+            self._flushCall.cancel()
+            self._flush()
+
     def _flush(self) -> None:
         self._flushCall = None
         if not (self.connected and self.writing):
