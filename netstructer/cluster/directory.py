@@ -280,6 +280,8 @@ class Replica:
 
     @ivar nodes: The other nodes, by name.
     @ivar malformed: How many descriptors were dropped as malformed.
+    @ivar slack: How long past the expiry the last node list showed a node
+        is still taken to be alive (see L{__init__}).
     """
 
     def __init__(

@@ -32,6 +32,8 @@ class Inbox:
     """
     Opens what arrives on a node's channels, refuses (and counts, and logs)
     what does not open, and hands the rest on.
+
+    @ivar refusals: What was refused.
     """
 
     def __init__(
