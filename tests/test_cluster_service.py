@@ -421,6 +421,7 @@ class FailureTests(ClusterTestCase):
         self.cluster.settle()
         self.assertEqual(self.count(self.n1.service), 2)
         self.successResultOf(self.n2.service.stopService())
+        self.assertTrue(self.n2.service.left)
         self.assertEqual(self.count(self.n1.service), 1)
         self.cluster.settle()
         self.assertNotIn("n2", self.n1.service.replica.nodes)
@@ -698,8 +699,10 @@ class StartTests(SynchronousTestCase):
             original(*args)  # type: ignore[arg-type]
 
         transport.start = start  # type: ignore[method-assign]
+        self.assertTrue(node.service.left)
         node.service.startService()
         node.service.startService()
+        self.assertFalse(node.service.left)
         cluster.settle(1.5)
         self.assertEqual(len(starts), 1)
         self.assertTrue(node.service.available)

@@ -184,6 +184,13 @@ class RelayTests(ClusterTestCase):
         self.assertEqual(len(data["sessions"]), 4)
         self.assertNotIn("sessions", json.loads(self.status("--json", "--no-sessions").stdout))
 
+        # Closing the blocking server removes its node at once (its entries
+        # would expire two heartbeats later).
+        dave.close(timeout=WAIT)
+        n4.stop()
+        took = waitFor(lambda: not self.cluster.registered("n4"), "n4 left the directory")
+        self.assertLess(took, HEARTBEAT)
+
         nowhere = self.status(url=f"redis://127.0.0.1:{freePort()}/0")
         self.assertEqual(nowhere.returncode, 1)
         self.assertIn("cannot reach the cluster's Redis", nowhere.stderr)

@@ -587,7 +587,8 @@ class _HandlerBridge:
 def _stopWithoutWaiting(service: _TwistedServer) -> Deferred[None]:
     """
     In the reactor thread: stop C{service}, and fire once it has stopped or
-    every close record is on its socket, whichever comes first.  The peers'
+    every close record is on its socket (and, for a node of a cluster, once
+    it has left the cluster), whichever comes first.  The peers'
     replies are not waited for: a link held by the very thread that closes
     the server can only answer once that thread reads again, and the rest
     of each close finishes in the reactor thread, within the grace period.
@@ -601,10 +602,15 @@ def _stopWithoutWaiting(service: _TwistedServer) -> Deferred[None]:
     done: Deferred[None] = defer.Deferred()
     stopped = service.stopService()
 
+    cluster = service.cluster
+
     def check() -> None:
         if done.called:
             return
-        if stopped.called or service.registry.closesWritten():
+        # A node of a cluster leaves it first (its entries removed at once).
+        if stopped.called or (
+            service.registry.closesWritten() and (cluster is None or cluster.left)
+        ):
             done.callback(None)
         else:
             reactor.callLater(_CLOSE_POLL_INTERVAL, check)

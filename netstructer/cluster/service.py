@@ -348,6 +348,7 @@ class ClusterService(Service):
         )
 
     def _initConnectionState(self) -> None:
+        self._left = True
         self._registered = False
         self._everConnected = False
         self._lostAt: float | None = None
@@ -389,6 +390,7 @@ class ClusterService(Service):
         if self.running:
             return
         super().startService()
+        self._left = False
         self._sync.active = True
         self.transport.start(self._listener, [self._events, self._channel])
         self._tickCall = self._reactor.callLater(self.heartbeat, self._tick)
@@ -413,7 +415,20 @@ class ClusterService(Service):
             self.backend.disconnected("this server is leaving the cluster")
             return self.transport.stop()
 
-        return self._sync.stop().addCallback(stopped)
+        def done(result: object) -> object:
+            self._left = True
+            return result
+
+        return self._sync.stop().addCallback(stopped).addBoth(done)
+
+    @property
+    def left(self) -> bool:
+        """
+        Whether the node is out of the cluster: not started, or stopped and
+        done leaving (its entries removed, or given up on, and its
+        connection to Redis closed).
+        """
+        return self._left
 
     # The registry's observer.
 
