@@ -11,14 +11,15 @@ cluster-wide count), with the figures extrapolated to 100 000 sessions over
 Every party is its own process, on 127.0.0.1:
 
   - C{redis-server} (started by the benchmark, without persistence);
-  - three nodes, n1, n2 and n3: each a L{Server<netstructer.server.Server>}
-    whose relay routes through a L{ClusterService
-    <netstructer.cluster.ClusterService>} (the wiring C{--cluster} makes),
-    heartbeat 1 s;
+  - three nodes, n1, n2 and n3: real C{twistd -n netstructer --relay
+    --cluster URL} processes, heartbeat 1 s (L{tests._clusterprocs});
   - I{bob} (on n2) and I{carol} (on n1): blocking links that send back what
     is relayed to them, or count a relayed stream and acknowledge each
     window (C{benchmarks/bench_relay.py}'s peer);
-  - I{alice} (on n1): a blocking link in this process, which measures.
+  - I{alice} (on n1): a blocking link in this process, which measures;
+  - a fourth node, n4, run by the blocking facade with no session of its
+    own (it counts, and shows what a copy of the directory costs);
+  - a Twisted client process holding the sessions of measurement 3.
 
 Measurements:
 
@@ -30,23 +31,23 @@ Measurements:
      C{sendTo} (windows of 256, at most two unacknowledged), against the
      same stream to carol, in values per second (goal: across at least
      0.5x within).
-  3. I{Sessions}: each node registers a third of N sessions (10 000; 1 500
-     with C{--quick}) in its directory (synthetic sessions, given to the
-     cluster as a registry would: this measures the cluster's share, not a
-     connection's own memory, which C{bench_peers.py} covers).  Redis's
-     memory per session (C{INFO memory}, before and after), each node's
-     resident memory growth per session (its own entries and its copy of
-     the others'), and the latency of the cluster-wide count (p50, p99),
-     read from n1.
+  3. I{Sessions}: N real sessions (10 000; 1 500 with C{--quick}), each
+     with one of 100 named keys, spread over n1, n2 and n3.  Redis's memory
+     per session (C{INFO memory}, before and after); each node's resident
+     memory growth per session it holds, split into a session of its own
+     (connection, session, registry, directory entry) and its copy of the
+     other nodes' sessions (the growth of n4, which holds none); and the
+     latency of the cluster-wide count (p50, p99), from n4.
   4. I{Heartbeat traffic}: commands and bytes per second at Redis while the
-     three nodes only beat (C{INFO stats}, over a few seconds).
-  5. I{Convergence}: n3 is killed (SIGKILL); the time until Redis's
-     directory no longer counts its sessions (goal: within two heartbeats).
+     nodes only beat (C{INFO stats}, over a few seconds).
+  5. I{Convergence}: n3 is killed (SIGKILL) with its sessions open; the
+     time until Redis's directory drops it (goal: within two heartbeats),
+     and until n4's copy does.
   6. I{Extrapolated}: the figures of 3 to 5 scaled to 100 000 sessions over
      10 nodes, on paper (see docs/deployment.rst, "Clusters").
 
 Machines are noisy: compare the ratios within one run.  About 30 seconds
-with C{--quick}.
+with C{--quick}, two minutes without.
 """
 
 from __future__ import annotations
@@ -86,7 +87,9 @@ from bench_relay import (
 import netstructer
 from netstructer.blocking import Link, link
 from netstructer.keys import generateKey, keyFileLine
+from tests._clusterprocs import BlockingNode, TwistdNode, waitFor
 from tests._redis import RedisServer, command
+from tests.test_hostile import raiseFileLimit
 
 Row = dict[str, object]
 
@@ -95,6 +98,9 @@ HEARTBEAT = 1.0
 
 _ROOT = Path(__file__).resolve().parent.parent
 _WAIT = 60.0
+_LOAD_KEYS = 100
+"""How many named keys the sessions of the directory measurements use in
+turn (a server tries its keys in turn on each handshake)."""
 
 
 @dataclass(frozen=True)
@@ -115,116 +121,18 @@ _QUICK = _Plan(trips=300, stream=5_120, repeats=2, sessions=1_500, counts=50, id
 _FULL = _Plan(trips=2_000, stream=40_960, repeats=3, sessions=10_000, counts=500, idle=10.0)
 
 
-# A node.
+# Processes.
 
 
-def _rss() -> int:
-    with open("/proc/self/status") as f:
+def _rssOf(pid: int) -> int:
+    """
+    @return: The resident memory of a process, in bytes.
+    """
+    with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
-
-
-class _Synthetic:
-    """
-    A session as a registry hands it to the cluster.
-    """
-
-    def __init__(self, node: str, index: int) -> None:
-        from twisted.internet.address import IPv4Address
-
-        self.name = f"{node}.u{index}"
-        self.peer = IPv4Address(
-            "TCP", f"10.{index >> 16 & 255}.{index >> 8 & 255}.{index & 255}", 40000
-        )
-        self.key = f"{self.peer.host}:40000"
-
-    def sendBuffer(self, value: object) -> None:
-        pass
-
-
-def _node(directory: str, url: str, name: str) -> None:
-    """
-    Run one node until standard input closes; print its port once it has
-    joined the cluster, then answer commands read from standard input.
-    """
-    from twisted.internet import reactor
-
-    from netstructer.cluster import ClusterService
-    from netstructer.server import Server
-
-    cluster = ClusterService(url, name, Path(directory) / "cluster.key", reactor=reactor)
-    server = Server(
-        ("127.0.0.1", 0),
-        None,
-        keyFile=Path(directory) / "server.key",
-        reactor=reactor,
-        relayBackend=cluster.backend,
-    )
-    server.registry.addObserver(cluster)
-    cluster.setServiceParent(server)
-    synthetic: list[_Synthetic] = []
-
-    def joined(port: Any) -> None:
-        if not cluster.available:
-            reactor.callLater(0.05, joined, port)
-            return
-        print("PORT", port.getHost().port, flush=True)
-
-    def sessions(count: int) -> None:
-        for index in range(len(synthetic), len(synthetic) + count):
-            session = _Synthetic(name, index)
-            synthetic.append(session)
-            cluster.sessionOpened(session)
-        print("OK", flush=True)
-
-    def counts(repeats: int) -> None:
-        times: list[float] = []
-        value = [0]
-
-        def one(_: object = None) -> None:
-            if len(times) == repeats:
-                print(
-                    "COUNT",
-                    statistics.median(times),
-                    _percentile(times, 0.99),
-                    value[0],
-                    flush=True,
-                )
-                return
-            started = time.perf_counter()
-
-            def done(result: int) -> None:
-                times.append(time.perf_counter() - started)
-                value[0] = result
-                one()
-
-            cluster.count().addCallback(done)
-
-        one()
-
-    def handle(line: str) -> None:
-        word, *args = line.split()
-        if word == "SESSIONS":
-            sessions(int(args[0]))
-        elif word == "RSS":
-            print("RSS", _rss(), flush=True)
-        elif word == "COUNT":
-            counts(int(args[0]))
-
-    server.listen().addCallback(joined)
-
-    def readCommands() -> None:
-        for line in sys.stdin:
-            reactor.callFromThread(handle, line)  # type: ignore[attr-defined]
-        reactor.callFromThread(lambda: server.stopService().addBoth(lambda _: reactor.stop()))  # type: ignore[attr-defined]
-
-    threading.Thread(target=readCommands, daemon=True).start()
-    reactor.run()
-
-
-# The run.
 
 
 def _child(*args: str) -> subprocess.Popen[str]:
@@ -260,6 +168,46 @@ def _stop(child: subprocess.Popen[str]) -> None:
         except subprocess.TimeoutExpired:
             child.kill()
             child.communicate()
+
+
+def _sessions(directory: str, count: int, ports: list[int]) -> None:
+    """
+    Open C{count} sessions spread over the nodes' ports, each with one of
+    the keys of C{load.json} in turn (so that the sessions have names),
+    print C{CONNECTED}, and close them once standard input closes.
+    """
+    from twisted.internet import defer, task
+
+    from netstructer.client import connect
+
+    with open(Path(directory) / "load.json") as f:
+        keys = list(json.load(f).values())
+
+    async def main(reactor: Any) -> None:
+        gate = defer.DeferredSemaphore(64)
+        sessions: list[Any] = []
+
+        async def one(index: int) -> None:
+            address = ("127.0.0.1", ports[index % len(ports)])
+            sessions.append(await connect(reactor, address, keys[index % len(keys)], timeout=_WAIT))
+
+        started = time.perf_counter()
+        await defer.gatherResults([gate.run(one, i) for i in range(count)])
+        print("CONNECTED", len(sessions), time.perf_counter() - started, flush=True)
+        done: defer.Deferred[None] = defer.Deferred()
+
+        def waitForStdin() -> None:
+            sys.stdin.read()
+            reactor.callFromThread(done.callback, None)
+
+        threading.Thread(target=waitForStdin, daemon=True).start()
+        await done
+        for session in sessions:
+            if session.transport is not None and session.established:
+                session.close()
+        await defer.DeferredList([session.whenClosed() for session in sessions])
+
+    task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
 
 
 def _relayRows(alice: Link, plan: _Plan) -> list[Row]:
@@ -321,47 +269,83 @@ def _redisCount(port: int) -> int:
     return int(reply[1:].split(b"\r\n")[0])
 
 
-def _sessionRows(
-    redis: RedisServer, nodes: dict[str, subprocess.Popen[str]], plan: _Plan
-) -> tuple[list[Row], dict[str, float]]:
+def _memoryUsage(port: int, key: str) -> int:
     """
-    Register N sessions over the three nodes; measure what they cost.
+    @return: What Redis says a key takes, in bytes (all of it counted).
+    """
+    reply = command(port, "MEMORY", "USAGE", key, "SAMPLES", "0")
+    return int(reply[1:].split(b"\r\n")[0]) if reply[:1] == b":" else 0
+
+
+def _sessionRows(
+    redis: RedisServer, nodes: dict[str, TwistdNode], observer: BlockingNode, plan: _Plan
+) -> tuple[list[Row], dict[str, float], subprocess.Popen[str]]:
+    """
+    Open N real sessions spread over the three nodes; measure what they
+    cost Redis, each node, and the observer (a node without sessions of
+    its own, which holds only its copy of the directory), and the latency
+    of the cluster-wide count.
+
+    @return: The rows, the costs, and the process holding the sessions
+        open (closing its standard input closes them).
     """
     before = int(redis.info("memory")["used_memory"])
-    rssBefore = {name: int(_ask(child, "RSS", "RSS")[0]) for name, child in nodes.items()}
-    each = plan.sessions // len(nodes)
-    for child in nodes.values():
-        _ask(child, f"SESSIONS {each}", "OK")
-    total = each * len(nodes)
-    deadline = time.monotonic() + _WAIT
-    while _redisCount(redis.port) < total:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the sessions were not registered in time")
-        time.sleep(0.05)
-    time.sleep(2 * HEARTBEAT)
+    pids = {name: node.process.pid for name, node in nodes.items()}
+    pids[observer.name] = observer.process.pid
+    rssBefore = {name: _rssOf(pid) for name, pid in pids.items()}
+    ports = [str(node.port) for node in nodes.values()]
+    load = _child("--sessions-client", str(nodes["n1"].logPath.parent), str(plan.sessions), *ports)
+    opened, seconds = _ask(load, None, "CONNECTED")
+    total = int(opened)
+    waitFor(lambda: _redisCount(redis.port) == total, "the sessions are registered", _WAIT)
+    waitFor(
+        lambda: observer.ask("replica")["sessions"] == total,
+        "the observer's copy holds every session",
+        _WAIT,
+    )
     after = int(redis.info("memory")["used_memory"])
-    rssAfter = {name: int(_ask(child, "RSS", "RSS")[0]) for name, child in nodes.items()}
-    p50, p99, counted = _ask(nodes["n1"], f"COUNT {plan.counts}", "COUNT")
+    directory = sum(
+        _memoryUsage(redis.port, f"{{netstructer}}:node:{name}:sessions") for name in nodes
+    )
+    rssAfter = {name: _rssOf(pid) for name, pid in pids.items()}
+    counts = observer.ask(f"counts {plan.counts}")
+    own = {name: total // len(nodes) + (i < total % len(nodes)) for i, name in enumerate(nodes)}
     perSession = (after - before) / total
-    rssPerSession = statistics.mean(rssAfter[n] - rssBefore[n] for n in nodes) / total
+    copy = (rssAfter[observer.name] - rssBefore[observer.name]) / total
+    perOwn = statistics.mean((rssAfter[n] - rssBefore[n]) / own[n] for n in nodes)
+    ownCost = statistics.mean(
+        (rssAfter[n] - rssBefore[n] - copy * (total - own[n])) / own[n] for n in nodes
+    )
     rows: list[Row] = [
-        _info("sessions registered (synthetic, over 3 nodes)", float(counted), "sessions",
-              f"{each:,} per node"),
+        _info("sessions opened (real, over 3 twistd nodes)", float(total), "sessions",
+              f"{float(seconds):.1f} s to open (Noise handshakes), {own['n1']:,} on n1"),
         _info("Redis memory per session", perSession, "bytes",
               f"INFO memory used_memory, {before:,} -> {after:,}"),
-        _info("node RSS growth per session of the cluster", rssPerSession, "bytes",
-              "own entries + copy of the other nodes' (mean of 3 nodes)"),
-        _info("cluster-wide count p50 (from n1)", float(p50) * 1e6, "us",
-              f"{plan.counts} counts, one at a time"),
-        _info("cluster-wide count p99 (from n1)", float(p99) * 1e6, "us",
-              "Lua: HLEN of each live node"),
+        _info("  of which: its directory entry", directory / total, "bytes",
+              "MEMORY USAGE of the nodes' session hashes"),
+        _info("node RSS growth per session it holds", perOwn, "bytes",
+              "connection, session, registry, directory entry, + its copy of the others'"),
+        _info("  of which: a session of its own", ownCost, "bytes",
+              "the above less the copy of the other nodes' sessions"),
+        _info("  of which: the copy of another node's session", copy, "bytes",
+              "RSS growth of a 4th node without sessions (blocking facade)"),
+        _info("cluster-wide count p50 (from the 4th node)", counts["p50"] * 1e6, "us",
+              f"{plan.counts} blocking count(cluster=True) calls, one at a time"),
+        _info("cluster-wide count p99 (from the 4th node)", counts["p99"] * 1e6, "us",
+              "Lua: HLEN of each live node; + the blocking facade's thread handoff"),
     ]  # fmt: skip
-    return rows, {"redisPerSession": perSession, "rssPerSession": rssPerSession}
+    costs = {"redisPerSession": perSession, "ownPerSession": ownCost, "copyPerSession": copy}
+    return rows, costs, load
 
 
-def _trafficRows(redis: RedisServer, seconds: float) -> tuple[list[Row], dict[str, float]]:
+def _trafficRows(
+    redis: RedisServer, seconds: float, nodes: int
+) -> tuple[list[Row], dict[str, float]]:
     """
-    Measure what the heartbeats of three idle nodes cost Redis.
+    Measure what the heartbeats of C{nodes} idle nodes cost Redis.
+
+    @return: The rows, and the costs per node (C{outBytes}: of a reply
+        listing C{nodes} nodes).
     """
     fields = ("total_commands_processed", "total_net_input_bytes", "total_net_output_bytes")
     first, firstScripts = redis.info("stats"), _scripts(redis)
@@ -373,14 +357,15 @@ def _trafficRows(redis: RedisServer, seconds: float) -> tuple[list[Row], dict[st
     commands, inBytes, outBytes = ((int(last[f]) - int(first[f])) / elapsed for f in fields)
     scripts = (lastScripts - firstScripts) / elapsed
     rows: list[Row] = [
-        _info("heartbeat traffic: scripts/s at Redis (3 idle nodes)", scripts, "scripts/s",
-              f"over {elapsed:.1f} s, heartbeat {HEARTBEAT:g} s"),
+        _info(f"heartbeat traffic: scripts/s at Redis ({nodes} idle nodes)", scripts,
+              "scripts/s", f"over {elapsed:.1f} s, heartbeat {HEARTBEAT:g} s"),
         _info("heartbeat traffic: Redis commands/s", commands, "commands/s",
               "those run inside the scripts included"),
-        _info("heartbeat traffic: bytes/s into Redis", inBytes, "bytes/s", "3 nodes"),
-        _info("heartbeat traffic: bytes/s out of Redis", outBytes, "bytes/s", "3 nodes"),
+        _info("heartbeat traffic: bytes/s into Redis", inBytes, "bytes/s", f"{nodes} nodes"),
+        _info("heartbeat traffic: bytes/s out of Redis", outBytes, "bytes/s", f"{nodes} nodes"),
     ]  # fmt: skip
-    return rows, {"inBytes": inBytes / 3, "outBytes": outBytes / 3, "scripts": scripts / 3}
+    costs = {"inBytes": inBytes / nodes, "outBytes": outBytes / nodes, "scripts": scripts / nodes}
+    return rows, {**costs, "listed": float(nodes)}
 
 
 def _scripts(redis: RedisServer) -> int:
@@ -395,24 +380,37 @@ def _scripts(redis: RedisServer) -> int:
     return total
 
 
-def _convergenceRows(redis: RedisServer, victim: subprocess.Popen[str], sessions: int) -> list[Row]:
+def _convergenceRows(
+    redis: RedisServer, victim: TwistdNode, observer: BlockingNode, sessions: int
+) -> list[Row]:
     """
-    Kill a node; measure until Redis's directory drops its sessions.
+    Kill a node with SIGKILL (while it holds its sessions); measure until
+    Redis's directory drops it, and until another node's copy does.
     """
+    name = victim.name
     total = _redisCount(redis.port)
-    # Heartbeats are a second apart: kill at a random point between two.
-    victim.send_signal(signal.SIGKILL)
+    # Heartbeats are a second apart: the kill falls anywhere between two.
+    victim.signal(signal.SIGKILL)
     killed = time.monotonic()
-    deadline = killed + _WAIT
-    while _redisCount(redis.port) > total - sessions:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the killed node's sessions did not disappear")
-        time.sleep(0.01)
-    took = time.monotonic() - killed
-    victim.wait()
+    redisTook = waitFor(
+        lambda: command(redis.port, "EXISTS", f"{{netstructer}}:node:{name}") == b":0\r\n",
+        "the killed node leaves Redis's directory",
+        _WAIT,
+        0.005,
+    )
+    waitFor(
+        lambda: observer.ask("replica")["sessions"] == total - sessions,
+        "the observer drops the killed node's sessions",
+        _WAIT,
+        0.005,
+    )
+    copyTook = time.monotonic() - killed
+    victim.process.wait(_WAIT)
     return [
-        _info("directory convergence after SIGKILL of n3", took, "s",
-              f"goal: within 2 heartbeats ({2 * HEARTBEAT:g} s)"),
+        _info(f"directory convergence after SIGKILL of {name} (Redis)", redisTook, "s",
+              f"goal: within 2 heartbeats ({2 * HEARTBEAT:g} s); {sessions:,} sessions"),
+        _info(f"directory convergence after SIGKILL of {name} (other nodes)", copyTook, "s",
+              "until another node's copy drops its sessions (it routes no more to it)"),
     ]  # fmt: skip
 
 
@@ -421,17 +419,18 @@ def _extrapolatedRows(costs: dict[str, float]) -> list[Row]:
     Scale the measured costs to 100 000 sessions over 10 nodes.
     """
     sessions, nodes = 100_000, 10
+    own = sessions // nodes
     redisBytes = costs["redisPerSession"] * sessions
-    nodeBytes = costs["rssPerSession"] * sessions
+    nodeBytes = costs["ownPerSession"] * own + costs["copyPerSession"] * (sessions - own)
     # A heartbeat's reply lists every node (about 100 bytes each): the
     # traffic into Redis is per node, the traffic out grows with the count.
     perNodeIn = costs["inBytes"]
-    perNodeOut = costs["outBytes"] / 3 * nodes
+    perNodeOut = costs["outBytes"] / costs["listed"] * nodes
     return [
         _info("extrapolated: Redis memory, 100 000 sessions", redisBytes / 2**20, "MiB",
               "measured bytes per session x 100 000"),
-        _info("extrapolated: each node's memory for the directory", nodeBytes / 2**20, "MiB",
-              "10 nodes: its 10 000 + a copy of the other 90 000"),
+        _info("extrapolated: each node's memory for its sessions", nodeBytes / 2**20, "MiB",
+              "10 nodes: its own 10 000 + a copy of the other 90 000"),
         _info("extrapolated: heartbeat scripts/s, 10 nodes", costs["scripts"] * nodes,
               "scripts/s", "one script per node per heartbeat"),
         _info("extrapolated: heartbeat bytes/s, 10 nodes", (perNodeIn + perNodeOut) * nodes,
@@ -444,57 +443,70 @@ def run(quick: bool = False, sessions: int | None = None) -> list[Row]:
     Run every measurement.
 
     @param quick: Small counts, for a smoke test.
-    @param sessions: How many sessions the directory measurements register,
-        if not the plan's.
+    @param sessions: How many sessions the directory measurements open, if
+        not the plan's.
     @return: Rows of C{name}, C{value}, C{unit}, and either C{baseline},
         C{baselineName} and C{ratio} (value / baseline) or a C{note}.
     """
     plan = _QUICK if quick else _FULL
     if sessions is not None:
         plan = dataclasses.replace(plan, sessions=sessions)
+    raiseFileLimit()
     names = ["alice", "bob", "carol"]
     keys = {name: generateKey() for name in names}
+    load = {f"u{i:03d}": generateKey() for i in range(_LOAD_KEYS)}
     rows: list[Row] = []
     children: list[subprocess.Popen[str]] = []
+    processes: list[TwistdNode | BlockingNode] = []
     with tempfile.TemporaryDirectory() as directory:
-        redis = RedisServer(Path(directory) / "redis").start()
+        home = Path(directory)
+        redis = RedisServer(home / "redis").start()
         try:
             _writeSecret(
-                Path(directory) / "server.key",
-                "".join(keyFileLine(keys[name], name) + "\n" for name in names),
+                home / "server.key",
+                "".join(keyFileLine(key, name) + "\n" for name, key in {**keys, **load}.items()),
             )
-            _writeSecret(Path(directory) / "cluster.key", keyFileLine(generateKey()) + "\n")
-            _writeSecret(
-                Path(directory) / "keys.json",
-                json.dumps({name: key.decode("ascii") for name, key in keys.items()}),
-            )
-            nodes: dict[str, subprocess.Popen[str]] = {}
-            ports: dict[str, int] = {}
-            for name in ("n1", "n2", "n3"):
-                nodes[name] = _child("--node", directory, redis.url, name)
-                children.append(nodes[name])
-                ports[name] = int(_ask(nodes[name], None, "PORT")[0])
-            peers = []
+            _writeSecret(home / "cluster.key", keyFileLine(generateKey()) + "\n")
+            _writeSecret(home / "keys.json", json.dumps(_text(keys)))
+            _writeSecret(home / "load.json", json.dumps(_text(load)))
+            limit = str(plan.sessions + 64)
+            nodes = {
+                name: TwistdNode(home, name, redis.url, heartbeat=HEARTBEAT,
+                                 extra=("--max-sessions", limit, "--max-per-ip", limit))
+                for name in ("n1", "n2", "n3")
+            }  # fmt: skip
+            processes.extend(nodes.values())
+            deadline = time.monotonic() + _WAIT
+            for node in nodes.values():
+                node.waitJoined(deadline)
             for name, node in (("bob", "n2"), ("carol", "n1")):
-                peer = _child("--peer", directory, str(ports[node]), name)
+                peer = _child("--peer", directory, str(nodes[node].port), name)
                 children.append(peer)
-                peers.append(peer)
                 _ask(peer, None, "READY")
-            with link(("127.0.0.1", ports["n1"]), keys["alice"], timeout=_WAIT) as alice:
+            with link(("127.0.0.1", nodes["n1"].port), keys["alice"], timeout=_WAIT) as alice:
                 rows += _relayRows(alice, plan)
                 for peer in ("bob", "carol"):
                     alice.sendTo(peer, {"stop": True})
-            sessionRows, costs = _sessionRows(redis, nodes, plan)
+            observer = BlockingNode(home, "n4", redis.url)
+            processes.append(observer)
+            sessionRows, costs, holder = _sessionRows(redis, nodes, observer, plan)
+            children.append(holder)
             rows += sessionRows
-            trafficRows, traffic = _trafficRows(redis, plan.idle)
+            trafficRows, traffic = _trafficRows(redis, plan.idle, len(nodes) + 1)
             rows += trafficRows
-            rows += _convergenceRows(redis, nodes["n3"], plan.sessions // 3)
+            rows += _convergenceRows(redis, nodes["n3"], observer, plan.sessions // 3)
             rows += _extrapolatedRows({**costs, **traffic})
         finally:
             for child in reversed(children):
                 _stop(child)
+            for process in processes:
+                process.stop()
             redis.stop()
     return rows
+
+
+def _text(keys: dict[str, bytes]) -> dict[str, str]:
+    return {name: key.decode("ascii") for name, key in keys.items()}
 
 
 def _peer(directory: str, port: int, name: str) -> None:
@@ -546,13 +558,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small counts (a smoke test)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument(
-        "--sessions", type=int, help="sessions registered over the 3 nodes (10 000; 1 500 quick)"
+        "--sessions", type=int, help="sessions opened over the 3 nodes (10 000; 1 500 quick)"
     )
-    parser.add_argument("--node", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--sessions-client", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--peer", nargs=3, help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
-    if options.node:
-        _node(*options.node)
+    if options.sessions_client:
+        directory, count, *ports = options.sessions_client
+        _sessions(directory, int(count), [int(port) for port in ports])
         return 0
     if options.peer:
         _peer(options.peer[0], int(options.peer[1]), options.peer[2])

@@ -20,6 +20,9 @@ The C{netstructer} command.
       PORT}): check a server (or a client) against the MUSTs of
       C{docs/protocol.rst}, one numbered case each
       (L{netstructer.conformance}).
+    - C{netstructer cluster status URL [--json] [--no-sessions]}: the nodes
+      of a cluster (alive, sessions, last heartbeat) and its sessions, read
+      from its Redis (L{netstructer.cluster.status}).
 
 Keys are found as by C{twistd netstructer}: C{--key-file}, then the
 C{NETSTRUCTER_KEY} environment variable, then the default key file
@@ -241,6 +244,7 @@ def _makeParser() -> _ArgumentParser:
     _addSendParser(commands, keyOptions)
     _addListenParser(commands, keyOptions)
     _addBenchParser(commands, keyOptions)
+    _addClusterParser(commands)
     return parser
 
 
@@ -440,6 +444,37 @@ def _addBenchParser(commands: Any, keyOptions: _ArgumentParser) -> None:
         " TLS 1.3, pyzmq with CURVE, raw sockets) and print every performance goal as PASS or"
         " MISS: the quick form of benchmarks/bench_peers.py, from a source checkout with"
         ' pip install -e ".[bench]" (under a minute)',
+    )
+
+
+def _addClusterParser(commands: Any) -> None:
+    """
+    Add C{netstructer cluster status}.
+    """
+    cluster = commands.add_parser(
+        "cluster",
+        help="inspect a cluster of servers",
+        description="Inspect a cluster of servers (twistd netstructer --cluster URL).",
+    )
+    actions = cluster.add_subparsers(dest="clusterCommand", metavar="ACTION", required=True)
+    status = actions.add_parser(
+        "status",
+        help="list a cluster's nodes and sessions",
+        description=(
+            "Read a cluster's directory from its Redis (no cluster key needed) and print its"
+            " nodes (alive, sessions, last heartbeat) and its sessions (name, address, node,"
+            " opening time)."
+        ),
+    )
+    status.add_argument(
+        "url",
+        metavar="URL",
+        help="the cluster's Redis URL, as given to --cluster (redis://HOST:6379/0,"
+        " rediss:// for TLS; the password may be in NETSTRUCTER_CLUSTER_PASSWORD)",
+    )
+    status.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    status.add_argument(
+        "--no-sessions", action="store_true", help="list the nodes only, not every session"
     )
 
 
@@ -1139,10 +1174,35 @@ class _BenchCommand(Command):
         out.flush()
 
 
+class _ClusterCommand(Command):
+    """
+    C{netstructer cluster status}.  A cluster that cannot be reached, or a
+    malformed URL, is a user error (exit status 1).
+    """
+
+    async def execute(self, reactor: Any) -> int:
+        import json
+
+        from netstructer.cluster.status import clusterStatus, formatStatus, statusData
+
+        args = self.args
+        status = await clusterStatus(args.url, reactor=reactor, environ=self.streams.environ)
+        if args.json:
+            data = statusData(status)
+            if args.no_sessions:
+                del data["sessions"]
+            text = json.dumps(data, indent=2)
+        else:
+            text = formatStatus(status, sessions=not args.no_sessions)
+        print(text, file=self.streams.stdout, flush=True)
+        return 0
+
+
 _COMMANDS: dict[str, type[Command]] = {
     "send": _SendCommand,
     "listen": _ListenCommand,
     "bench": _BenchCommand,
+    "cluster": _ClusterCommand,
 }
 
 

@@ -24,7 +24,7 @@ import dataclasses
 import errno
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from twisted.application.service import MultiService
 from twisted.internet import defer
@@ -41,7 +41,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from netstructer.channel import CloseCode, warmKeyring
-from netstructer.errors import InvalidKey, KeyFileError, ServerInitializeError
+from netstructer.errors import ClusterError, InvalidKey, KeyFileError, ServerInitializeError
 from netstructer.handlers import checkHandler, isHandlerObject
 from netstructer.keyreload import KeyReload, KeyReloader
 from netstructer.keys import Keyring, StrPath, asKeyring, readKeyFile
@@ -51,6 +51,9 @@ from netstructer.relay import DEFAULT_RELAY_QUEUE, IRelayBackend, IRelayPolicy, 
 from netstructer.relayservice import RelayService
 from netstructer.values import DEFAULT_LIMITS, Encoder, Limits
 
+if TYPE_CHECKING:
+    from netstructer.cluster import ClusterService, ClusterURL, RemoteSession, SessionDescriptor
+
 __all__ = ["INTERNAL_ERROR_REASON", "Server", "endpointDescription"]
 
 INTERNAL_ERROR_REASON = "internal server error"
@@ -58,6 +61,7 @@ INTERNAL_ERROR_REASON = "internal server error"
 
 _CONFIG_OPTIONS = frozenset(f.name for f in dataclasses.fields(BridgeConfig)) - {"keyring"}
 _REGISTRY_OPTIONS = frozenset({"maxSessions", "maxPerIP"})
+_CLUSTER_OPTIONS = frozenset({"nodeName", "clusterKey", "clusterHeartbeat"})
 _IN_USE = {errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", errno.EADDRINUSE)}
 _DENIED = {errno.EACCES, errno.EPERM, getattr(errno, "WSAEACCES", errno.EACCES)}
 
@@ -349,6 +353,8 @@ class Server(MultiService):
     @ivar relay: The relay between the sessions (L{RelayService
         <netstructer.relayservice.RelayService>}); it refuses every request
         unless relay was turned on.
+    @ivar cluster: The node's L{ClusterService<netstructer.cluster.ClusterService>}
+        when the server is a node of a cluster, else L{None}.
     @ivar config: The configuration every connection shares.
     @ivar endpoint: The endpoint description, or endpoint, to listen on.
     @ivar port: The listening port once listening, else L{None}.
@@ -377,6 +383,7 @@ class Server(MultiService):
         maxRelayQueue: int = DEFAULT_RELAY_QUEUE,
         metrics: str | int | None = None,
         metricsRegistry: Any = None,
+        cluster: str | ClusterURL | ClusterService | None = None,
         **options: Any,
     ) -> None:
         """
@@ -407,19 +414,22 @@ class Server(MultiService):
         @param metricsRegistry: A C{prometheus_client.CollectorRegistry} to
             add this server's metrics to, for an application that serves
             its own; with C{metrics}, that registry is what is served.
+        @param cluster: Join a cluster (L{netstructer.cluster}; relay, if on,
+            routes through it): its Redis URL (options C{clusterKey}, C{nodeName},
+            C{clusterHeartbeat}) or a L{ClusterService<netstructer.cluster.ClusterService>}.
         @param options: Fields of L{BridgeConfig} (C{shutdownGrace}, the
             grace period of every close and of L{stopService}, among them);
             the registry's limits C{maxSessions} and C{maxPerIP}; and
             C{maxBufferSize}, the largest encoded value accepted (it sets
             C{limits.maxSize}).
-        @raise ServerInitializeError: The key is missing or malformed (the
-            message holds no key material), a port number is out of
-            range, or metrics were asked for without C{prometheus_client}.
-        @raise TypeError: An unknown option, or an endpoint of no known form.
+        @raise ServerInitializeError: The key (the message holds no key
+            material), a port number, the metrics (without
+            C{prometheus_client}) or a cluster's settings are not usable.
+        @raise TypeError: An unknown option, or an endpoint of no accepted form.
         @raise ValueError: An option has a bad value.
         """
         super().__init__()
-        registryOptions = _registryOptions(options)
+        registryOptions, clusterOptions = _serverOptions(options)
         self.config = BridgeConfig(keyring=_serverKeyring(key, keyFile), **options)
         self._keys = KeyReloader(self.config.keyring, keyFile)
         self.endpoint = endpointDescription(endpoint)
@@ -429,19 +439,23 @@ class Server(MultiService):
         self._logger = logger
         self.registry = SessionRegistry(reactor, logger=logger, **registryOptions)
         self.registry.setServiceParent(self)
-        self.relay = _relayService(relay, relayPolicy, relayBackend, maxRelayQueue, logger)
+        self.cluster = _joinCluster(self, cluster, clusterOptions, relayBackend)
+        self.relay = _relayService(relay, relayPolicy, relayBackend, maxRelayQueue, self)
         self._dispatcher = _HandlerDispatcher(self._log)
         for observer in (self.relay, self._dispatcher):
             self.registry.addObserver(observer)
+        self._initListening()
+        self.metrics = _serverMetrics(self, metrics, metricsRegistry)
+        """The metrics (L{netstructer.metricsweb.ServerMetrics}), or L{None}."""
+        if handler is not None:
+            self.setHandler(handler)
+
+    def _initListening(self) -> None:
         self._factory: _ServerFactory | None = None
         self.port: IListeningPort | None = None
         self._listening: defer.Deferred[IListeningPort] | None = None
         self._listenWaiters: list[defer.Deferred[IListeningPort]] = []
         self._listenedOnStart = self._stopping = False
-        self.metrics = _serverMetrics(self, metrics, metricsRegistry)
-        """The metrics (L{netstructer.metricsweb.ServerMetrics}), or L{None}."""
-        if handler is not None:
-            self.setHandler(handler)
 
     def __repr__(self) -> str:
         return f"<Server {self.endpoint!r} {self.registry.count()} sessions>"
@@ -514,25 +528,58 @@ class Server(MultiService):
 
     # The registry's answers.
 
-    def count(self) -> int:
+    @overload
+    def count(self, cluster: Literal[False] = False) -> int: ...
+    @overload
+    def count(self, cluster: Literal[True]) -> defer.Deferred[int]: ...
+    def count(self, cluster: bool = False) -> int | defer.Deferred[int]:
         """
-        @return: How many sessions are registered.
+        @param cluster: Count every live node's sessions (this server must
+            be a node of a cluster).
+        @return: How many sessions are registered; with C{cluster}, a
+            Deferred (see L{ClusterService.count
+            <netstructer.cluster.ClusterService.count>}).
+        @raise ClusterError: C{cluster} is set, and this server is not a node.
         """
-        return self.registry.count()
+        return _nodeOf(self).count() if cluster else self.registry.count()
 
-    def all(self) -> list[BridgeProtocol]:
+    @overload
+    def all(self, cluster: Literal[False] = False) -> list[BridgeProtocol]: ...
+    @overload
+    def all(self, cluster: Literal[True]) -> defer.Deferred[list[SessionDescriptor]]: ...
+    def all(
+        self, cluster: bool = False
+    ) -> list[BridgeProtocol] | defer.Deferred[list[SessionDescriptor]]:
         """
-        @return: The registered sessions, oldest first.
+        @param cluster: List every live node's sessions, as descriptors
+            (name, address, node, opening time).
+        @return: The registered sessions, oldest first; with C{cluster}, a
+            Deferred (see L{ClusterService.all
+            <netstructer.cluster.ClusterService.all>}).
+        @raise ClusterError: C{cluster} is set, and this server is not a node.
         """
-        return self.registry.all()
+        return _nodeOf(self).all() if cluster else self.registry.all()
 
-    def get(self, target: str) -> BridgeProtocol | None:
+    @overload
+    def get(self, target: str, cluster: Literal[False] = False) -> BridgeProtocol | None: ...
+    @overload
+    def get(
+        self, target: str, cluster: Literal[True]
+    ) -> defer.Deferred[BridgeProtocol | RemoteSession | None]: ...
+    def get(
+        self, target: str, cluster: bool = False
+    ) -> BridgeProtocol | defer.Deferred[BridgeProtocol | RemoteSession | None] | None:
         """
         @param target: A key's name, a session key (C{"ip:port"}) or a bare
             IP address.
-        @return: See L{SessionRegistry.get}.
+        @param cluster: Look in every live node: the newest match may be a
+            L{RemoteSession<netstructer.cluster.RemoteSession>}, whose
+            C{sendBuffer} sends through the cluster.
+        @return: See L{SessionRegistry.get}; with C{cluster}, a Deferred
+            (see L{ClusterService.get<netstructer.cluster.ClusterService.get>}).
+        @raise ClusterError: C{cluster} is set, and this server is not a node.
         """
-        return self.registry.get(target)
+        return _nodeOf(self).get(target) if cluster else self.registry.get(target)
 
     def allFrom(self, target: str) -> list[BridgeProtocol]:
         """
@@ -839,35 +886,132 @@ def _relayService(
     policy: IRelayPolicy | None,
     backend: IRelayBackend | None,
     maxQueued: int,
-    logger: Logger | None,
+    server: Server,
 ) -> RelayService:
     """
     The relay of a L{Server}: on when asked for, or when a policy or a
-    backend is given; then over this server's sessions unless a backend is
-    given.
+    backend is given; then over this server's sessions (or its cluster's,
+    if it is a node of one) unless a backend is given.
     """
+    logger = server._logger
     if backend is None and (relay or policy is not None):
-        backend = LocalRelayBackend(logger=logger)
+        cluster = server.cluster
+        backend = LocalRelayBackend(logger=logger) if cluster is None else cluster.backend
     return RelayService(backend, policy, maxQueued=maxQueued, logger=logger)
 
 
-def _registryOptions(options: dict[str, Any]) -> dict[str, Any]:
+def _nodeOf(server: Server) -> ClusterService:
     """
-    Take the registry's options out of a L{Server}'s, and turn
-    C{maxBufferSize} into C{limits}: what is left are L{BridgeConfig}'s.
+    @return: The cluster service of a server that is a node of a cluster.
+    @raise ClusterError: It is not.
+    """
+    if server.cluster is None:
+        raise ClusterError(
+            "this server is not a node of a cluster: create it with cluster=URL "
+            "(twistd netstructer --cluster URL) to ask the whole cluster"
+        )
+    return server.cluster
+
+
+def _joinCluster(
+    server: Server,
+    cluster: str | ClusterURL | ClusterService | None,
+    options: dict[str, Any],
+    relayBackend: IRelayBackend | None,
+) -> ClusterService | None:
+    """
+    Make a server a node of a cluster (L{netstructer.cluster}), if asked:
+    the cluster's service observes its registry, and is its child after the
+    registry (so that it stops first, and removes the node's entries from
+    the directory at once).  Its relay, when turned on, routes through the
+    cluster; the cluster does not turn relay on.  C{netstructer.cluster} is
+    imported only here; Redis (txredisapi, the C{cluster} extra) only when
+    a URL is given.
+
+    @param cluster: The cluster's Redis URL, or a L{ClusterService
+        <netstructer.cluster.ClusterService>}.
+    @param options: With a URL: C{clusterKey}, the cluster's keys or their
+        key file (required); C{nodeName}, this node's name (the host's name
+        by default); C{clusterHeartbeat}, seconds between heartbeats (1 by
+        default).
+    @return: The cluster's service, or L{None}.
+    @raise ServerInitializeError: The cluster's settings are not usable.
+    @raise TypeError: Settings are given without a cluster URL, or both a
+        cluster and a relay backend.
+    """
+    settings = ", ".join(sorted(options))
+    if cluster is None:
+        if options:
+            raise TypeError(f"{settings} need cluster= (the cluster's URL)")
+        return None
+    if relayBackend is not None:
+        raise TypeError("give the server a cluster or a relay backend, not both")
+    from netstructer.cluster import ClusterService
+
+    if isinstance(cluster, ClusterService):
+        if options:
+            raise TypeError(f"{settings} are settings of a cluster URL, not of a ClusterService")
+        service = cluster
+    else:
+        service = _clusterService(server, cluster, options)
+    server.registry.addObserver(service)
+    service.setServiceParent(server)
+    return service
+
+
+def _clusterService(server: Server, url: str | ClusterURL, options: dict[str, Any]) -> Any:
+    """
+    @return: A new L{ClusterService<netstructer.cluster.ClusterService>}
+        for C{server}, to C{url}.
+    @raise ServerInitializeError: The settings are not usable.
+    """
+    import socket
+
+    from netstructer.cluster import DEFAULT_HEARTBEAT, ClusterService
+
+    key = options.get("clusterKey")
+    if key is None:
+        raise ServerInitializeError(
+            "a cluster needs its key (clusterKey=, twistd netstructer --cluster-key FILE): "
+            "the same key file on every node, made by `netstructer keygen`"
+        )
+    try:
+        return ClusterService(
+            url,
+            options.get("nodeName") or socket.gethostname(),
+            key,
+            reactor=server.reactor,
+            heartbeat=options.get("clusterHeartbeat", DEFAULT_HEARTBEAT),
+            limits=server.config.limits,
+            logger=server._logger,
+        )
+    except (ClusterError, KeyFileError, InvalidKey) as e:
+        raise ServerInitializeError(f"the cluster's settings are not usable: {e}") from e
+    except ImportError as e:
+        raise ServerInitializeError(
+            f"a cluster needs txredisapi ({e}): pip install 'netstructer[cluster]'"
+        ) from e
+
+
+def _serverOptions(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """
+    Take the registry's and the cluster's options out of a L{Server}'s, and
+    turn C{maxBufferSize} into C{limits}: what is left are L{BridgeConfig}'s.
 
     @param options: The options, changed in place.
-    @return: The registry's options.
+    @return: The registry's options, and the cluster's.
     @raise TypeError: An option is unknown.
     """
-    unknown = sorted(set(options) - _CONFIG_OPTIONS - _REGISTRY_OPTIONS - {"maxBufferSize"})
+    known = _CONFIG_OPTIONS | _REGISTRY_OPTIONS | _CLUSTER_OPTIONS | {"maxBufferSize"}
+    unknown = sorted(set(options) - known)
     if unknown:
         raise TypeError(f"Server() got unknown options: {', '.join(unknown)}")
     registryOptions = {name: options.pop(name) for name in _REGISTRY_OPTIONS & set(options)}
+    clusterOptions = {name: options.pop(name) for name in _CLUSTER_OPTIONS & set(options)}
     maxBufferSize = options.pop("maxBufferSize", None)
     if maxBufferSize is not None:
         options["limits"] = _withMaxSize(options.get("limits", DEFAULT_LIMITS), maxBufferSize)
-    return registryOptions
+    return registryOptions, clusterOptions
 
 
 def _serverKeyring(key: object, keyFile: StrPath | None) -> Keyring:

@@ -546,6 +546,9 @@ class Options(usage.Options):
     @ivar handler: The handler object named by C{--handler}.
     @ivar relayPolicy: The policy of C{--relay-policy}, or L{None}.
     @ivar tlsOptions: The TLS context factory of C{--tls-cert}, or L{None}.
+    @ivar cluster: The parsed URL of C{--cluster} (a L{ClusterURL
+        <netstructer.cluster.ClusterURL>}), or L{None}.
+    @ivar clusterKeyring: The keys of C{--cluster-key}, or L{None}.
     @ivar environ: The environment read for C{NETSTRUCTER_KEY} and the
         default key file.
     """
@@ -707,6 +710,40 @@ class Options(usage.Options):
             " port on 127.0.0.1); needs pip install 'netstructer[metrics]'.",
             _metricsEndpoint,
         ],
+        [
+            "cluster",
+            None,
+            None,
+            "Make this server a node of a cluster that shares its sessions' directory and"
+            " routes relayed values through this Redis or Valkey server:"
+            " redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?prefix=NAME], or rediss://"
+            " for TLS (a password is better given in NETSTRUCTER_CLUSTER_PASSWORD);"
+            " needs --cluster-key and pip install 'netstructer[cluster]'.",
+            _nonEmpty("--cluster"),
+        ],
+        [
+            "cluster-key",
+            None,
+            None,
+            "The cluster's key file (mode 0600, made by netstructer keygen): the same"
+            " file on every node; it seals every value and message crossing Redis.",
+            _path("--cluster-key"),
+        ],
+        [
+            "node-name",
+            None,
+            None,
+            "This node's name in the cluster, unique among its nodes (default: the host's name).",
+            _nonEmpty("--node-name"),
+        ],
+        [
+            "heartbeat",
+            None,
+            1.0,
+            "Seconds between this node's heartbeats to the cluster's Redis: a node that"
+            " dies leaves the cluster's directory within two of them.",
+            _seconds("--heartbeat", zeroMeansNever=False),
+        ],
     ]
     """The options that take a value (see L{usage.Options})."""
 
@@ -735,6 +772,8 @@ class Options(usage.Options):
         self.handler: object = None
         self.relayPolicy: Any = None
         self.tlsOptions: Any = None
+        self.cluster: Any = None
+        self.clusterKeyring: Keyring | None = None
 
     def opt_listen(self, description: str) -> None:
         """Also listen on this endpoint; repeatable (--listen unix:/run/netstructer.sock)."""
@@ -762,6 +801,7 @@ class Options(usage.Options):
         self._checkEndpoints()
         self._loadHandler()
         self._loadTLS()
+        self._loadCluster()
         # Last: on a first start this creates the key file, which makeService
         # then announces; nothing after this may fail and skip that.
         self._loadKey()
@@ -855,6 +895,49 @@ class Options(usage.Options):
                 )
         self.tlsOptions = _tlsOptions(self["tls-cert"], self["tls-key"], self["tls-ca"])
 
+    def _loadCluster(self) -> None:
+        """
+        Check C{--cluster}, C{--cluster-key} and C{--node-name}, and read
+        the cluster's key file.  Nothing of the cluster (nor Redis) is
+        imported without C{--cluster}.
+
+        @raise usage.UsageError: They are inconsistent, or not valid; the
+            message never holds the URL's password.
+        """
+        if self["cluster"] is None:
+            for option in ("cluster-key", "node-name"):
+                if self[option] is not None:
+                    raise usage.UsageError(f"--{option} needs --cluster (the cluster's Redis URL)")
+            return
+        import importlib.util
+
+        from netstructer.cluster.config import checkNodeName, clusterKeyring, parseClusterURL
+        from netstructer.errors import ClusterError
+
+        try:
+            self.cluster = parseClusterURL(self["cluster"], self.environ)
+        except ClusterError as e:
+            raise usage.UsageError(f"--cluster: {e}") from None
+        if importlib.util.find_spec("txredisapi") is None:
+            raise usage.UsageError("--cluster needs txredisapi: pip install 'netstructer[cluster]'")
+        if self["cluster-key"] is None:
+            raise usage.UsageError(
+                "--cluster needs --cluster-key FILE: the cluster's key file, the same on every"
+                " node (make one with: netstructer keygen -o FILE)"
+            )
+        try:
+            self.clusterKeyring = clusterKeyring(self["cluster-key"])
+        except NetStructerError as e:
+            raise usage.UsageError(f"--cluster-key: {e}") from None
+        if self["node-name"] is None:
+            import socket
+
+            self["node-name"] = socket.gethostname()
+        try:
+            checkNodeName(self["node-name"])
+        except ClusterError as e:
+            raise usage.UsageError(f"--node-name: {e} (give another with --node-name)") from None
+
     def serverOptions(self) -> dict[str, Any]:
         """
         The keyword options of L{Server<netstructer.server.Server>} these
@@ -882,6 +965,11 @@ class Options(usage.Options):
             options["maxRelayQueue"] = self["max-relay-queue"]
         if self["metrics"] is not None:
             options["metrics"] = self["metrics"]
+        if self.cluster is not None:
+            options["cluster"] = self.cluster
+            options["clusterKey"] = self.clusterKeyring
+            options["nodeName"] = self["node-name"]
+            options["clusterHeartbeat"] = self["heartbeat"]
         return options
 
 
@@ -977,6 +1065,34 @@ class KeyReloadOnSignal(Service):
 _SIGHUP: int | None = getattr(signal, "SIGHUP", None)
 
 
+def _announceCluster(options: Options) -> None:
+    """
+    Log which cluster the server joins (never the URL's password), and warn
+    when that password was given on the command line.
+    """
+    from urllib.parse import urlsplit
+
+    from netstructer.cluster.config import PASSWORD_VARIABLE
+
+    _log.info(
+        "Node {node} of the cluster at {url} (prefix {prefix}), heartbeat {heartbeat} s",
+        node=options["node-name"],
+        url=options.cluster.describe(),
+        prefix=options.cluster.prefix,
+        heartbeat=options["heartbeat"],
+    )
+    try:
+        inURL = urlsplit(options["cluster"]).password is not None
+    except ValueError:
+        inURL = False
+    if inURL:
+        _log.warn(
+            "The Redis password in --cluster can be read by other users of this machine"
+            " (in the process list): give it in the environment variable {variable} instead",
+            variable=PASSWORD_VARIABLE,
+        )
+
+
 def makeService(options: Options, reactor: Any = None) -> IService:
     """
     Build the whole server from parsed options: its registry, factory and
@@ -1021,6 +1137,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         keyFile=source.path,
         **options.serverOptions(),
     )
+    if options.cluster is not None:
+        _announceCluster(options)
     named = sum(1 for name in keyring.names() if name is not None)
     if named:
         _log.info("{named} of the keys are named", named=named)

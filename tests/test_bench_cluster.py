@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_bench_cluster -*-
 """
 Smoke test of C{benchmarks/bench_cluster.py}: its C{--quick} run (a real
-Redis, three node processes, two peers, over loopback) prints every figure.
+Redis, three real twistd nodes and a fourth run by the blocking facade, two
+peers, a process holding real sessions, over loopback) prints every figure.
 Nothing here asserts a timing but the directory's convergence, which has a
 generous bound.
 """
@@ -53,7 +54,10 @@ class QuickRunTests(SynchronousTestCase):
         report = json.loads(result.stdout)
         rows = {row["name"]: row for row in report["rows"]}
         for name, row in rows.items():
-            self.assertGreater(row["value"], 0, name)
+            # What a session costs a node is a difference of resident
+            # sizes, which a few hundred sessions may not move.
+            if "RSS" not in row.get("note", "") and "of which" not in name:
+                self.assertGreater(row["value"], 0, name)
         ratios = [name for name, row in rows.items() if "ratio" in row]
         self.assertEqual(
             ratios,
@@ -63,7 +67,7 @@ class QuickRunTests(SynchronousTestCase):
                 "relay stream alice@n1 -> bob@n2 (sendTo)",
             ],
         )
-        self.assertEqual(rows["sessions registered (synthetic, over 3 nodes)"]["value"], 300)
-        self.assertLess(rows["directory convergence after SIGKILL of n3"]["value"], 3.0)
+        self.assertEqual(rows["sessions opened (real, over 3 twistd nodes)"]["value"], 300)
+        self.assertLess(rows["directory convergence after SIGKILL of n3 (Redis)"]["value"], 3.0)
         self.assertTrue(any(n.startswith("extrapolated: Redis memory") for n in rows))
         self.assertIn("load average", report["header"])

@@ -247,7 +247,8 @@ class ArgumentTests(_CommandLineTests):
         """
         names = cli.commandNames()
         self.assertEqual(
-            sorted(names), ["bench", "conformance", "keygen", "listen", "send", "status"]
+            sorted(names),
+            ["bench", "cluster", "conformance", "keygen", "listen", "send", "status"],
         )
         for name in names:
             code, out, err = self.main(name, "--help")

@@ -134,6 +134,27 @@ class ReplicaTests(SynchronousTestCase):
         self.assertEqual(self.replica.expired(), ["n2"])
         self.assertEqual(self.replica.nodes, {})
 
+    def test_slack(self) -> None:
+        """
+        With slack, a node stays alive that long after its entries expire
+        as the last list read showed them: until the next list, which
+        shows it renewed (or gone).
+        """
+        replica = Replica("n1", Decoder(), self.clock, grace=2.0, slack=1.0)
+        self.clock.now = 100.0
+        # n2 renewed its entries a hair before the list was read: the next
+        # read, one heartbeat later, comes a little late.
+        replica.applyNodes(50.0, [state("n2", A, expiresAt=51.001)])
+        self.clock.now = 101.01
+        self.assertEqual(replica.expired(), [])
+        self.assertEqual(replica.incarnationOf("n2"), A)
+        gone, _ = replica.applyNodes(51.01, [state("n2", A, expiresAt=52.0)])
+        self.assertEqual(gone, [])
+        self.clock.now = 102.99
+        self.assertTrue(replica.alive("n2"))
+        self.clock.now = 103.01
+        self.assertEqual(replica.expired(), ["n2"])
+
     def test_events(self) -> None:
         """
         Events apply in order; an old one is ignored; a skipped version is a

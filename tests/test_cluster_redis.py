@@ -186,6 +186,35 @@ class TransportTests(RedisTestCase):
 
         return run(go)
 
+    def test_publishBurst(self) -> defer.Deferred[None]:
+        """
+        Messages published back to back (sent to the socket at once) each
+        get their own reply, and arrive in order; interleaved with the
+        directory's commands, every reply still reaches its command.  Once
+        the connection is lost, publishing fails with ClusterUnavailable.
+        """
+
+        async def go() -> None:
+            transport, listener = self.transport(self.redis.url, ["c"])
+            await waitUntil(lambda: transport.connected, "connected")
+            record = NodeRecord("n1", b"i" * 16, 1000.5, 1.0, 2.0)
+            published = [transport.publish("c", b"%d" % i) for i in range(200)]
+            beat = transport.heartbeat(record)
+            published += [transport.publish("c", b"x" * 100_000)]
+            self.assertEqual(await defer.gatherResults(published), [1] * 201)
+            self.assertEqual((await beat).nodes[0].name, "n1")
+            await waitUntil(lambda: len(listener.messages) == 201, "every message")
+            self.assertEqual(
+                [data for _, data in listener.messages],
+                [b"%d" % i for i in range(200)] + [b"x" * 100_000],
+            )
+            self.redis.kill()
+            await waitUntil(lambda: not transport.connected, "the connection is lost")
+            with self.assertRaises(ClusterUnavailable):
+                await transport.publish("c", b"late")
+
+        return run(go)
+
     def test_bigReset(self) -> None:
         """
         A reset with thousands of sessions is written in one script.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -225,6 +226,57 @@ class RelayTests(ClusterTestCase):
         self.assertEqual(self.cluster.hub.published - published, 4)
         self.assertEqual(self.n1.service.backend.inFlight(), 0)
 
+    def test_publishedAtOnce(self) -> None:
+        """
+        A value towards a node with nothing on its way to Redis is
+        published at once; values given while a publication awaits its
+        reply are batched, and published together at the end of the
+        reactor turn.
+        """
+        alice = self.n1.open("alice")
+        bob = self.n2.open("bob")
+        self.cluster.settle()
+        transport = self.n1.service.transport
+        original = transport.publish
+        replies: list[tuple[defer.Deferred[int], defer.Deferred[int]]] = []
+
+        def publish(channel: str, data: bytes) -> defer.Deferred[int]:
+            reply: defer.Deferred[int] = defer.Deferred()
+            replies.append((original(channel, data), reply))
+            return reply
+
+        transport.publish = publish  # type: ignore[method-assign]
+        published = self.cluster.hub.published
+        self.n1.service.backend.deliver(alice, "bob", encode(0))
+        self.assertEqual(self.cluster.hub.published - published, 1)
+        for i in range(1, 4):
+            self.n1.service.backend.deliver(alice, "bob", encode(i))
+        self.assertEqual(self.cluster.hub.published - published, 1)
+        self.cluster.clock.advance(0)
+        self.assertEqual(self.cluster.hub.published - published, 2)
+        for done, reply in replies:
+            done.chainDeferred(reply)
+        transport.publish = original  # type: ignore[method-assign]
+        self.cluster.settle()
+        self.assertEqual(bob.received, [("alice", None, encode(i)) for i in range(4)])
+        self.assertEqual(alice.failures, [])
+
+    def test_registeredBeforeItsValues(self) -> None:
+        """
+        A session that opened and sends at once is in the directory before
+        its value reaches the other node, which may answer it at once.
+        """
+        bob = self.n2.open("bob")
+        self.cluster.settle()
+        self.cluster.hub._queue.clear()
+        dave = self.n1.open("dave")
+        self.n1.service.backend.deliver(dave, "bob", encode("hi"))
+        channels = [channel for channel, _ in self.cluster.hub._queue]
+        self.assertEqual(channels, ["{netstructer}:events", "{netstructer}:to:n2"])
+        self.cluster.settle()
+        self.assertEqual(bob.received, [("dave", None, encode("hi"))])
+        self.assertIsNotNone(self.n2.service.replica.resolve("dave"))
+
     def test_sendToLocal(self) -> None:
         """
         A value for a session of the same node stays local.
@@ -369,6 +421,7 @@ class FailureTests(ClusterTestCase):
         self.cluster.settle()
         self.assertEqual(self.count(self.n1.service), 2)
         self.successResultOf(self.n2.service.stopService())
+        self.assertTrue(self.n2.service.left)
         self.assertEqual(self.count(self.n1.service), 1)
         self.cluster.settle()
         self.assertNotIn("n2", self.n1.service.replica.nodes)
@@ -621,3 +674,38 @@ class SessionsTests(SynchronousTestCase):
         node.service.sessionClosed(FakeSession("ghost"), None)  # type: ignore[arg-type]
         cluster.settle()
         self.assertEqual(self.successResultOf(node.service.count()), 0)
+
+
+class StartTests(SynchronousTestCase):
+    """
+    Starting a node.
+    """
+
+    def test_startTwice(self) -> None:
+        """
+        Starting a running node again (as C{twistd} does, through a server's
+        C{privilegedStartService} and then C{startService}) connects once and
+        beats once per heartbeat.
+        """
+        cluster = Cluster()
+        node = cluster.add("n1", start=False)
+        self.addCleanup(cluster.stopAll)
+        transport = node.service.transport
+        starts: list[object] = []
+        original = transport.start
+
+        def start(*args: object) -> None:
+            starts.append(args)
+            original(*args)  # type: ignore[arg-type]
+
+        transport.start = start  # type: ignore[method-assign]
+        self.assertTrue(node.service.left)
+        node.service.startService()
+        node.service.startService()
+        self.assertFalse(node.service.left)
+        cluster.settle(1.5)
+        self.assertEqual(len(starts), 1)
+        self.assertTrue(node.service.available)
+        self.assertEqual(
+            len([c for c in cluster.clock.getDelayedCalls() if c.func == node.service._tick]), 1
+        )

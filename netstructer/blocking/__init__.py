@@ -109,6 +109,7 @@ from netstructer.blocking._server import (
     Bridge,
     Error,
     GenerateKey,
+    RemoteSession,
     Server,
     Session,
 )
@@ -118,6 +119,7 @@ __all__ = [
     "Error",
     "GenerateKey",
     "Link",
+    "RemoteSession",
     "Server",
     "Session",
     "link",

@@ -17,7 +17,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, NoReturn, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, cast, overload
 
 from netstructer.blocking._link import Address, KeyLike, Link, _ValueChannel, link, parseAddress
 from netstructer.blocking._sockets import deadlineAfter
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
     from twisted.python.failure import Failure
 
+    from netstructer.cluster import RemoteSession as _RemoteSession
+    from netstructer.cluster import SessionDescriptor
     from netstructer.protocol import BridgeProtocol
     from netstructer.server import Server as _TwistedServer
 
@@ -437,6 +439,51 @@ class Session(_ValueChannel):
             ) from e
 
 
+class RemoteSession:
+    """
+    A session connected to another node of the server's cluster, as
+    L{Server.get} with C{cluster=True} finds it: what the cluster's
+    directory says of it, and L{sendBuffer}.
+
+    @ivar name: The name of its key, or L{None}.
+    @ivar key: Its client's C{"ip:port"}.
+    @ivar host: Its client's IP address.
+    @ivar node: The node it is connected to.
+    @ivar openedAt: When it opened (the wall clock of its node).
+    """
+
+    remote = True
+    """Unlike a L{Session}, this session is on another node."""
+
+    def __init__(self, remote: _RemoteSession) -> None:
+        self._remote = remote
+        descriptor = remote.descriptor
+        self.name = descriptor.name
+        self.key = descriptor.key
+        self.host = descriptor.host
+        self.node = descriptor.node
+        self.openedAt = descriptor.openedAt
+
+    def __repr__(self) -> str:
+        return f"<blocking.RemoteSession {self.name or 'anonymous'} {self.key} on {self.node}>"
+
+    def sendBuffer(self, value: object) -> None:
+        """
+        Send a value to the session, through its node (see
+        L{netstructer.cluster.RemoteSession.sendBuffer}): this returns once
+        it is on its way; a failure after that (the session ended meanwhile)
+        is logged by the server.
+
+        @raise EncodeError: The value cannot be encoded.
+        @raise ClusterUnavailable: The server cannot reach the cluster's
+            Redis now.
+        @raise NoSuchSession: The session's node left the cluster.
+        @raise RecipientBusy: Too many values towards its node wait for an
+            answer.
+        """
+        _callInReactor(self._remote.sendBuffer, value)
+
+
 class _WorkerPool:
     """
     Daemon worker threads running handlers, at most C{maxWorkers} at once;
@@ -539,7 +586,8 @@ class _HandlerBridge:
 def _stopWithoutWaiting(service: _TwistedServer) -> Deferred[None]:
     """
     In the reactor thread: stop C{service}, and fire once it has stopped or
-    every close record is on its socket, whichever comes first.  The peers'
+    every close record is on its socket (and, for a node of a cluster, once
+    it has left the cluster), whichever comes first.  The peers'
     replies are not waited for: a link held by the very thread that closes
     the server can only answer once that thread reads again, and the rest
     of each close finishes in the reactor thread, within the grace period.
@@ -553,10 +601,15 @@ def _stopWithoutWaiting(service: _TwistedServer) -> Deferred[None]:
     done: Deferred[None] = defer.Deferred()
     stopped = service.stopService()
 
+    cluster = service.cluster
+
     def check() -> None:
         if done.called:
             return
-        if stopped.called or service.registry.closesWritten():
+        # A node of a cluster leaves it first (its entries removed at once).
+        if stopped.called or (
+            service.registry.closesWritten() and (cluster is None or cluster.left)
+        ):
             done.callback(None)
         else:
             reactor.callLater(_CLOSE_POLL_INTERVAL, check)
@@ -775,27 +828,49 @@ class Server:
 
     # The registry.
 
-    def count(self) -> int:
+    def count(self, cluster: bool = False) -> int:
         """
+        @param cluster: Count the sessions of every live node of the
+            server's cluster (created with C{cluster=URL}).
         @return: How many sessions are open (and not popped).
+        @raise ClusterUnavailable: With C{cluster}, the server cannot reach
+            the cluster's Redis now.
         """
-        return int(_callInReactor(self._running().count))
+        return int(_callInReactor(self._running().count, cluster))
 
-    def all(self) -> list[Session]:
+    @overload
+    def all(self, cluster: Literal[False] = False) -> list[Session]: ...
+    @overload
+    def all(self, cluster: Literal[True]) -> list[SessionDescriptor]: ...
+    def all(self, cluster: bool = False) -> list[Session] | list[SessionDescriptor]:
         """
+        @param cluster: List the sessions of every live node of the
+            server's cluster, as descriptors (name, address, node, opening
+            time).
         @return: The open sessions, oldest first.
+        @raise ClusterUnavailable: With C{cluster}, the server cannot reach
+            the cluster's Redis now.
         """
+        if cluster:
+            return list(_callInReactor(self._running().all, True))
         return [self._wrap(p) for p in _callInReactor(self._running().all)]
 
-    def get(self, ipOrKey: str) -> Session | None:
+    def get(self, ipOrKey: str, cluster: bool = False) -> Session | RemoteSession | None:
         """
         Find a session, without waiting.
 
         @param ipOrKey: A key's name, a session key (C{"ip:port"}) or a bare
             IP address (the most recent session of that name or from it).
+        @param cluster: Look in every live node of the server's cluster:
+            the newest match may be a L{RemoteSession}.
         @return: The session, or L{None} if none is open (yet).
+        @raise ClusterUnavailable: With C{cluster}, the server cannot reach
+            the cluster's Redis now.
         """
-        return self._wrapOrNone(_callInReactor(self._running().get, ipOrKey))
+        found = _callInReactor(self._running().get, ipOrKey, cluster)
+        if getattr(found, "remote", False):
+            return RemoteSession(found)
+        return self._wrapOrNone(found)
 
     def allFrom(self, ip: str) -> list[Session]:
         """

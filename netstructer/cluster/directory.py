@@ -280,10 +280,17 @@ class Replica:
 
     @ivar nodes: The other nodes, by name.
     @ivar malformed: How many descriptors were dropped as malformed.
+    @ivar slack: How long past the expiry the last node list showed a node
+        is still taken to be alive (see L{__init__}).
     """
 
     def __init__(
-        self, node: str, decoder: Decoder, clock: Callable[[], float], grace: float = 2.0
+        self,
+        node: str,
+        decoder: Decoder,
+        clock: Callable[[], float],
+        grace: float = 2.0,
+        slack: float = 0.0,
     ) -> None:
         """
         @param node: This node's name (its own entries are not copied).
@@ -292,9 +299,18 @@ class Replica:
         @param grace: How long a node first heard of by an event (or a read
             of its part) is taken to be alive before a heartbeat says when
             its entries expire: the entries' lifetime.
+        @param slack: How long after its entries expired (as the last node
+            list read said) a node is still taken to be alive: the interval
+            at which this node reads the list (its heartbeat).  Without it,
+            a node whose heartbeat renewed its entries just after this node
+            last read them would be taken for dead whenever this node's
+            next read came a little late; with it, a dead node is dropped
+            by the next list that no longer shows it alive (Redis expires
+            its entries exactly), or at the latest one interval later.
         """
         self.node = node
         self.grace = grace
+        self.slack = slack
         self.nodes: dict[str, RemoteNode] = {}
         self.malformed = 0
         self._decoder = decoder
@@ -320,7 +336,7 @@ class Replica:
             self.drop(name)
         unread = []
         for name, state in live.items():
-            deadline = local + (state.expiresAt - now)
+            deadline = local + (state.expiresAt - now) + self.slack
             node = self.nodes.get(name)
             if node is not None and node.incarnation != state.incarnation:
                 self.drop(name)

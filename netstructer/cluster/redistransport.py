@@ -70,6 +70,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from netstructer._transport import bufferingDescriptor, writeBufferEmpty
 from netstructer.cluster.config import ClusterURL, redisKey
 from netstructer.cluster.interfaces import (
     DirectoryChanges,
@@ -258,6 +259,42 @@ class _Subscriber(txredisapi.SubscriberProtocol):
         self.received(channel, message)
 
 
+class _Commands(txredisapi.RedisProtocol):
+    """
+    The connection for commands, with a lean C{PUBLISH} (see L{publish}).
+    """
+
+    def publish(self, channel: bytes, data: bytes) -> defer.Deferred[Any]:
+        """
+        Publish a message: the command goes to the socket now when nothing
+        waits in the transport's buffer (rather than at the reactor's next
+        iteration, as through C{execute_command}), and without a timer of
+        its own: the heartbeat's commands, on the same connection and in
+        the same order, are timed, and a connection that stops answering
+        is closed, which fails every reply still awaited.
+
+        @return: Fires with how many subscribers received it.
+        @raise txredisapi.ConnectionError: The connection is closed.
+        """
+        if not self.connected:
+            raise txredisapi.ConnectionError("Not connected")
+        command = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (
+            len(channel),
+            channel,
+            len(data),
+            data,
+        )
+        descriptor = bufferingDescriptor(self.transport)
+        if descriptor is not None and writeBufferEmpty(descriptor):
+            sent = descriptor.writeSomeData(command)
+            if isinstance(sent, int):
+                command = command[sent:]
+        if command:
+            self.transport.write(command)
+        reply: defer.Deferred[Any] = self.replyQueue.get()
+        return reply.addCallback(self.handle_reply)
+
+
 class _Factory(Factory):
     """
     Builds txredisapi protocols that keep bytes as bytes, time out on the
@@ -386,8 +423,11 @@ class RedisTransport:
         """
         Connect, and subscribe to C{channels} (with none, only the
         connection for commands is made: L{clusterStatus
-        <netstructer.cluster.status.clusterStatus>} needs no more).
+        <netstructer.cluster.status.clusterStatus>} needs no more).  A
+        transport already started is left as it is.
         """
+        if not self._stopped:
+            return
         self._listener = listener
         self._channels = list(channels)
         self._stopped = False
@@ -397,7 +437,7 @@ class RedisTransport:
         self._retry = None
         if self._stopped:
             return
-        command = _Factory(txredisapi.RedisProtocol, self._reactor, self.url.timeout)
+        command = _Factory(_Commands, self._reactor, self.url.timeout)
         subscriber = _Factory(_Subscriber, self._reactor, self.url.timeout)
         self._factories = [command, subscriber]
         opening = [self._open(command, False)]
@@ -577,7 +617,11 @@ class RedisTransport:
     def publish(self, channel: str, data: bytes) -> defer.Deferred[int]:
         if not self.connected or self._command is None:
             return defer.fail(self._unavailable())
-        return _command(self._command, "PUBLISH", channel, data).addErrback(self._translate)
+        try:
+            d: defer.Deferred[int] = self._command.publish(channel.encode(), data)
+        except txredisapi.ConnectionError as e:
+            return defer.fail(e).addErrback(self._translate)
+        return d.addErrback(self._translate)
 
     def heartbeat(self, node: NodeRecord) -> defer.Deferred[Heartbeat]:
         args: list[object] = [

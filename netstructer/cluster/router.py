@@ -6,9 +6,13 @@ L{LocalRelayBackend<netstructer.relay.LocalRelayBackend>} for this node's
 sessions and routes the rest through Redis, to the node the directory says
 holds the recipient (or to every node with subscribers to a topic).
 
-Between two nodes, values travel in batches (one envelope per node and
-reactor turn, L{netstructer.cluster.messages}), on the recipient node's
-channel, in the order they were given: per-sender order holds across nodes.
+Between two nodes, values travel in batches (L{netstructer.cluster.messages})
+on the recipient node's channel, in the order they were given: per-sender
+order holds across nodes.  A value towards a node with nothing on its way
+to Redis is published at once, alone (the latency of a lone value); values
+given while a publication awaits Redis's reply are batched until the end of
+the reactor turn (the throughput of a stream: one envelope for many
+values).
 The recipient node hands each value to its own relay, and answers each
 batch with a result (the batches it took, and the values that failed, with
 the relay's error: L{NoSuchSession}, L{RecipientBusy}) that reaches the
@@ -123,6 +127,7 @@ class _Link:
     acknowledge: int | None = None
     failures: list[list[object]] = field(default_factory=list)
     answering: IDelayedCall | None = None
+    publishing: int = 0
 
 
 @implementer(IRelayEndpoint)
@@ -197,6 +202,7 @@ class ClusterRelayBackend:
         channelOf: Callable[[str], str],
         available: Callable[[], bool],
         changed: Callable[[], None],
+        beforePublish: Callable[[], None] = lambda: None,
         maxQueued: int = DEFAULT_CLUSTER_QUEUE,
         ackTimeout: float = DEFAULT_ACK_TIMEOUT,
         logger: Logger | None = None,
@@ -218,6 +224,7 @@ class ClusterRelayBackend:
         self._channelOf = channelOf
         self._available = available
         self._changed = changed
+        self._beforePublish = beforePublish
         self._links: dict[str, _Link] = {}
         self._subscribers: dict[str, set[IRelayEndpoint]] = {}
         self._flushCall: IDelayedCall | None = None
@@ -380,7 +387,13 @@ class ClusterRelayBackend:
                 link.entries.append(entry)
                 link.size += size
                 link.pending += 1
-                if link.size >= MAX_BATCH_BYTES or len(link.items) >= MAX_BATCH_ITEMS:
+                if (
+                    not link.publishing
+                    or link.size >= MAX_BATCH_BYTES
+                    or len(link.items) >= MAX_BATCH_ITEMS
+                ):
+                    # Nothing on its way to Redis for that node: send at
+                    # once.  Otherwise batch until the end of this turn.
                     self._flushLink(link)
                 else:
                     self._scheduleFlush()
@@ -412,6 +425,9 @@ class ClusterRelayBackend:
         if not items:
             return
         link.items, link.entries, link.size = [], [], 0
+        # The directory's changes first (a sender's session that just
+        # opened must be known before the recipient answers it).
+        self._beforePublish()
         message = encodeBatch(self._encoder, self.node, items)
         channel = self._channelOf(link.node)
         envelope = self._sealer.seal(Kind.LINK, message, channel, link.incarnation)
@@ -419,6 +435,7 @@ class ClusterRelayBackend:
         count = sum(1 for entry in entries if entry is not None)
         if count:
             link.inFlight[sequence] = _Batch(entries, self._clock.seconds(), count)
+        link.publishing += 1
         d = self._transport.publish(channel, envelope)
         d.addCallbacks(
             self._published,
@@ -428,6 +445,7 @@ class ClusterRelayBackend:
         )
 
     def _published(self, reached: int, link: _Link, sequence: int) -> None:
+        link.publishing -= 1
         if reached == 0:
             self._failBatch(
                 link,
@@ -438,6 +456,7 @@ class ClusterRelayBackend:
             )
 
     def _publishFailed(self, failure: Failure, link: _Link, sequence: int) -> None:
+        link.publishing -= 1
         why = failure.getErrorMessage()
         self._failBatch(
             link,

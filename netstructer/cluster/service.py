@@ -44,19 +44,16 @@ from netstructer.cluster.config import (
     nodeChannel,
     parseClusterURL,
 )
-from netstructer.cluster.directory import GAP, LocalPart, Replica, matchTarget
+from netstructer.cluster.directory import matchTarget
 from netstructer.cluster.envelope import (
-    BROADCAST,
     DEFAULT_MAX_AGE,
     EnvelopeOpener,
-    EnvelopeRefused,
     EnvelopeSealer,
-    Kind,
     Opened,
     newIncarnation,
 )
+from netstructer.cluster.inbox import Inbox
 from netstructer.cluster.interfaces import (
-    DirectoryChanges,
     Heartbeat,
     IClusterTransport,
     ITransportListener,
@@ -65,18 +62,16 @@ from netstructer.cluster.interfaces import (
     NodeState,
 )
 from netstructer.cluster.messages import (
-    DirectoryEvent,
     SessionDescriptor,
     batchLimits,
     decodeDescriptor,
-    decodeEvent,
-    encodeEvent,
 )
 from netstructer.cluster.router import (
     DEFAULT_ACK_TIMEOUT,
     DEFAULT_CLUSTER_QUEUE,
     ClusterRelayBackend,
 )
+from netstructer.cluster.sync import DirectorySync
 from netstructer.errors import ClusterError, ClusterUnavailable, DecodeError
 from netstructer.keys import Keyring, StrPath
 from netstructer.registry import ISessionListener
@@ -87,8 +82,6 @@ __all__ = ["DEFAULT_HEARTBEAT", "ClusterService", "RemoteSession"]
 
 DEFAULT_HEARTBEAT = 1.0
 """Seconds between a node's heartbeats."""
-
-_REFUSED_LOG_INTERVAL = 60.0
 
 
 class RemoteSession:
@@ -150,62 +143,6 @@ class _TransportEvents:
         self._service._inbox.received(channel, data)
 
 
-class _Inbox:
-    """
-    Opens what arrives on a node's channels, refuses (and counts, and logs)
-    what does not open, and hands the rest on.
-    """
-
-    def __init__(
-        self,
-        opener: EnvelopeOpener,
-        channel: str,
-        events: str,
-        linkReceived: Callable[[Opened], None],
-        eventReceived: Callable[[DirectoryEvent, bytes], None],
-        decoder: Decoder,
-        clock: Callable[[], float],
-        log: Logger,
-    ) -> None:
-        self.refusals = _Refusals(clock, log)
-        self._opener = opener
-        self._channel = channel
-        self._events = events
-        self._linkReceived = linkReceived
-        self._eventReceived = eventReceived
-        self._decoder = decoder
-        self._log = log
-
-    def received(self, channel: str, data: bytes) -> None:
-        """
-        A message arrived on C{channel}.
-        """
-        if channel == self._events:
-            if self._opener.own(data):
-                return
-            recipient = BROADCAST
-        elif channel == self._channel:
-            recipient = self._opener.incarnation
-        else:
-            return
-        try:
-            opened = self._opener.open(data, channel, recipient)
-        except EnvelopeRefused as e:
-            self.refusals.refused(e)
-            return
-        try:
-            if opened.kind is Kind.LINK and channel == self._channel:
-                self._linkReceived(opened)
-            elif opened.kind is Kind.EVENT and channel == self._events:
-                self._eventReceived(decodeEvent(self._decoder, opened.message), opened.sender)
-            else:
-                raise DecodeError("an envelope of this kind does not belong on this channel")
-        except DecodeError as e:
-            self.refusals.refused(EnvelopeRefused(str(e), "malformed"))
-        except Exception:  # noqa: BLE001 (logged; the connection to Redis stays up)
-            self._log.failure("Handling a message from {channel} failed", channel=channel)
-
-
 def _allSessions(
     heartbeat: Heartbeat,
     transport: IClusterTransport,
@@ -237,60 +174,17 @@ def _allSessions(
     return defer.gatherResults(reads, consumeErrors=True).addCallback(gathered)
 
 
-class _Refusals:
-    """
-    Counts the messages refused, by reason, and logs them: the first of
-    each reason at once, the rest at most once a minute, as a count.
-
-    @ivar counts: Refusals since the start, by reason.
-    """
-
-    def __init__(self, clock: Callable[[], float], log: Logger) -> None:
-        self.counts: dict[str, int] = {}
-        self._clock = clock
-        self._log = log
-        self._loggedAt: dict[str, float] = {}
-        self._since: dict[str, int] = {}
-
-    def refused(self, error: EnvelopeRefused) -> None:
-        """
-        One more message was refused.
-        """
-        reason = error.reason
-        self.counts[reason] = self.counts.get(reason, 0) + 1
-        now = self._clock()
-        last = self._loggedAt.get(reason)
-        if last is None or now - last >= _REFUSED_LOG_INTERVAL:
-            self._loggedAt[reason] = now
-            self._log.warn(
-                "Refused a message read from the cluster's Redis ({reason}): {error}; it was "
-                "not used (later ones are counted, and logged at most once a minute)",
-                reason=reason,
-                error=str(error),
-            )
-        else:
-            self._since[reason] = self._since.get(reason, 0) + 1
-
-    def flush(self) -> None:
-        """
-        Log the counts a minute has passed for.
-        """
-        now = self._clock()
-        for reason, count in list(self._since.items()):
-            if now - self._loggedAt.get(reason, 0.0) >= _REFUSED_LOG_INTERVAL:
-                del self._since[reason]
-                self._loggedAt[reason] = now
-                self._log.warn(
-                    "Refused {count} more messages read from the cluster's Redis ({reason})",
-                    count=count,
-                    reason=reason,
-                )
-
-
 @implementer(ISessionListener)
 class ClusterService(Service):
     """
     One node of a cluster.
+
+    The service owns the node's connection to Redis and its life in the
+    cluster (registering, heartbeats, leaving); what it writes to the
+    directory and reads of it is L{DirectorySync
+    <netstructer.cluster.sync.DirectorySync>}'s, what arrives on its
+    channels is opened by an L{Inbox<netstructer.cluster.inbox.Inbox>}, and
+    values are routed by its L{backend}.
 
     @ivar url: Where the cluster's Redis is.
     @ivar nodeName: This node's name.
@@ -298,6 +192,8 @@ class ClusterService(Service):
     @ivar backend: The relay backend to give the server's relay.
     @ivar heartbeat: Seconds between heartbeats.
     @ivar transport: The connection to Redis.
+    @ivar replica: This node's copy of the other nodes' parts of the
+        directory.
     @ivar refused: How many messages read from Redis were refused, by
         reason (see L{netstructer.cluster.envelope.REASONS}).
     """
@@ -358,62 +254,74 @@ class ClusterService(Service):
         self.heartbeat = heartbeat
         self._reactor = reactor
         self._limits = limits
-        keyring = clusterKeyring(clusterKey)
-        clock: Callable[[], float] = reactor.seconds
         self._record = NodeRecord(
-            self.nodeName, self.incarnation, clock(), heartbeat, 2 * heartbeat
+            self.nodeName, self.incarnation, reactor.seconds(), heartbeat, 2 * heartbeat
         )
         self._events = eventsChannel(self.url.prefix)
         self._channel = nodeChannel(self.url.prefix, self.nodeName)
-        self._sealer = EnvelopeSealer(keyring, self.incarnation, clock)
         self._encoder = Encoder(limits)
         self._decoder = Decoder(batchLimits(limits.maxSize))
-        self._localPart = LocalPart(self.nodeName, self._encoder, clock)
-        self.replica = Replica(self.nodeName, self._decoder, clock, grace=2 * heartbeat)
-        if transport is None:
-            from netstructer.cluster.redistransport import RedisTransport
-
-            transport = RedisTransport(self.url, reactor, clientName=f"netstructer:{self.nodeName}")
-        self.transport = transport
-        self.backend = self._makeBackend(
-            localBackend if localBackend is not None else LocalRelayBackend(logger=logger),
-            maxQueued,
-            max(DEFAULT_ACK_TIMEOUT, 5 * heartbeat) if ackTimeout is None else ackTimeout,
-            logger,
+        self.transport = transport if transport is not None else self._redisTransport()
+        if ackTimeout is None:
+            ackTimeout = max(DEFAULT_ACK_TIMEOUT, 5 * heartbeat)
+        self._initConnectionState()
+        self._assemble(
+            clusterKeyring(clusterKey), localBackend, maxQueued, ackTimeout, maxAge, logger
         )
-        self._connected = False
-        self._writing = False
-        self._registered = False
-        self._everConnected = False
-        self._lostAt: float | None = None
-        self._lostLogged = False
-        self._reading: set[str] = set()
-        self._tickCall: IDelayedCall | None = None
-        self._flushCall: IDelayedCall | None = None
-        self._retryCall: IDelayedCall | None = None
-        self._inbox = _Inbox(
-            EnvelopeOpener(keyring, self.incarnation, clock, maxAge=maxAge),
+
+    def _assemble(
+        self,
+        keyring: Keyring,
+        localBackend: LocalRelayBackend | None,
+        maxQueued: int,
+        ackTimeout: float,
+        maxAge: float,
+        logger: Logger | None,
+    ) -> None:
+        """
+        Make the node's parts: its side of the directory, its relay backend
+        and its inbox.
+        """
+        clock: Callable[[], float] = self._reactor.seconds
+        sealer = EnvelopeSealer(keyring, self.incarnation, clock)
+        self._sync = DirectorySync(
+            self._record,
+            self.transport,
+            sealer,
+            self._encoder,
+            self._decoder,
+            self._events,
+            self._reactor,
+            nodeGone=lambda name, why: self.backend.nodeGone(name, why),
+            log=self._log,
+        )
+        self._localPart = self._sync.localPart
+        self.replica = self._sync.replica
+        if localBackend is None:
+            localBackend = LocalRelayBackend(logger=logger)
+        self.backend = self._makeBackend(localBackend, sealer, maxQueued, ackTimeout, logger)
+        opener = EnvelopeOpener(keyring, self.incarnation, clock, maxAge=maxAge)
+        self._inbox = Inbox(
+            opener,
             self._channel,
             self._events,
             self._linkReceived,
-            self._eventReceived,
+            self._sync.eventReceived,
             self._decoder,
             clock,
             self._log,
         )
         self._listener = _TransportEvents(self)
 
-    @property
-    def refused(self) -> dict[str, int]:
-        """
-        How many messages read from Redis were refused, by reason (see
-        L{netstructer.cluster.envelope.REASONS}).
-        """
-        return self._inbox.refusals.counts
+    def _redisTransport(self) -> IClusterTransport:
+        from netstructer.cluster.redistransport import RedisTransport
+
+        return RedisTransport(self.url, self._reactor, clientName=f"netstructer:{self.nodeName}")
 
     def _makeBackend(
         self,
         local: LocalRelayBackend,
+        sealer: EnvelopeSealer,
         maxQueued: int,
         ackTimeout: float,
         logger: Logger | None,
@@ -422,21 +330,39 @@ class ClusterService(Service):
         return ClusterRelayBackend(
             self.nodeName,
             local,
-            self._localPart,
-            self.replica,
+            self._sync.localPart,
+            self._sync.replica,
             self.transport,
-            self._sealer,
+            sealer,
             self._encoder,
             self._decoder,
             Decoder(self._limits),
             self._reactor,
             channelOf=lambda node: nodeChannel(prefix, node),
             available=self._available,
-            changed=self._changed,
+            changed=self._sync.changed,
+            beforePublish=self._sync.flushPending,
             maxQueued=maxQueued,
             ackTimeout=ackTimeout,
             logger=logger,
         )
+
+    def _initConnectionState(self) -> None:
+        self._left = True
+        self._registered = False
+        self._everConnected = False
+        self._lostAt: float | None = None
+        self._lostLogged = False
+        self._tickCall: IDelayedCall | None = None
+        self._retryCall: IDelayedCall | None = None
+
+    @property
+    def refused(self) -> dict[str, int]:
+        """
+        How many messages read from Redis were refused, by reason (see
+        L{netstructer.cluster.envelope.REASONS}).
+        """
+        return self._inbox.refusals.counts
 
     def __repr__(self) -> str:
         state = "available" if self._available() else "unavailable"
@@ -451,15 +377,21 @@ class ClusterService(Service):
         return self._available()
 
     def _available(self) -> bool:
-        return self._connected and self._registered
+        return self._sync.connected and self._registered
 
     # The service.
 
     def startService(self) -> None:
         """
-        Connect to Redis (and keep doing so) and start the heartbeats.
+        Connect to Redis (and keep doing so) and start the heartbeats.  A
+        service already running is left as it is (a server under C{twistd}
+        starts its children both before and after dropping privileges).
         """
+        if self.running:
+            return
         super().startService()
+        self._left = False
+        self._sync.active = True
         self.transport.start(self._listener, [self._events, self._channel])
         self._tickCall = self._reactor.callLater(self.heartbeat, self._tick)
 
@@ -472,34 +404,31 @@ class ClusterService(Service):
         @return: Fires once the connection is closed.
         """
         super().stopService()
-        for call in (self._tickCall, self._flushCall, self._retryCall):
+        for call in (self._tickCall, self._retryCall):
             if call is not None and call.active():
                 call.cancel()
-        self._tickCall = self._flushCall = self._retryCall = None
+        self._tickCall = self._retryCall = None
         self.backend.stop()
-        leaving: defer.Deferred[None] = defer.succeed(None)
-        if self._connected and self._writing:
-            event = self._seal(
-                DirectoryEvent(self.nodeName, self._localPart.version + 1, left=True)
-            )
-            leaving = self.transport.leave(self._record, self._events, event)
-            leaving.addErrback(
-                lambda f: self._log.warn(
-                    "Could not remove node {node} from the cluster's directory ({why}); its "
-                    "entries expire within {ttl} seconds",
-                    node=self.nodeName,
-                    why=f.getErrorMessage(),
-                    ttl=self._record.ttl,
-                )
-            )
-        self._connected = self._writing = self._registered = False
+        self._registered = False
 
         def stopped(_: object) -> defer.Deferred[None]:
             self.backend.disconnected("this server is leaving the cluster")
-            self.replica.dropAll()
             return self.transport.stop()
 
-        return leaving.addCallback(stopped)
+        def done(result: object) -> object:
+            self._left = True
+            return result
+
+        return self._sync.stop().addCallback(stopped).addBoth(done)
+
+    @property
+    def left(self) -> bool:
+        """
+        Whether the node is out of the cluster: not started, or stopped and
+        done leaving (its entries removed, or given up on, and its
+        connection to Redis closed).
+        """
+        return self._left
 
     # The registry's observer.
 
@@ -507,15 +436,15 @@ class ClusterService(Service):
         """
         A session opened on this node: register it.
         """
-        self._localPart.opened(session)
-        self._changed()
+        self._sync.localPart.opened(session)
+        self._sync.changed()
 
     def sessionClosed(self, session: Any, reason: Failure) -> None:
         """
         A session of this node ended: unregister it.
         """
-        if self._localPart.closed(session) is not None:
-            self._changed()
+        if self._sync.localPart.closed(session) is not None:
+            self._sync.changed()
 
     # Cluster-wide lookups.
 
@@ -540,7 +469,7 @@ class ClusterService(Service):
         @return: Fires with the nodes the directory lists (alive, or dead
             for less than a minute), or fails with L{ClusterUnavailable}.
         """
-        if not self._connected:
+        if not self._sync.connected:
             return defer.fail(self._unavailable("list the cluster's nodes"))
         return self.transport.nodes().addCallback(lambda heartbeat: heartbeat.nodes)
 
@@ -552,7 +481,8 @@ class ClusterService(Service):
         """
         if not self._available():
             return defer.fail(self._unavailable("list the cluster's sessions"))
-        transport, node, local = self.transport, self.nodeName, self._localPart.descriptors()
+        transport, node = self.transport, self.nodeName
+        local = self._sync.localPart.descriptors()
         return transport.nodes().addCallback(
             _allSessions, transport, node, local, self._decoder, self._log
         )
@@ -568,15 +498,16 @@ class ClusterService(Service):
         """
         if not self._available():
             return defer.fail(self._unavailable(f"look {target!r} up in the cluster"))
+        localPart = self._sync.localPart
         match = matchTarget(target)
-        local = [d for d in self._localPart.descriptors() if match(d)]
+        local = [d for d in localPart.descriptors() if match(d)]
         newestLocal = max(local, key=lambda d: d.openedAt, default=None)
         remote = self.replica.find(target)
         if remote is not None and (newestLocal is None or remote.openedAt > newestLocal.openedAt):
             return defer.succeed(RemoteSession(remote, self))
         if newestLocal is None:
             return defer.succeed(None)
-        return defer.succeed(self._localPart.session(newestLocal.sessionId))
+        return defer.succeed(localPart.session(newestLocal.sessionId))
 
     def _encodeValue(self, value: object) -> bytes:
         return self._encoder.encode(value)
@@ -584,8 +515,8 @@ class ClusterService(Service):
     # Connection.
 
     def _transportConnected(self) -> None:
-        self._connected = True
-        self._writing = self._registered = False
+        self._sync.connectionMade()
+        self._registered = False
         if self._lostAt is not None and self._lostLogged:
             self._log.info(
                 "Reconnected to the cluster's Redis at {url} after {seconds:.1f} s; registering "
@@ -599,8 +530,9 @@ class ClusterService(Service):
         self._register()
 
     def _transportLost(self, reason: str) -> None:
-        wasConnected = self._connected
-        self._connected = self._writing = self._registered = False
+        wasConnected = self._sync.connected
+        self._registered = False
+        self._sync.connectionLost()
         if self._lostAt is None:
             self._lostAt = self._reactor.seconds()
         if not self._lostLogged and self.running:
@@ -617,29 +549,15 @@ class ClusterService(Service):
                 node=self.nodeName,
             )
         self.backend.disconnected("this server lost its connection to the cluster's Redis")
-        self.replica.dropAll()
-        self._reading.clear()
 
     def _register(self) -> None:
         d = self.transport.heartbeat(self._record)
-        d.addCallback(self._writeEverything)
-        d.addCallback(self._readAll)
+        d.addCallback(self._sync.writeEverything)
+        d.addCallback(self._sync.readAll)
         d.addCallbacks(self._ready, self._registrationFailed)
 
-    def _writeEverything(self, heartbeat: Heartbeat) -> defer.Deferred[Heartbeat]:
-        d = self._update(self._localPart.everything())
-        self._writing = True
-        return d.addCallback(lambda _: heartbeat)
-
-    def _readAll(self, heartbeat: Heartbeat) -> defer.Deferred[None]:
-        gone, unread = self.replica.applyNodes(heartbeat.now, heartbeat.nodes)
-        for name in gone:
-            self.backend.nodeGone(name, "it left the cluster")
-        reads = [self._read(name) for name in unread]
-        return defer.gatherResults(reads, consumeErrors=True).addCallback(lambda _: None)
-
     def _ready(self, _: object) -> None:
-        if not self._connected:
+        if not self._sync.connected:
             return
         self._registered = True
         if not self._everConnected:
@@ -666,69 +584,10 @@ class ClusterService(Service):
 
     def _registerAgain(self) -> None:
         self._retryCall = None
-        if self._connected and not self._registered and self.running:
+        if self._sync.connected and not self._registered and self.running:
             self._register()
 
-    # The directory.
-
-    def _changed(self) -> None:
-        if self._flushCall is None and self.running:
-            self._flushCall = self._reactor.callLater(0, self._flushDirectory)
-
-    def _flushDirectory(self) -> None:
-        self._flushCall = None
-        if not (self._connected and self._writing):
-            # Everything is written when the connection is back.
-            return
-        changes = self._localPart.takeChanges()
-        if changes is not None:
-            self._update(changes).addErrback(self._updateFailed)
-
-    def _update(self, changes: DirectoryChanges) -> defer.Deferred[None]:
-        version = self._localPart.version
-        event = self._seal(
-            DirectoryEvent(
-                self.nodeName,
-                version,
-                reset=changes.reset,
-                opened=changes.opened,
-                closed=changes.closed,
-                subscribed=changes.subscribed,
-                unsubscribed=changes.unsubscribed,
-            )
-        )
-        return self.transport.update(self._record, version, changes, self._events, event)
-
-    def _updateFailed(self, failure: Failure) -> None:
-        if not failure.check(ClusterUnavailable):
-            self._log.failure(
-                "Updating node {node}'s directory failed", failure, node=self.nodeName
-            )
-
-    def _seal(self, event: DirectoryEvent) -> bytes:
-        return self._sealer.seal(Kind.EVENT, encodeEvent(self._encoder, event), self._events)
-
-    def _read(self, name: str) -> defer.Deferred[None]:
-        if name in self._reading or not self._connected:
-            return defer.succeed(None)
-        self._reading.add(name)
-
-        def read(snapshot: NodeSnapshot | None) -> None:
-            self._reading.discard(name)
-            if not self._connected:
-                return
-            if snapshot is None:
-                self.replica.drop(name)
-                self.backend.nodeGone(name, "it left the cluster")
-                return
-            for again in self.replica.applySnapshot(snapshot):
-                self._read(again)
-
-        def failed(failure: Failure) -> None:
-            self._reading.discard(name)
-            failure.trap(ClusterUnavailable)
-
-        return self.transport.snapshot(name).addCallbacks(read, failed)
+    # Heartbeats.
 
     def _tick(self) -> None:
         self._tickCall = self._reactor.callLater(self.heartbeat, self._tick)
@@ -736,34 +595,14 @@ class ClusterService(Service):
             self.backend.nodeGone(name, "its entries expired (it stopped sending heartbeats)")
         self.backend.checkTimeouts()
         self._inbox.refusals.flush()
-        if self._connected and self._registered:
+        if self._available():
             self.transport.heartbeat(self._record).addCallbacks(
                 self._heartbeatDone, self._heartbeatFailed
             )
 
     def _heartbeatDone(self, heartbeat: Heartbeat) -> None:
-        if not self._available():
-            return
-        if heartbeat.previous != self.incarnation:
-            if heartbeat.previous:
-                self._log.error(
-                    "Another process uses the node name {node} in the cluster at {url}: give "
-                    "each node its own name (--node-name)",
-                    node=self.nodeName,
-                    url=self.url.describe(),
-                )
-            else:
-                self._log.warn(
-                    "Node {node}'s entries had expired (a heartbeat came late, or Redis lost "
-                    "them); registering again",
-                    node=self.nodeName,
-                )
-            self._writeEverything(heartbeat).addErrback(self._updateFailed)
-        gone, unread = self.replica.applyNodes(heartbeat.now, heartbeat.nodes)
-        for name in gone:
-            self.backend.nodeGone(name, "it left the cluster or died")
-        for name in unread:
-            self._read(name)
+        if self._available():
+            self._sync.heartbeatDone(heartbeat, self.incarnation)
 
     def _heartbeatFailed(self, failure: Failure) -> None:
         if not failure.check(ClusterUnavailable):
@@ -778,15 +617,3 @@ class ClusterService(Service):
     def _linkReceived(self, opened: Opened) -> None:
         if self._available():
             self.backend.linkReceived(opened)
-
-    def _eventReceived(self, event: DirectoryEvent, sender: bytes) -> None:
-        if not self._connected:
-            return
-        before = self.replica.incarnationOf(event.node)
-        outcome = self.replica.applyEvent(event, sender)
-        if event.left and before is not None:
-            self.backend.nodeGone(event.node, "it left the cluster")
-        elif before is not None and before != sender:
-            self.backend.nodeGone(event.node, "it restarted")
-        if outcome == GAP:
-            self._read(event.node)
