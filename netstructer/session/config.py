@@ -55,6 +55,12 @@ class BridgeConfig:
     @ivar protocolVersion: The highest protocol version to offer (a client)
         or accept (a server); 1 speaks exactly as version 1 did, for a peer
         that refuses anything newer.
+    @ivar maxStreams: How many streams each way a session may have open at
+        once; L{None} for the streams engine's default (16).
+    @ivar maxStreamSize: The largest stream a session accepts, in bytes;
+        L{None} (the default) for no limit.  A larger one is refused
+        (TOO_LARGE) when it announces its size, or aborted when it passes
+        the limit.
     """
 
     keyring: Keyring
@@ -72,6 +78,8 @@ class BridgeConfig:
     maxQueuedBytes: int = 64 * 1024 * 1024
     fernetTTL: float | None = None
     protocolVersion: int = PROTOCOL_VERSION
+    maxStreams: int | None = None
+    maxStreamSize: int | None = None
 
     def __post_init__(self) -> None:
         if self.closeTimeout is not None:
@@ -91,6 +99,10 @@ class BridgeConfig:
         for name in ("maxPendingValues", "maxQueuedValues", "maxQueuedBytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.maxStreams is not None and self.maxStreams < 1:
+            raise ValueError("maxStreams must be at least 1, or None")
+        if self.maxStreamSize is not None and self.maxStreamSize < 0:
+            raise ValueError("maxStreamSize must be a number of bytes, or None")
         # Check what the channel would, now rather than in connectionMade.
         checkOptions(
             suite=self.suite,

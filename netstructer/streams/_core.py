@@ -9,7 +9,7 @@ neither stream module imports the engine.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 from netstructer.errors import (
     ResumeMismatch,
@@ -22,10 +22,6 @@ from netstructer.errors import (
     TooManyStreams,
 )
 from netstructer.streams.wire import AbortCode
-
-if TYPE_CHECKING:
-    from netstructer.streams.incoming import IncomingStream
-    from netstructer.streams.outgoing import OutgoingStream
 
 __all__ = ["StreamsCore", "abortError"]
 
@@ -42,7 +38,12 @@ class StreamsCore(Protocol):
 
     window: int
     idleTimeout: float | None
-    peer: str
+
+    @property
+    def peer(self) -> str:
+        """
+        The peer, for messages.
+        """
 
     @property
     def chunkSize(self) -> int:
@@ -65,12 +66,15 @@ class StreamsCore(Protocol):
             the session is not writable.
         """
 
-    def sendData(self, streamID: int, offset: int, payload: bytes) -> None:
+    def sendData(self, streamID: int, offset: int, payload: bytes | memoryview) -> None:
         """
         Send a DATA record.
         """
 
-    def schedule(self, stream: OutgoingStream) -> None:
+    # The streams are typed Any here: the stream modules import this one,
+    # not the other way round.
+
+    def schedule(self, stream: Any) -> None:
         """
         An outgoing stream may have something to send: give it a turn.
         """
@@ -80,13 +84,13 @@ class StreamsCore(Protocol):
         A stream needs L{timeReached} at C{deadline} at the latest.
         """
 
-    def streamClosed(self, stream: IncomingStream | OutgoingStream) -> None:
+    def streamClosed(self, stream: Any) -> None:
         """
         A stream reached its end on both sides: forget it, and free its
         slot.
         """
 
-    def streamFailed(self, stream: IncomingStream | OutgoingStream, error: Exception) -> None:
+    def streamFailed(self, stream: Any, error: Exception) -> None:
         """
         A stream failed: tell the engine's observer.
         """

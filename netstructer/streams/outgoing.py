@@ -247,7 +247,7 @@ class OutgoingStream:
         self._core.sendControl(STREAM_OPEN, body, answer=False)
         self._setDeadline()
 
-    def _read(self, maximum: int) -> bytes | None:
+    def _read(self, maximum: int) -> bytes | memoryview | None:
         try:
             data = self._source.read(maximum)
         except Exception as e:  # noqa: BLE001 -- a failing source ends its stream only
