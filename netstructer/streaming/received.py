@@ -105,6 +105,14 @@ class ReceivedStream:
         return f"<ReceivedStream {self.streamID} from {self.peer} {self._mode}>"
 
     @property
+    def diskIO(self) -> IDiskIO:
+        """
+        Where its file work runs (the session's disk threads), for a
+        handler's own file work about it.
+        """
+        return self._disk
+
+    @property
     def stream(self) -> IncomingStream:
         """
         The engine's stream (its state machine).
