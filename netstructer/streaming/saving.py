@@ -28,7 +28,7 @@ from zope.interface import implementer
 
 from netstructer.errors import LocalProtocolError, StreamAborted, StreamRefused, StreamTooLarge
 from netstructer.streaming.disk import IDiskIO, SerialDiskIO
-from netstructer.streams.files import FileSink, spaceProblem, storageProblem
+from netstructer.streams.files import FileSink, openSink, storageProblem
 from netstructer.streams.incoming import IncomingStream
 from netstructer.streams.interfaces import IIncomingStreamObserver
 from netstructer.streams.receipt import StreamReceipt
@@ -37,7 +37,7 @@ from netstructer.streams.wire import AbortCode
 if TYPE_CHECKING:
     from hashlib import _Hash
 
-__all__ = ["CONSUMER_HIGH_WATER", "FileConsumer", "FileSaver", "openSink"]
+__all__ = ["CONSUMER_HIGH_WATER", "FileConsumer", "FileSaver"]
 
 CONSUMER_HIGH_WATER = 4 * 1024 * 1024
 """The bytes a L{FileConsumer} lets wait for the disk before it pauses its
@@ -53,36 +53,6 @@ def _writeAll(sink: FileSink | BinaryIO, chunks: Sequence[bytes]) -> int:
     for chunk in chunks:
         sink.write(chunk)
     return sum(len(chunk) for chunk in chunks)
-
-
-def openSink(
-    path: Path, overwrite: bool, resume: bool, size: int | None
-) -> tuple[FileSink, _Hash | None, str | None]:
-    """
-    Open the part of a stream to save at C{path} (in a disk thread).
-
-    @param overwrite: Whether an existing file of that name may be replaced.
-    @param resume: Whether to keep a part an earlier transfer left.
-    @param size: The stream's announced size, if any.
-    @return: The sink; the hash of the part it holds (to accept the stream
-        at its end), or L{None}; and why the stream does not fit on the
-        disk, or L{None}.
-    @raise OSError: The part cannot be made (a file of that name exists,
-        another transfer of it is under way, the directory is not
-        writable).
-    @raise ValueError: The name has nothing usable.
-    """
-    sink = FileSink(path.parent, path.name, overwrite=overwrite, resume=resume)
-    try:
-        if sink.offset and (not resume or (size is not None and sink.offset > size)):
-            sink.truncate(0)
-        remaining = None if size is None else size - sink.offset
-        problem = spaceProblem(path.parent, remaining)
-        prefix = sink.prefixHash() if sink.offset and problem is None else None
-    except BaseException:
-        sink.suspend()
-        raise
-    return sink, prefix, problem
 
 
 @implementer(IIncomingStreamObserver)

@@ -45,6 +45,7 @@ __all__ = [
     "FileSink",
     "FileSource",
     "hashPrefix",
+    "openSink",
     "sanitizeName",
     "spaceProblem",
     "storageProblem",
@@ -407,3 +408,33 @@ class FileSink:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
+
+
+def openSink(
+    path: Path, overwrite: bool, resume: bool, size: int | None
+) -> tuple[FileSink, _Hash | None, str | None]:
+    """
+    Open the part of a stream to save at C{path} (blocking file work).
+
+    @param overwrite: Whether an existing file of that name may be replaced.
+    @param resume: Whether to keep a part an earlier transfer left.
+    @param size: The stream's announced size, if any.
+    @return: The sink; the hash of the part it holds (to accept the stream
+        at its end), or L{None}; and why the stream does not fit on the
+        disk, or L{None}.
+    @raise OSError: The part cannot be made (a file of that name exists,
+        another transfer of it is under way, the directory is not
+        writable).
+    @raise ValueError: The name has nothing usable.
+    """
+    sink = FileSink(path.parent, path.name, overwrite=overwrite, resume=resume)
+    try:
+        if sink.offset and (not resume or (size is not None and sink.offset > size)):
+            sink.truncate(0)
+        remaining = None if size is None else size - sink.offset
+        problem = spaceProblem(path.parent, remaining)
+        prefix = sink.prefixHash() if sink.offset and problem is None else None
+    except BaseException:
+        sink.suspend()
+        raise
+    return sink, prefix, problem
