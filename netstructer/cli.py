@@ -9,7 +9,10 @@ The C{netstructer} command.
     - C{netstructer send ENDPOINT VALUE... [--reply]}: send Python literals
       (and print the replies).
     - C{netstructer listen ENDPOINT}: a server printing every value it
-      receives, with its sender (a secure C{nc -l}).
+      receives, with its sender (a secure C{nc -l}); with C{--save-dir DIR},
+      keeping the files clients send.
+    - C{netstructer send-file ENDPOINT FILE}: send a file as a stream
+      (L{netstructer.streamcli}).
     - C{netstructer bench [ENDPOINT]} (or C{bench --peers}, the comparison with
       other peers): measure messages per second, round-trip
       latency and bulk throughput, against a running echo server or against
@@ -62,10 +65,10 @@ from twisted.python.usage import UsageError as OptionsError
 from zope.interface import implementer
 
 import netstructer
-from netstructer import values
+from netstructer import streamcli, values
 from netstructer._version import versionLine
 from netstructer.client import clientEndpoint, connect
-from netstructer.errors import NetStructerError, OperationTimedOut
+from netstructer.errors import NetStructerError, OperationTimedOut, StreamError
 from netstructer.handlers import EchoHandler, IHandler
 from netstructer.keys import (
     ENVIRONMENT_VARIABLE,
@@ -398,6 +401,8 @@ def _makeParser() -> _ArgumentParser:
     listen.add_argument(
         "-q", "--quiet", action="store_true", help="print nothing about values or sessions"
     )
+    streamcli.addSaveDirArguments(listen)
+    _addSendFileParser(commands, keyOptions)
 
     bench = commands.add_parser(
         "bench",
@@ -447,6 +452,21 @@ def _makeParser() -> _ArgumentParser:
         ' pip install -e ".[bench]" (under a minute)',
     )
     return parser
+
+
+def _addSendFileParser(commands: Any, keyOptions: argparse.ArgumentParser) -> None:
+    """
+    Add C{send-file} (L{netstructer.streamcli}) to the subcommands.
+    """
+    sendFile = commands.add_parser(
+        "send-file",
+        parents=[keyOptions],
+        help="send a file to a server, with progress and resume",
+        description="Send a file as a stream (beside any values, in constant memory) to a"
+        " server that keeps files (listen --save-dir DIR, twistd netstructer --handler"
+        " save:DIR), and print its confirmation: the bytes it received and their SHA-256.",
+    )
+    streamcli.addSendFileArguments(sendFile, _DEFAULT_TIMEOUT)
 
 
 # Commands.
@@ -678,6 +698,30 @@ class _SendCommand(Command):
         print(repr(reply), file=self.streams.stdout, flush=True)
 
 
+class _SendFileCommand(_SendCommand):
+    """
+    C{netstructer send-file}: connect as C{send} does, then send the file.
+    """
+
+    def __init__(self, args: argparse.Namespace, streams: Streams) -> None:
+        args.values, args.reply = [], False
+        super().__init__(args, streams)
+        if not os.path.isfile(args.file):
+            raise UserError(f"FILE {args.file} is not a file that can be sent")
+
+    async def _exchange(self, session: BridgeProtocol) -> None:
+        args = self.args
+        try:
+            await streamcli.sendFile(
+                session, args.file, args.meta, args.resume, args.limit_rate, self.streams
+            )
+        except StreamError as e:
+            # Only the stream failed: end the session cleanly, then say why.
+            if session.closeReason is None:
+                await _closeSession(session.clock, session, args.timeout, args.endpoint)
+            raise UserError(f"{args.file} was not sent: {_describeFailure(e)}") from None
+
+
 @implementer(IHandler)
 class _PrintHandler:
     """
@@ -771,10 +815,13 @@ class _ListenCommand(Command):
             server = Server(
                 self.description,
                 self.keyring,
-                _PrintHandler(self.streams, args.echo, args.quiet),
+                streamcli.listenHandler(
+                    _PrintHandler(self.streams, args.echo, args.quiet), args, self.streams
+                ),
                 reactor=reactor,
                 suite=args.suite,
                 **_sizeOptions(args),
+                **streamcli.listenOptions(args),
             )
         except (ValueError, TypeError) as e:
             raise UserError(f"ENDPOINT {args.endpoint}: {e}") from None
@@ -1147,6 +1194,7 @@ class _BenchCommand(Command):
 
 _COMMANDS: dict[str, type[Command]] = {
     "send": _SendCommand,
+    "send-file": _SendFileCommand,
     "listen": _ListenCommand,
     "bench": _BenchCommand,
 }

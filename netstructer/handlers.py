@@ -454,10 +454,21 @@ class SaveHandler:
         self, session: BridgeProtocol, meta: object, stream: ReceivedStream
     ) -> defer.Deferred[StreamReceipt | None]:
         """
-        Save the stream.
+        Save the stream (see L{saveStream}).
 
         @return: A Deferred firing once it is saved (its meta written
             beside), or with L{None} once its failure is logged.
+        """
+        return self.saveStream(session, meta, stream).addErrback(lambda _: None)
+
+    def saveStream(
+        self, session: BridgeProtocol, meta: object, stream: ReceivedStream
+    ) -> defer.Deferred[StreamReceipt]:
+        """
+        Save the stream and write its meta beside it.
+
+        @return: A Deferred firing with its receipt once it is saved, or
+            failing with why it was not (logged already).
         """
         name = self.nameFor(session, meta, stream)
         path = self.directory / name
@@ -483,13 +494,14 @@ class SaveHandler:
             )
             return receipt
 
-        def failed(failure: Failure) -> None:
+        def failed(failure: Failure) -> Failure:
             # The stream's failure was logged by its session; a failure to
             # write the meta is this handler's.
             if not failure.check(StreamError):
                 self._log.failure(
                     "Saving {name} from {peer} failed", failure, name=name, peer=session.key
                 )
+            return failure
 
         return saved.addCallback(keepMeta).addCallback(done).addErrback(failed)
 

@@ -445,7 +445,8 @@ class IncomingStreamReader:
         Save the stream to C{path}: written to C{.NAME.part} beside it and
         renamed once whole and checked (a failed stream leaves nothing
         under C{path}), then confirmed.  Resumes from a part an earlier
-        transfer left, if the sender can resume.
+        transfer left, if the sender can resume; keeps its part for that if
+        the link ends under it.
 
         @param overwrite: Whether an existing file may be replaced (else the
             stream is refused if one exists).
@@ -472,14 +473,17 @@ class IncomingStreamReader:
             ) from e
         except StreamError as e:
             # Keep the part to resume if only the session ended.
-            sink.suspend() if resume and e.code is None else sink.discard()
+            if e.code is None:
+                sink.suspend()
+            else:
+                sink.discard()
             raise
         except BaseException:
             # Interrupted, or the link failed: the part stays to resume.
             if self._error is None and self.receipt is None:
                 self._stream.abort("the receiving script gave up")
                 self._streams._session.tryFlush()
-            sink.suspend() if resume else sink.discard()
+            sink.suspend()
             raise
         self._confirm(saved)
         return self.receipt or StreamReceipt(self._stream.received, b"", 0, saved)

@@ -58,6 +58,7 @@ class StreamMethods:
         *,
         resume: bool = False,
         progress: Progress | None = None,
+        limitRate: float | None = None,
     ) -> defer.Deferred[StreamReceipt]:
         """
         Send a stream: bytes larger than memory, beside the session's
@@ -67,8 +68,9 @@ class StreamMethods:
         @param source: A path or a binary file (read in the disk threads),
             an C{IBodyProducer}-style producer, an iterable or async
             iterable of bytes, or bytes.
-        @param meta: A value describing it (a name: the receiver's C{save:}
-            handler saves it under C{meta["name"]}), given to the receiver.
+        @param meta: A value describing it, given to the receiver (a
+            receiver's C{save:} handler saves it under C{meta["name"]});
+            for a path, C{{"name": its name}} by default.
         @param size: Its size, if known and not given by the source (a
             file's is): the receiver can refuse it at once, and checks it.
         @param resume: Whether the receiver may go on from a part an
@@ -76,6 +78,8 @@ class StreamMethods:
             source only: its first bytes are checked against the part's
             SHA-256 first).
         @param progress: Called with C{(sent, size)} as it goes.
+        @param limitRate: At most this many bytes a second (a file source
+            only), or L{None} for as fast as the receiver takes them.
         @return: A Deferred firing with the receiver's confirmation, a
             L{StreamReceipt} (the bytes it received and their SHA-256, both
             as sent), or failing with a L{StreamError
@@ -85,7 +89,7 @@ class StreamMethods:
             streams, or C{TypeError} for a source of no accepted kind.
             Cancelling it aborts this stream only.
         """
-        return self._streams.sendStream(source, meta, size, resume, progress)
+        return self._streams.sendStream(source, meta, size, resume, progress, limitRate)
 
     def streamReceived(self, meta: object, stream: ReceivedStream) -> None:
         """

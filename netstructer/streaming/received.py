@@ -167,8 +167,8 @@ class ReceivedStream:
         threads) to C{.NAME.part} beside it, renamed to C{path} once it
         arrived whole and its SHA-256 checked, then confirmed to its
         sender.  If it fails, the part is removed; if the session ends
-        mid-stream and the sender can resume, it is kept for a later
-        transfer to go on from.
+        mid-stream, it is kept for a later transfer of it that can resume
+        to go on from.
 
         @param path: Where to save it; its name is made safe (see
             L{sanitizeName<netstructer.streams.files.sanitizeName>}).

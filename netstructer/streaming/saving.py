@@ -105,7 +105,7 @@ class FileSaver:
                 stream.accept(self, sink.offset, prefix)
         except LocalProtocolError:
             self._sink = None
-            self._io.run(sink.suspend if self._resume else sink.discard)
+            self._io.run(sink.suspend)
             self._done.errback(
                 StreamAborted(
                     f"stream {stream.streamID} ended before it could be saved (refused for "
@@ -194,15 +194,15 @@ class FileSaver:
 
     def streamFailed(self, error: Exception) -> None:
         """
-        It failed: remove the part, or keep it to resume if the session
-        ended under a stream its sender can resume.
+        It failed: remove the part; but if the session ended under it, keep
+        the part for a later transfer of it to resume from.
         """
         self._failed = True
         self._pending.clear()
         sink = self._sink
         if sink is not None:
             sessionEnded = getattr(error, "code", 0) is None
-            self._io.run(sink.suspend if self._resume and sessionEnded else sink.discard)
+            self._io.run(sink.suspend if sessionEnded else sink.discard)
         self._done.errback(error)
 
 

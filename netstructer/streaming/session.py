@@ -10,6 +10,7 @@ C{recvStream}; and a log line for every stream that fails, either way.
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable
 
@@ -24,7 +25,7 @@ from netstructer.session.capability import ISessionHost
 from netstructer.session.config import BridgeConfig
 from netstructer.streaming.disk import IDiskIO
 from netstructer.streaming.received import ReceivedStream
-from netstructer.streaming.sources import Feed, feedFor
+from netstructer.streaming.sources import Feed, Pace, feedFor
 from netstructer.streams.engine import DEFAULT_MAX_STREAMS, StreamsEngine
 from netstructer.streams.incoming import IncomingStream
 from netstructer.streams.interfaces import IOutgoingStreamObserver, IStreamsObserver
@@ -134,6 +135,7 @@ class SessionStreams:
         @param log: Where failed streams are logged.
         """
         self.engine: StreamsEngine | None = None
+        self._clock = clock
         self._disk = disk
         self._peer = peer
         self._offered = offered
@@ -175,6 +177,7 @@ class SessionStreams:
         size: int | None,
         resume: bool,
         progress: Progress | None,
+        limitRate: float | None = None,
     ) -> defer.Deferred[StreamReceipt]:
         """
         Send a stream (see L{BridgeProtocol.sendStream
@@ -183,9 +186,12 @@ class SessionStreams:
         engine = self.engine
         if engine is None:  # pragma: no cover -- made when the session is
             return defer.fail(RuntimeError("the session has no streams engine"))
+        if meta is None and isinstance(source, str | os.PathLike):
+            meta = {"name": os.path.basename(os.fspath(source))}
         transfer = _Transfer(progress, self._log, self._peer())
         try:
-            feed = feedFor(source, self._disk())
+            pace = None if limitRate is None else Pace(self._clock, limitRate)
+            feed = feedFor(source, self._disk(), pace)
         except (TypeError, OSError, ValueError) as e:
             return defer.fail(e)
         if isinstance(feed, defer.Deferred):

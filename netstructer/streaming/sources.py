@@ -32,7 +32,7 @@ from collections.abc import AsyncIterable, Iterable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IConsumer, IPushProducer
+from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IReactorTime
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -51,6 +51,7 @@ __all__ = [
     "READ_SIZE",
     "AsyncIterableSource",
     "Feed",
+    "Pace",
     "ProducerSource",
     "ThreadedFileSource",
     "feedFor",
@@ -65,6 +66,47 @@ READ_AHEAD = 4 * 1024 * 1024
 PUSH_HIGH_WATER = 1024 * 1024
 """The bytes a producer or an async iterable may have waiting before it is
 paused."""
+
+
+class Pace:
+    """
+    A rate limit: at most C{rate} bytes a second on average, measured on a
+    clock from the first bytes taken (with a burst of at most a tenth of a
+    second's worth).
+    """
+
+    def __init__(self, clock: IReactorTime, rate: float) -> None:
+        """
+        @raise ValueError: C{rate} is not positive.
+        """
+        if not rate > 0:
+            raise ValueError(f"a rate limit is a positive number of bytes a second, not {rate}")
+        self.clock = clock
+        self.rate = rate
+        self._start: float | None = None
+        self._taken = 0
+
+    def allowed(self) -> int:
+        """
+        @return: How many bytes may be taken now (0 or less: none).
+        """
+        now = self.clock.seconds()
+        if self._start is None:
+            self._start = now
+        burst = max(self.rate / 10, 1)
+        return int(self.rate * (now - self._start) + burst) - self._taken
+
+    def took(self, count: int) -> None:
+        """
+        C{count} bytes were taken.
+        """
+        self._taken += count
+
+    def delay(self) -> float:
+        """
+        @return: Seconds until some bytes may be taken again.
+        """
+        return max(-self.allowed() / self.rate, 0.0) + 0.01
 
 
 class Feed:
@@ -109,11 +151,14 @@ class ThreadedFileSource(Feed):
 
     resumable = True
 
-    def __init__(self, file: FileSource, disk: IDiskIO, owned: bool) -> None:
+    def __init__(
+        self, file: FileSource, disk: IDiskIO, owned: bool, pace: Pace | None = None
+    ) -> None:
         """
         @param file: The file.
         @param disk: Where its reads run.
         @param owned: Whether to close it at the end.
+        @param pace: A rate limit, or L{None}.
         """
         super().__init__(self)
         self._file = file
@@ -129,6 +174,8 @@ class ThreadedFileSource(Feed):
         self._stream: OutgoingStream | None = None
         self._starved = False
         self._generation = 0
+        self._pace = pace
+        self._paceCall: IDelayedCall | None = None
 
     def attach(self, stream: OutgoingStream) -> None:
         self._stream = stream
@@ -151,6 +198,16 @@ class ThreadedFileSource(Feed):
                     return b""
                 self._starved = True
                 return None
+        pace = self._pace
+        if pace is not None:
+            allowed = pace.allowed()
+            if allowed <= 0:
+                self._starved = True
+                if self._paceCall is None:
+                    self._paceCall = pace.clock.callLater(pace.delay(), self._paced)
+                return None
+            maximum = min(maximum, allowed)
+            pace.took(min(maximum, len(chunks[0])))
         chunk = chunks[0]
         if len(chunk) <= maximum:
             chunks.popleft()
@@ -192,6 +249,10 @@ class ThreadedFileSource(Feed):
             self._error = _errorOf(failure)
             self._wake()
 
+    def _paced(self) -> None:
+        self._paceCall = None
+        self._wake()
+
     def _wake(self) -> None:
         if self._starved and self._stream is not None:
             self._starved = False
@@ -229,6 +290,9 @@ class ThreadedFileSource(Feed):
             return
         self._stopped = True
         self._chunks.clear()
+        if self._paceCall is not None and self._paceCall.active():
+            self._paceCall.cancel()
+        self._paceCall = None
         if self._owned:
             self._disk.run(self._file.close)
 
@@ -380,20 +444,21 @@ def _isPath(source: object) -> bool:
     return isinstance(source, str | os.PathLike)
 
 
-def feedFor(source: object, disk: IDiskIO) -> Feed | defer.Deferred[Feed]:
+def feedFor(source: object, disk: IDiskIO, pace: Pace | None = None) -> Feed | defer.Deferred[Feed]:
     """
     The feed of what C{sendStream} was given.
 
     @param source: A path, a binary file object, a producer, an async
         iterable or an iterable of bytes, or bytes.
     @param disk: Where file work runs.
+    @param pace: A rate limit for a file, or L{None}.
     @return: The feed; or, for a path, a Deferred firing with it once the
         file is open (in a disk thread).
     @raise TypeError: C{source} is none of these (text, say).
     """
     if _isPath(source):
         return disk.run(FileSource, source).addCallback(
-            lambda file: ThreadedFileSource(file, disk, owned=True)
+            lambda file: ThreadedFileSource(file, disk, owned=True, pace=pace)
         )
     if isinstance(source, bytes | bytearray | memoryview):
         data = BytesSource(source)
@@ -401,7 +466,7 @@ def feedFor(source: object, disk: IDiskIO) -> Feed | defer.Deferred[Feed]:
         feed.size = data.size
         return feed
     if callable(getattr(source, "read", None)):
-        return ThreadedFileSource(FileSource(_binary(source)), disk, owned=False)
+        return ThreadedFileSource(FileSource(_binary(source)), disk, owned=False, pace=pace)
     if hasattr(source, "startProducing"):
         return ProducerSource(source)
     if IPushProducer.providedBy(source) and not hasattr(source, "startProducing"):
