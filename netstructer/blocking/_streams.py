@@ -503,7 +503,10 @@ class IncomingStreamReader:
                 code=int(AbortCode.REFUSED),
             ) from e
         if problem is not None:
-            sink.suspend()
+            if sink.offset:
+                sink.suspend()
+            else:
+                sink.discard()
             stream.refuse(problem, AbortCode.TOO_LARGE)
             self._streams._session.tryFlush()
             raise StreamTooLarge(problem, streamID=self.streamID)

@@ -105,7 +105,7 @@ class FileSaver:
                 stream.accept(self, sink.offset, prefix)
         except LocalProtocolError:
             self._sink = None
-            self._io.run(sink.suspend)
+            self._io.run(sink.suspend if sink.offset else sink.discard)
             self._done.errback(
                 StreamAborted(
                     f"stream {stream.streamID} ended before it could be saved (refused for "
@@ -116,7 +116,7 @@ class FileSaver:
             return
         if problem is not None:
             self._sink = None
-            self._io.run(sink.suspend)
+            self._io.run(sink.suspend if sink.offset else sink.discard)
             self._done.errback(StreamTooLarge(problem, streamID=stream.streamID))
 
     def _openFailed(self, failure: Failure) -> None:
