@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,6 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from netstructer.channel import Role
 from netstructer.errors import (
     PeerVersionError,
     ResumeMismatch,
@@ -42,7 +41,7 @@ from netstructer.handlers import (
     handlerFromName,
 )
 from netstructer.keys import generateKey
-from netstructer.protocol import BridgeConfig, BridgeProtocol
+from netstructer.protocol import BridgeConfig
 from netstructer.server import Server
 from netstructer.streaming import FileConsumer, ImmediateDiskIO, ReceivedStream, StreamReceipt
 from netstructer.streaming.disk import SerialDiskIO, ThreadedDiskIO, diskIOFor
@@ -842,11 +841,3 @@ class LoopbackTests(TestCase):
         receipt = await session.sendStream(source)
         self.assertEqual(receipt, StreamReceipt(len(data), sha(data)))
         self.assertEqual((directory / "in" / "source.bin").read_bytes(), data)
-
-
-def _chunks(data: bytes, size: int) -> Iterator[bytes]:
-    for start in range(0, len(data), size):
-        yield data[start : start + size]
-
-
-del _chunks, Role
