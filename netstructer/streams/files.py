@@ -232,10 +232,19 @@ class FileSource:
         try:
             status = os.fstat(self._file.fileno())
         except (OSError, AttributeError, ValueError):
-            return None
+            # Not a file of the system (an io.BytesIO): seekable, or not.
+            return self._seekableSize()
         if not stat.S_ISREG(status.st_mode):
             return None
         return max(status.st_size - self._start, 0)
+
+    def _seekableSize(self) -> int | None:
+        file = self._file
+        if not file.seekable():
+            return None
+        end = file.seek(0, os.SEEK_END)
+        file.seek(self._start)
+        return max(end - self._start, 0)
 
     def read(self, maximum: int) -> bytes | None:
         """
