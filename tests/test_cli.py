@@ -247,7 +247,8 @@ class ArgumentTests(_CommandLineTests):
         """
         names = cli.commandNames()
         self.assertEqual(
-            sorted(names), ["bench", "conformance", "keygen", "listen", "send", "status"]
+            sorted(names),
+            ["bench", "conformance", "keygen", "listen", "send", "send-file", "status"],
         )
         for name in names:
             code, out, err = self.main(name, "--help")

@@ -198,12 +198,18 @@ class FileSaver:
         the part for a later transfer of it to resume from.
         """
         self._failed = True
-        self._pending.clear()
+        pending, self._pending = self._pending, []
         sink = self._sink
-        if sink is not None:
-            sessionEnded = getattr(error, "code", 0) is None
-            self._io.run(sink.suspend if sessionEnded else sink.discard)
-        self._done.errback(error)
+        if sink is None:
+            self._done.errback(error)
+            return
+        if getattr(error, "code", 0) is None:
+            # What arrived was authenticated: keep all of it.
+            self._io.run(_writeAll, sink, pending)
+            ended = self._io.run(sink.suspend)
+        else:
+            ended = self._io.run(sink.discard)
+        ended.addBoth(lambda _: self._done.errback(error))
 
 
 def _errorOf(failure: Failure) -> Exception:
