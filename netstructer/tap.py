@@ -95,6 +95,8 @@ DEFAULT_MAX_BUFFER_SIZE = 16 * 1024 * 1024
 MAX_BUFFER_SIZE = MAX_VALUE_SIZE_LIMIT
 """The largest C{--max-buffer-size} allowed (just under 2 GiB)."""
 
+_STREAM_TIMEOUT: Final = 60.0
+
 MAX_STREAM_SIZE_OPTION: Final = 2**62
 """The largest C{--max-stream-size} allowed."""
 
@@ -718,6 +720,14 @@ class Options(usage.Options):
             _streamSize,
         ],
         [
+            "stream-timeout",
+            None,
+            _STREAM_TIMEOUT,
+            "Abort a stream (a file being sent) after this many seconds without news of"
+            " it from the peer (0 means never).",
+            _seconds("--stream-timeout", zeroMeansNever=True),
+        ],
+        [
             "metrics",
             None,
             None,
@@ -901,6 +911,8 @@ class Options(usage.Options):
             options["metrics"] = self["metrics"]
         if self["max-stream-size"] is not None:
             options["maxStreamSize"] = self["max-stream-size"]
+        if self["stream-timeout"] != _STREAM_TIMEOUT:
+            options["streamIdleTimeout"] = self["stream-timeout"]
         return options
 
 

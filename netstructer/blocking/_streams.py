@@ -134,6 +134,7 @@ class LinkStreams:
                 host,
                 self,
                 maxStreams=config.maxStreams or DEFAULT_MAX_STREAMS,
+                idleTimeout=config.streamIdleTimeout,
                 maxStreamSize=config.maxStreamSize,
                 encode=core.channel.encodeValue,
                 decode=Decoder(config.limits).decode,

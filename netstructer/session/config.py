@@ -57,6 +57,9 @@ class BridgeConfig:
         that refuses anything newer.
     @ivar maxStreams: How many streams each way a session may have open at
         once; L{None} for the streams engine's default (16).
+    @ivar streamIdleTimeout: Seconds a stream waits on the peer (for data
+        it was granted credit for, an answer, a confirmation) before it is
+        aborted (TIMEOUT); L{None} waits for ever.  60 by default.
     @ivar maxStreamSize: The largest stream a session accepts, in bytes;
         L{None} (the default) for no limit.  A larger one is refused
         (TOO_LARGE) when it announces its size, or aborted when it passes
@@ -79,6 +82,7 @@ class BridgeConfig:
     fernetTTL: float | None = None
     protocolVersion: int = PROTOCOL_VERSION
     maxStreams: int | None = None
+    streamIdleTimeout: float | None = 60.0
     maxStreamSize: int | None = None
 
     def __post_init__(self) -> None:
@@ -92,7 +96,7 @@ class BridgeConfig:
         for name in ("handshakeTimeout", "shutdownGrace"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive number of seconds")
-        for name in ("keepAliveInterval", "idleTimeout", "fernetTTL"):
+        for name in ("keepAliveInterval", "idleTimeout", "fernetTTL", "streamIdleTimeout"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be a positive number of seconds or None")

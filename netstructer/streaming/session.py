@@ -159,6 +159,7 @@ class SessionStreams:
             host,
             self,
             maxStreams=config.maxStreams or DEFAULT_MAX_STREAMS,
+            idleTimeout=config.streamIdleTimeout,
             maxStreamSize=config.maxStreamSize,
             encode=encode,
             decode=decode,

@@ -410,11 +410,15 @@ class FileSink:
     def suspend(self) -> None:
         """
         The session ended mid-stream: keep the part, written out to the
-        disk, for a later transfer to resume.
+        disk, for a later transfer to resume; or remove it if it holds
+        nothing.
         """
         if self._file.closed:
             return
         self._file.flush()
+        if not self._file.tell() and not os.fstat(self._file.fileno()).st_size:
+            self.discard()
+            return
         os.fsync(self._file.fileno())
         self._file.close()
 
