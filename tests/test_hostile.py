@@ -2054,7 +2054,7 @@ def attackStreamUnknown(server: ServerProcess) -> StreamAttack:
     cut = peer.raw.waitForCut(since, since + 5)
     peer.close()
     return StreamAttack(
-        "the session is cut" if cut is not None else "not cut",
+        "the server closed the connection" if cut is not None else "nothing",
         cut,
         cut is None,
         [(peer.key, r"for stream 99, which it never opened")],
