@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -234,8 +235,9 @@ class _HandlerDispatcher:
         """
         Give a stream the client offered to the handler's C{streamReceived};
         a handler object without one refuses it; without a handler object,
-        it waits for the session's C{recvStream}.  A handler that raises,
-        or whose Deferred fails, has that stream (only) aborted.
+        it waits for the session's C{recvStream}.  The method may be a
+        coroutine function.  A handler that raises, or whose Deferred (or
+        coroutine) fails, has that stream (only) aborted.
         """
         method = self._method("streamReceived")
         if method is None:
@@ -256,6 +258,8 @@ class _HandlerDispatcher:
 
         try:
             result = method(session, meta, stream)
+            if inspect.iscoroutine(result):
+                result = defer.ensureDeferred(result)
         except Exception:  # noqa: BLE001 (logged, and that stream aborted)
             failed(Failure())
             return

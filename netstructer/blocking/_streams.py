@@ -39,7 +39,7 @@ from netstructer.errors import (
     StreamTooLarge,
 )
 from netstructer.session.config import BridgeConfig
-from netstructer.streams.engine import DEFAULT_MAX_STREAMS, StreamsEngine
+from netstructer.streams.engine import DEFAULT_MAX_STREAMS, DEFAULT_WINDOW, StreamsEngine
 from netstructer.streams.files import FileSink, FileSource, openSink, storageProblem
 from netstructer.streams.incoming import IncomingStream
 from netstructer.streams.interfaces import (
@@ -135,6 +135,7 @@ class LinkStreams:
                 self,
                 maxStreams=config.maxStreams or DEFAULT_MAX_STREAMS,
                 idleTimeout=config.streamIdleTimeout,
+                window=config.streamWindow or DEFAULT_WINDOW,
                 maxStreamSize=config.maxStreamSize,
                 encode=core.channel.encodeValue,
                 decode=Decoder(config.limits).decode,

@@ -60,6 +60,11 @@ class BridgeConfig:
     @ivar streamIdleTimeout: Seconds a stream waits on the peer (for data
         it was granted credit for, an answer, a confirmation) before it is
         aborted (TIMEOUT); L{None} waits for ever.  60 by default.
+    @ivar streamWindow: The credit each incoming stream is granted, in
+        bytes: the most of it in flight; L{None} for the streams engine's
+        default (1 MiB, for a local link).  Raise it to a round trip's
+        worth of bandwidth on a link with a long round trip (values sent
+        meanwhile wait behind up to that much of a stream).
     @ivar maxStreamSize: The largest stream a session accepts, in bytes;
         L{None} (the default) for no limit.  A larger one is refused
         (TOO_LARGE) when it announces its size, or aborted when it passes
@@ -83,6 +88,7 @@ class BridgeConfig:
     protocolVersion: int = PROTOCOL_VERSION
     maxStreams: int | None = None
     streamIdleTimeout: float | None = 60.0
+    streamWindow: int | None = None
     maxStreamSize: int | None = None
 
     def __post_init__(self) -> None:
@@ -105,6 +111,8 @@ class BridgeConfig:
                 raise ValueError(f"{name} must be at least 1")
         if self.maxStreams is not None and self.maxStreams < 1:
             raise ValueError("maxStreams must be at least 1, or None")
+        if self.streamWindow is not None and not 1 <= self.streamWindow < 2**31:
+            raise ValueError("streamWindow must be from 1 to 2**31 - 1 bytes, or None")
         if self.maxStreamSize is not None and self.maxStreamSize < 0:
             raise ValueError("maxStreamSize must be a number of bytes, or None")
         # Check what the channel would, now rather than in connectionMade.
