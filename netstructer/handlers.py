@@ -87,7 +87,7 @@ class IHandler(Interface):
         A session completed its handshake.
 
         @param session: The session; send with C{session.sendBuffer(value)}.
-        @return: Anything, or a L{Deferred}.
+        @return: Anything, or a C{Deferred}.
         """
 
     def bufferReceived(session: BridgeProtocol, value: object) -> Any:  # noqa: N805
@@ -99,7 +99,7 @@ class IHandler(Interface):
 
         @param session: The session.
         @param value: The decoded value.
-        @return: Anything, or a L{Deferred}.
+        @return: Anything, or a C{Deferred}.
         """
 
     def sessionClosed(session: BridgeProtocol, reason: Failure) -> Any:  # noqa: N805
@@ -136,7 +136,7 @@ class IStreamHandler(Interface):
         @param session: The session.
         @param meta: The value its sender described it with.
         @param stream: The stream.
-        @return: Anything, or a L{Deferred}.
+        @return: Anything, or a C{Deferred}.
         """
 
 

@@ -203,6 +203,8 @@ class TransferProgress:
     """
     How far a transfer is, written to a terminal as a bar redrawn in place
     (bytes, percentage, rate, ETA), or elsewhere as a plain line a second.
+
+    @ivar terminal: Whether it draws a bar (on a terminal).
     """
 
     def __init__(

@@ -29,6 +29,7 @@ class StreamMethods:
     @ivar diskIO: Where the file work of its streams runs (reading a file
         sent, writing one saved); the reactor's disk threads
         (L{netstructer.streaming.disk}) if L{None}.
+    @ivar clock: The session's reactor (the protocol's).
     """
 
     diskIO: IDiskIO | None = None

@@ -63,6 +63,7 @@ class ReceivedStream:
 
     @ivar meta: The value its sender described it with.
     @ivar size: Its announced size, or L{None}.
+    @ivar peer: The peer, for messages.
     @ivar streamID: Its ID on the session.
     @ivar resumable: Whether its sender can resume it (L{saveTo} goes on
         from a part kept from an earlier transfer).

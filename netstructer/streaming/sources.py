@@ -73,6 +73,9 @@ class Pace:
     A rate limit: at most C{rate} bytes a second on average, measured on a
     clock from the first bytes taken (with a burst of at most a tenth of a
     second's worth).
+
+    @ivar clock: The clock.
+    @ivar rate: Bytes a second.
     """
 
     def __init__(self, clock: IReactorTime, rate: float) -> None:
@@ -147,6 +150,10 @@ class Feed:
 class ThreadedFileSource(Feed):
     """
     A file, read ahead in the disk threads.
+
+    @ivar size: The bytes left in the file from where it was opened, if it
+        is a regular file.
+    @ivar resumable: True: a file can resume at an offset.
     """
 
     resumable = True
@@ -303,6 +310,8 @@ class ProducerSource(Feed):
     A producer's bytes, through a L{PushSource}: the consumer the producer
     writes to, pausing it (a push producer) while its bytes wait, or asking
     it for each chunk (a pull producer).
+
+    @ivar size: The producer's C{length}, if it is a number of bytes.
     """
 
     def __init__(self, producer: Any) -> None:

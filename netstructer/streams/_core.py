@@ -81,7 +81,8 @@ class StreamsCore(Protocol):
 
     def armTimer(self, deadline: float) -> None:
         """
-        A stream needs L{timeReached} at C{deadline} at the latest.
+        A stream needs the engine's C{timeReached} at C{deadline} at the
+        latest.
         """
 
     def streamClosed(self, stream: Any) -> None:

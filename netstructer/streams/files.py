@@ -285,6 +285,7 @@ class FileSink:
     Where an incoming stream is kept: C{.NAME.part} in the target
     directory, renamed to C{NAME} by L{commit} once the stream is whole.
 
+    @ivar name: Its name, sanitized.
     @ivar path: The final path.
     @ivar partPath: The temporary path.
     @ivar offset: The size of the part kept from an earlier transfer, when

@@ -107,6 +107,8 @@ class OutgoingStream:
         start (so at least C{offset}).
     @ivar sha256: The stream's SHA-256 once its END was sent, else L{None}.
     @ivar observer: Told of progress, confirmation and failure.
+    @ivar openSent: Whether its OPEN was sent (records for it may arrive).
+    @ivar queued: Whether it is in the engine's queue of turns.
     """
 
     def __init__(
