@@ -1125,6 +1125,9 @@ class _BenchCommand(Command):
                 elapsed,
                 f"{count * _BULK_SIZE / elapsed / 1e6:,.1f} MB/s",
             )
+            started = time.perf_counter()
+            name, result = await streamcli.benchStream(session)
+            results[name] = (1, time.perf_counter() - started, result)
         finally:
             self._endProgress()
             if session.closeReason is None:

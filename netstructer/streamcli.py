@@ -30,7 +30,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from netstructer.errors import StreamAborted
+from netstructer.errors import PeerVersionError, StreamAborted, StreamError
 from netstructer.handlers import EchoHandler, IHandler, IStreamHandler, SaveHandler
 from netstructer.protocol import BridgeProtocol
 from netstructer.streaming.received import ReceivedStream
@@ -39,9 +39,11 @@ from netstructer.streams.receipt import StreamReceipt
 from netstructer.tap import MAX_STREAM_SIZE_OPTION, parseSize
 
 __all__ = [
+    "BENCH_STREAM_SIZE",
     "TransferProgress",
     "addSaveDirArguments",
     "addSendFileArguments",
+    "benchStream",
     "fileMeta",
     "listenHandler",
     "listenOptions",
@@ -401,6 +403,29 @@ class _SavingHandler(_EchoingHandler):
     def _note(self, message: str) -> None:
         if not self._quiet:
             self._streams.note(message)
+
+
+BENCH_STREAM_SIZE = 64 * 1024 * 1024
+"""The size of the stream C{netstructer bench} sends."""
+
+
+async def benchStream(session: BridgeProtocol, size: int = BENCH_STREAM_SIZE) -> tuple[str, str]:
+    """
+    The stream row of C{netstructer bench}: C{size} random bytes sent as
+    one stream, timed until the server confirms them.
+
+    @return: The row's name and result (MB/s, or why the server did not
+        take the stream).
+    """
+    name = f"stream of {size // (1024 * 1024)} MiB"
+    data = os.urandom(size)
+    started = time.perf_counter()
+    try:
+        receipt = await session.sendStream(data, {"name": "bench"})
+    except (StreamError, PeerVersionError) as e:
+        return name, f"not measured: {e}"
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    return name, f"{receipt.size / elapsed / 1e6:,.1f} MB/s"
 
 
 def listenHandler(handler: Any, args: argparse.Namespace, streams: Any) -> Any:
