@@ -179,6 +179,7 @@ async def client(reactor: Any, options: argparse.Namespace) -> None:
             emit("result", workload="bulk", size=size * count, seconds=seconds)
         elif options.workload == "stream":
             await session.sendStream(os.urandom(1024 * 1024), "warm")
+            emit("starting", pid=os.getpid())
             started = time.perf_counter()
             receipt = await session.sendStream(options.args[0])
             seconds = time.perf_counter() - started

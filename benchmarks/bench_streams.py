@@ -16,7 +16,8 @@ and C{benchmarks/_bridge_peer.py} for gRPC):
     p99;
   - I{memory}: the peak resident set growth of each side while a very
     large file (4 GiB; 512 MiB with C{--quick}) is sent and received, over
-    a fresh server.
+    a fresh server: C{VmRSS} of both processes sampled every 5 ms, from
+    just before the stream (after a first small one) to its confirmation.
 
 Goals (the streams issue): a stream reaches at least 0.9x the 16 MiB-value
 bulk throughput and at least gRPC's; small values' p99 stays within 5 ms
@@ -182,6 +183,58 @@ def writeFile(path: Path, size: int) -> None:
         file.write(os.urandom(size % _MiB))
 
 
+def vmRSS(pid: int) -> int:
+    """
+    @return: The resident set of process C{pid}, in bytes (0 once it is
+        gone).
+    """
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def memoryRun(run: _Run, source: Path) -> dict[str, Any]:
+    """
+    Send C{source} as one stream to a fresh server, sampling both
+    processes' resident sets every 5 ms from just before the stream starts
+    (after a first small stream) until it is confirmed.
+
+    @return: Each side's growth over its size at the start, and the rate.
+    """
+    server, port = run.server()
+    serverPID = server.process.pid
+    client = run.spawn("_streams_peer.py", "client", str(port), "stream", str(source))
+    client.expect("starting", 120)
+    base = {"server": vmRSS(serverPID), "client": vmRSS(client.process.pid)}
+    peak = dict(base)
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.005):
+            peak["server"] = max(peak["server"], vmRSS(serverPID))
+            peak["client"] = max(peak["client"], vmRSS(client.process.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        result = client.expect("result")
+    finally:
+        done.set()
+        sampler.join(5)
+    client.process.wait(timeout=60)
+    server.stop()
+    return {
+        "server": peak["server"] - base["server"],
+        "client": peak["client"] - base["client"],
+        "rate": _rate(result),
+    }
+
+
 def _rate(result: dict[str, Any]) -> float:
     return float(result["size"]) / float(result["seconds"]) / 1e6
 
@@ -254,17 +307,7 @@ def measure(quick: bool, directory: Path) -> dict[str, Any]:
         server.stop()
         os.unlink(source)
         writeFile(source, big)
-        fresh, port = run.server()
-        fresh.command("stats")
-        before = fresh.expect("stats")
-        result, rss = run.client("client", str(port), "stream", str(source))
-        fresh.command("stats")
-        after = fresh.expect("stats")
-        figures["memory"] = {
-            "server": int(after["peakRSS"]) - int(before["currentRSS"]),
-            "client": int(rss["peak"]) - int(rss["before"]),
-            "rate": _rate(result),
-        }
+        figures["memory"] = memoryRun(run, source)
     finally:
         run.close()
         source.unlink(missing_ok=True)
@@ -337,7 +380,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="256 MiB, 2 repeats, 512 MiB RSS")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    parser.add_argument(
+        "--memory-only", action="store_true", help="only the memory figure (4 GiB; 512 MiB quick)"
+    )
     options = parser.parse_args()
+    if options.memory_only:
+        big = 512 * _MiB if options.quick else 4096 * _MiB
+        with tempfile.TemporaryDirectory(prefix="nsstreams-bench-") as directory:
+            source = Path(directory) / "big.bin"
+            writeFile(source, big)
+            run = _Run(Path(directory))
+            try:
+                memory = memoryRun(run, source)
+            finally:
+                run.close()
+        growth = {side: memory[side] / _MiB for side in ("server", "client")}
+        print(
+            f"{big // _MiB} MiB stream at {memory['rate']:,.0f} MB/s, load average"
+            f" {os.getloadavg()[0]:.2f}: server RSS growth {growth['server']:.1f} MiB,"
+            f" client {growth['client']:.1f} MiB (goal < 64 MiB each)"
+        )
+        return
     figures = run(options.quick)[0]
     print(report(figures))
     if options.json:
