@@ -145,7 +145,8 @@ def addSaveDirArguments(listen: argparse.ArgumentParser) -> None:
         metavar="DIR",
         default=None,
         help="keep the files (streams) clients send in DIR, each under the name it was sent"
-        " with, its meta in NAME.meta.json beside it; without this, streams are refused",
+        " with, its meta in NAME.meta.json beside it; without this, streams are refused"
+        " (with --echo, read and confirmed without being kept)",
     )
     listen.add_argument(
         "--overwrite",
