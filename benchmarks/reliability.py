@@ -6,7 +6,7 @@ Runs, against real C{twistd -n netstructer} processes on loopback:
 
     - every hostile-peer case of L{tests.test_hostile} (a server per
       group, as the tests do), with a well-behaved client making round
-      trips throughout;
+      trips throughout, and its hostile senders of streams;
     - the load benchmark of C{benchmarks/load.py} (1 000 sessions x 100
       round trips, saturating; and again paced);
     - the faults of L{tests.test_faults}: a client killed mid-frame,
@@ -22,7 +22,8 @@ from the repository root on an otherwise idle machine::
     PYTHONPATH=. python benchmarks/reliability.py [--quick] [--fuzz-seconds 60] [--output FILE]
 
 C{--quick} runs the load at 100 sessions x 20 round trips and fuzzes for 5
-seconds, to try the script out; publish only a full run.
+seconds, to try the script out; publish only a full run.  C{--streams-only}
+runs only the hostile senders of streams and prints their section.
 """
 
 from __future__ import annotations
@@ -123,6 +124,52 @@ def hostileRows() -> tuple[list[Row], list[str]]:
         finally:
             server.kill()
             shutil.rmtree(home, ignore_errors=True)
+    return rows, problems
+
+
+def streamRows() -> tuple[list[Row], list[str]]:
+    """
+    Run every hostile case of streams, on one server that saves streams.
+
+    @return: The table rows, and every problem found.
+    """
+    from tests.test_hostile import (
+        HANDLER_MODULE,
+        STREAM_CASES,
+        STREAM_OPTIONS,
+        ServerProcess,
+        raiseFileLimit,
+        runStreamCase,
+    )
+
+    raiseFileLimit()
+    rows: list[Row] = []
+    problems: list[str] = []
+    home = Path(tempfile.mkdtemp(prefix="nsreliability-"))
+    server = ServerProcess(home, STREAM_OPTIONS, handler=f"{HANDLER_MODULE}:Saver")
+    try:
+        for spec in STREAM_CASES:
+            _progress(f"streams: {spec.name}")
+            result = runStreamCase(server, spec)
+            attack = result.attack
+            reasons = [line.split("] ", 1)[-1] for line in result.logLines if line is not None]
+            parts = [
+                f"{attack.answer} in {_ms(attack.seconds)} (limit {_ms(spec.limit)})",
+                "the session goes on" if attack.open else "the session is cut",
+                "nothing left under its name" if not result.leftovers else "files left",
+                f"server RSS {_kib(result.rssGrowth)} at peak",
+                f"{result.checker.roundTrips} round trips of another client OK "
+                f"(slowest {result.checker.worst * 1000:.1f} ms)",
+                *(f"log: ``{_peerless(reason)}``" for reason in reasons),
+            ]
+            failed = result.problems()
+            if failed:
+                parts.insert(0, f"**FAILED: {'; '.join(failed)}**")
+                problems.extend(f"{spec.name}: {each}" for each in failed)
+            rows.append((spec.name, spec.load, "; ".join(parts)))
+    finally:
+        server.kill()
+        shutil.rmtree(home, ignore_errors=True)
     return rows, problems
 
 
@@ -456,6 +503,20 @@ values it sent before the server's close, it reports the close as not
 clean (``closedCleanly`` false), so the values still in the backlog count
 as reported failed, never as lost silently."""
 
+STREAMS_INTRO = """\
+One server with the options above, ``--stream-timeout 2``, and a handler
+that echoes values and saves streams (the ``save:DIR`` handler); each
+attack comes from a raw socket that authenticates and writes the streams
+records itself (and answers pings), while a well-behaved blocking client
+makes a round trip every 20 ms.  What only one stream can be blamed for
+ends that stream, with an ABORT both sides log, and leaves nothing under
+its name; what no well-behaved peer does ends the session.  The time is
+from the offending record to the server's answer (or cut).  In CI each case
+must: answer within its limit, keep or cut the session as it should, log
+the peer and reason, leave no file or part of its streams, keep the other
+client's round trips succeeding, and grow the resident set by less than 50
+MiB (``tests/test_hostile.py``, ``StreamAttackTests``)."""
+
 FUZZ_INTRO = """\
 The fuzz targets of ``fuzz/`` (see ``fuzz/README.rst``) from their seed
 corpus.  A crash is any exception other than the documented ones, or a
@@ -474,11 +535,29 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="a small, fast trial run")
     parser.add_argument("--fuzz-seconds", type=int, default=None)
     parser.add_argument("--output", default=str(REPO / "docs" / "reliability.rst"))
+    parser.add_argument(
+        "--streams-only", action="store_true", help="print the hostile streams' section only"
+    )
     args = parser.parse_args(argv)
+    if args.streams_only:
+        load = os.getloadavg()[0]
+        streams, found = streamRows()
+        title = "Hostile peers of streams"
+        run = (
+            f"This section: {datetime.date.today().isoformat()}, ``python"
+            f" benchmarks/reliability.py --streams-only``, on {_machine()}, load average"
+            f" {load:.2f}."
+        )
+        print(
+            "\n".join([title, "-" * len(title), "", STREAMS_INTRO, "", run, "", *_table(streams)])
+        )
+        return 1 if found else 0
     sessions, roundTrips = (100, 20) if args.quick else (1000, 100)
     fuzzSeconds = args.fuzz_seconds or (5 if args.quick else 60)
     problems: list[str] = []
     hostile, found = hostileRows()
+    problems += found
+    streams, found = streamRows()
     problems += found
     load, found = loadRows(sessions, roundTrips, pause=0.25)
     problems += found
@@ -490,6 +569,7 @@ def main(argv: list[str]) -> int:
     text = render(
         [
             ("Hostile peers", HOSTILE_INTRO, hostile),
+            ("Hostile peers of streams", STREAMS_INTRO, streams),
             ("Load", LOAD_INTRO, load),
             ("Faults", FAULT_INTRO, faults),
             ("Fuzzing", FUZZ_INTRO, fuzzing),

@@ -9,7 +9,10 @@ The C{netstructer} command.
     - C{netstructer send ENDPOINT VALUE... [--reply]}: send Python literals
       (and print the replies).
     - C{netstructer listen ENDPOINT}: a server printing every value it
-      receives, with its sender (a secure C{nc -l}).
+      receives, with its sender (a secure C{nc -l}); with C{--save-dir DIR},
+      keeping the files clients send.
+    - C{netstructer send-file ENDPOINT FILE}: send a file as a stream
+      (L{netstructer.streamcli}).
     - C{netstructer bench [ENDPOINT]} (or C{bench --peers}, the comparison with
       other peers): measure messages per second, round-trip
       latency and bulk throughput, against a running echo server or against
@@ -65,11 +68,11 @@ from twisted.python.usage import UsageError as OptionsError
 from zope.interface import implementer
 
 import netstructer
-from netstructer import values
+from netstructer import streamcli, values
 from netstructer._argtypes import positiveFloat, positiveInt, sizeArgument
 from netstructer._version import versionLine
 from netstructer.client import clientEndpoint, connect
-from netstructer.errors import NetStructerError, OperationTimedOut
+from netstructer.errors import NetStructerError, OperationTimedOut, StreamError
 from netstructer.handlers import EchoHandler, IHandler
 from netstructer.keys import (
     ENVIRONMENT_VARIABLE,
@@ -392,6 +395,8 @@ def _addListenParser(commands: Any, keyOptions: _ArgumentParser) -> None:
     listen.add_argument(
         "-q", "--quiet", action="store_true", help="print nothing about values or sessions"
     )
+    streamcli.addSaveDirArguments(listen)
+    _addSendFileParser(commands, keyOptions)
 
 
 def _addBenchParser(commands: Any, keyOptions: _ArgumentParser) -> None:
@@ -476,6 +481,21 @@ def _addClusterParser(commands: Any) -> None:
     status.add_argument(
         "--no-sessions", action="store_true", help="list the nodes only, not every session"
     )
+
+
+def _addSendFileParser(commands: Any, keyOptions: argparse.ArgumentParser) -> None:
+    """
+    Add C{send-file} (L{netstructer.streamcli}) to the subcommands.
+    """
+    sendFile = commands.add_parser(
+        "send-file",
+        parents=[keyOptions],
+        help="send a file to a server, with progress and resume",
+        description="Send a file as a stream (beside any values, in constant memory) to a"
+        " server that keeps files (listen --save-dir DIR, twistd netstructer --handler"
+        " save:DIR), and print its confirmation: the bytes it received and their SHA-256.",
+    )
+    streamcli.addSendFileArguments(sendFile, _DEFAULT_TIMEOUT)
 
 
 # Commands.
@@ -707,6 +727,30 @@ class _SendCommand(Command):
         print(repr(reply), file=self.streams.stdout, flush=True)
 
 
+class _SendFileCommand(_SendCommand):
+    """
+    C{netstructer send-file}: connect as C{send} does, then send the file.
+    """
+
+    def __init__(self, args: argparse.Namespace, streams: Streams) -> None:
+        args.values, args.reply = [], False
+        super().__init__(args, streams)
+        if not os.path.isfile(args.file):
+            raise UserError(f"FILE {args.file} is not a file that can be sent")
+
+    async def _exchange(self, session: BridgeProtocol) -> None:
+        args = self.args
+        try:
+            await streamcli.sendFile(
+                session, args.file, args.meta, args.resume, args.limit_rate, self.streams
+            )
+        except StreamError as e:
+            # Only the stream failed: end the session cleanly, then say why.
+            if session.closeReason is None:
+                await _closeSession(session.clock, session, args.timeout, args.endpoint)
+            raise UserError(f"{args.file} was not sent: {_describeFailure(e)}") from None
+
+
 @implementer(IHandler)
 class _PrintHandler:
     """
@@ -800,10 +844,13 @@ class _ListenCommand(Command):
             server = Server(
                 self.description,
                 self.keyring,
-                _PrintHandler(self.streams, args.echo, args.quiet),
+                streamcli.listenHandler(
+                    _PrintHandler(self.streams, args.echo, args.quiet), args, self.streams
+                ),
                 reactor=reactor,
                 suite=args.suite,
                 **_sizeOptions(args),
+                **streamcli.listenOptions(args),
             )
         except (ValueError, TypeError) as e:
             raise UserError(f"ENDPOINT {args.endpoint}: {e}") from None
@@ -1107,6 +1154,9 @@ class _BenchCommand(Command):
                 elapsed,
                 f"{count * _BULK_SIZE / elapsed / 1e6:,.1f} MB/s",
             )
+            started = time.perf_counter()
+            name, result = await streamcli.benchStream(session)
+            results[name] = (1, time.perf_counter() - started, result)
         finally:
             self._endProgress()
             if session.closeReason is None:
@@ -1200,6 +1250,7 @@ class _ClusterCommand(Command):
 
 _COMMANDS: dict[str, type[Command]] = {
     "send": _SendCommand,
+    "send-file": _SendFileCommand,
     "listen": _ListenCommand,
     "bench": _BenchCommand,
     "cluster": _ClusterCommand,

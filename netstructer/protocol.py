@@ -41,6 +41,8 @@ from netstructer.relay.deferreds import ProtocolRelay
 from netstructer.relay.wire import RelayedValue
 from netstructer.session.capability import ICapability, ISessionHost
 from netstructer.session.config import BridgeConfig
+from netstructer.streaming.methods import StreamMethods
+from netstructer.streaming.session import SessionStreams
 from netstructer.tlsfailure import TLSFailureLimiter
 
 if TYPE_CHECKING:
@@ -84,7 +86,7 @@ class ISessionObserver(Interface):
         """
 
 
-class BridgeProtocol(SessionProtocol):
+class BridgeProtocol(StreamMethods, SessionProtocol):
     """
     An encrypted, authenticated connection carrying Python values.
 
@@ -108,6 +110,9 @@ class BridgeProtocol(SessionProtocol):
     Its transport and reactor side (framing, writes, the timer of the
     session's deadlines, the session core's events) is
     L{SessionProtocol<netstructer._sessionprotocol.SessionProtocol>}'s.
+
+    Streams (files and values larger than memory, beside the values) are
+    L{StreamMethods}': C{sendStream}, C{streamReceived}, C{recvStream}.
 
     @ivar observer: Told when the session opens and closes.
     """
@@ -138,6 +143,19 @@ class BridgeProtocol(SessionProtocol):
             # The server may relay values to a client before it makes any
             # relay request of its own.
             self._relayClient = self._attachRelayClient()
+        # Every session answers its peer's streams, if only to refuse them.
+        self._streams = SessionStreams(
+            clock,
+            self._diskIO,
+            lambda: self.key or "the peer",
+            lambda meta, stream: self.streamReceived(meta, stream),
+            self._log,
+        )
+        self.core.attach(
+            lambda host: self._streams.makeEngine(
+                host, config, self.core.channel.encodeValue, self.core.channel.decoder.decode
+            )
+        )
 
     def _peerClosedSession(self, reason: Failure) -> None:
         # Nothing more arrives, so a reader waiting now learns of the close
@@ -146,6 +164,7 @@ class BridgeProtocol(SessionProtocol):
 
     def _sessionEnded(self, reason: Failure) -> None:
         self._waiters.failAll(reason)
+        self._streams.sessionEnded(reason.value or ConnectionDone())
         established, self._whenEstablished = self._whenEstablished, []
         for opened in established:
             opened.errback(reason)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import functools
+import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -49,6 +50,7 @@ from netstructer.protocol import BridgeConfig, BridgeProtocol, BridgeServerFacto
 from netstructer.registry import ISessionListener, SessionRegistry
 from netstructer.relay import DEFAULT_RELAY_QUEUE, IRelayBackend, IRelayPolicy, LocalRelayBackend
 from netstructer.relayservice import RelayService
+from netstructer.streaming.received import ReceivedStream
 from netstructer.values import DEFAULT_LIMITS, Encoder, Limits
 
 if TYPE_CHECKING:
@@ -190,7 +192,7 @@ class _HandlerDispatcher:
         isObject = handler is not None and isHandlerObject(handler)
         self._methods = {
             name: _callableOrNone(getattr(handler, name, None)) if isObject else None
-            for name in ("sessionOpened", "bufferReceived", "sessionClosed")
+            for name in ("sessionOpened", "bufferReceived", "sessionClosed", "streamReceived")
         }
         self._received = self._methods["bufferReceived"]
 
@@ -232,6 +234,41 @@ class _HandlerDispatcher:
             return
         if result is not None and isinstance(result, defer.Deferred):
             result.addErrback(lambda failure: self._handlerFailed(session, failure))
+
+    def streamReceived(self, session: BridgeProtocol, meta: object, stream: ReceivedStream) -> None:
+        """
+        Give a stream the client offered to the handler's C{streamReceived};
+        a handler object without one refuses it; without a handler object,
+        it waits for the session's C{recvStream}.  The method may be a
+        coroutine function.  A handler that raises, or whose Deferred (or
+        coroutine) fails, has that stream (only) aborted.
+        """
+        method = self._method("streamReceived")
+        if method is None:
+            if self.handler is not None and isHandlerObject(self.handler):
+                stream.refuse("this server's handler takes no streams")
+            else:
+                BridgeProtocol.streamReceived(session, meta, stream)
+            return
+
+        def failed(failure: Failure) -> None:
+            self._log.failure(
+                "stream handler failed for stream {streamID} from {peer}",
+                failure,
+                streamID=stream.streamID,
+                peer=session.key,
+            )
+            stream.abort("the receiving application failed")
+
+        try:
+            result = method(session, meta, stream)
+            if inspect.iscoroutine(result):
+                result = defer.ensureDeferred(result)
+        except Exception:  # noqa: BLE001 (logged, and that stream aborted)
+            failed(Failure())
+            return
+        if isinstance(result, defer.Deferred):
+            result.addErrback(failed)
 
     def sessionClosed(self, session: BridgeProtocol, reason: Failure) -> None:
         """
@@ -299,6 +336,17 @@ class _HandlerProtocol(BridgeProtocol):
             super().bufferReceived(value)
         else:
             dispatcher.valueReceived(self, value)
+
+    def streamReceived(self, meta: object, stream: ReceivedStream) -> None:
+        """
+        Give a stream to the server's handler if it has C{streamReceived}
+        (see L{_HandlerDispatcher.streamReceived}).
+        """
+        dispatcher = self.dispatcher
+        if dispatcher is None:
+            super().streamReceived(meta, stream)
+        else:
+            dispatcher.streamReceived(self, meta, stream)
 
 
 class _ServerFactory(BridgeServerFactory):

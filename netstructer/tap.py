@@ -43,7 +43,7 @@ import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, Final, NoReturn, TypeVar, cast
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, Service
@@ -95,12 +95,17 @@ DEFAULT_MAX_BUFFER_SIZE = 16 * 1024 * 1024
 MAX_BUFFER_SIZE = MAX_VALUE_SIZE_LIMIT
 """The largest C{--max-buffer-size} allowed (just under 2 GiB)."""
 
+_STREAM_TIMEOUT: Final = 60.0
+
+MAX_STREAM_SIZE_OPTION: Final = 2**62
+"""The largest C{--max-stream-size} allowed."""
+
 _LISTEN_BACKLOG = 1024
 """The accept queue of a bare C{--port} number."""
 
 _SUITES = ("noise", "fernet")
-_SIZE = re.compile(r"\A\s*(\d+)\s*([kmg]?)(i?b)?\s*\Z", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_SIZE = re.compile(r"\A\s*(\d+)\s*([kmgt]?)(i?b)?\s*\Z", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 _log = Logger()
 
@@ -160,6 +165,13 @@ def parseSize(
     if size > maximum:
         raise ValueError(f"{option} must be at most {maximum} bytes ({maximum // 1024**3} GiB)")
     return size
+
+
+def _streamSize(text: str) -> int:
+    """
+    Parse C{--max-stream-size}.
+    """
+    return parseSize(text, "--max-stream-size", maximum=MAX_STREAM_SIZE_OPTION)
 
 
 def _positiveInt(option: str) -> Callable[[str], int]:
@@ -605,7 +617,9 @@ class Options(usage.Options):
             None,
             "echo",
             "What to do with the values received: echo (send them back), log (log"
-            " them), or package.module:name (your own handler).",
+            " them), save:DIR (keep the streams clients send as files in DIR, never"
+            " replacing a file unless save:DIR,overwrite), or package.module:name (your"
+            " own handler).",
             _nonEmpty("--handler"),
         ],
         [
@@ -700,6 +714,23 @@ class Options(usage.Options):
             "Require TLS client certificates issued by the CA certificates in this PEM"
             " file (mutual TLS; needs --tls-cert).",
             _path("--tls-ca"),
+        ],
+        [
+            "max-stream-size",
+            None,
+            None,
+            "The largest stream (a file sent with netstructer send-file) a client may send,"
+            " in bytes (K, M, G and T suffixes); larger ones are refused, or aborted once"
+            " they pass it (default: no limit).",
+            _streamSize,
+        ],
+        [
+            "stream-timeout",
+            None,
+            _STREAM_TIMEOUT,
+            "Abort a stream (a file being sent) after this many seconds without news of"
+            " it from the peer (0 means never).",
+            _seconds("--stream-timeout", zeroMeansNever=True),
         ],
         [
             "metrics",
@@ -965,6 +996,10 @@ class Options(usage.Options):
             options["maxRelayQueue"] = self["max-relay-queue"]
         if self["metrics"] is not None:
             options["metrics"] = self["metrics"]
+        if self["max-stream-size"] is not None:
+            options["maxStreamSize"] = self["max-stream-size"]
+        if self["stream-timeout"] != _STREAM_TIMEOUT:
+            options["streamIdleTimeout"] = self["stream-timeout"]
         if self.cluster is not None:
             options["cluster"] = self.cluster
             options["clusterKey"] = self.clusterKeyring

@@ -47,6 +47,7 @@ class FakeHost:
     @ivar wakeTime: The time the engine asked to be woken at.
     @ivar failures: What the engine failed the session with.
     @ivar maxQueued: The most bytes the outbox ever held.
+    @ivar partsSent: How many records were sent in parts.
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class FakeHost:
         self.closing = False
         self.wakeTime: float | None = None
         self.failures: list[Exception] = []
+        self.partsSent = 0
         self.engine: StreamsEngine | None = None
 
     @property
@@ -98,6 +100,10 @@ class FakeHost:
         self._queue(recordType, body, len(body))
 
     def sendRecordParts(self, recordType: int, parts: Sequence[bytes | memoryview]) -> None:
+        """
+        As the session does: the parts sealed as one body.
+        """
+        self.partsSent += 1
         self.sendRecord(recordType, b"".join(parts))
 
     def sendValue(self, value: object) -> None:

@@ -44,6 +44,7 @@ _LAYERS: list[tuple[str, ...]] = [
         "netstructer.relaypolicy",
         "netstructer.blocking._sockets",
         "netstructer.blocking._link",
+        "netstructer.blocking._streams",
     ),
     (
         "netstructer.events",
@@ -52,6 +53,7 @@ _LAYERS: list[tuple[str, ...]] = [
         "netstructer._waiting",
         "netstructer._sessionprotocol",
         "netstructer.relay.deferreds",
+        "netstructer.streaming",
         "netstructer.protocol",
     ),
     (
@@ -67,12 +69,14 @@ _LAYERS: list[tuple[str, ...]] = [
     ),
     (
         "netstructer.blocking._server",
+        "netstructer.blocking._serverstreams",
         "netstructer.blocking",
         "netstructer.status",
         "netstructer.conformance",
         "netstructer.tap",
         "netstructer._argtypes",
         "netstructer.cli",
+        "netstructer.streamcli",
         "netstructer.__main__",
         "netstructer",
     ),

@@ -248,7 +248,7 @@ class ArgumentTests(_CommandLineTests):
         names = cli.commandNames()
         self.assertEqual(
             sorted(names),
-            ["bench", "cluster", "conformance", "keygen", "listen", "send", "status"],
+            ["bench", "cluster", "conformance", "keygen", "listen", "send", "send-file", "status"],
         )
         for name in names:
             code, out, err = self.main(name, "--help")

@@ -57,7 +57,13 @@ from typing import ClassVar
 from twisted.trial.unittest import SynchronousTestCase
 
 from netstructer.blocking import Link, link
-from netstructer.channel import PROTOCOL_VERSION, Channel, HandshakeCompleted, Role
+from netstructer.channel import (
+    PROTOCOL_VERSION,
+    Channel,
+    HandshakeCompleted,
+    RecordReceived,
+    Role,
+)
 from netstructer.errors import (
     AuthenticationError,
     HandshakeError,
@@ -68,6 +74,21 @@ from netstructer.errors import (
 )
 from netstructer.keys import ENVIRONMENT_VARIABLE, Keyring, generateKey, keyFileLine, writeKeyFile
 from netstructer.relay import RELAY_DELIVER, deliverBody
+from netstructer.streams.wire import (
+    STREAM_ABORT,
+    STREAM_DATA,
+    STREAM_END,
+    STREAM_OPEN,
+    AbortCode,
+    StreamAbort,
+    StreamAccept,
+    StreamRecord,
+    abortBody,
+    dataHeader,
+    endBody,
+    openBody,
+    parseRecord,
+)
 from netstructer.values import encode
 
 __all__ = [
@@ -75,6 +96,7 @@ __all__ = [
     "HOSTILE_CASES",
     "HOSTILE_OPTIONS",
     "RSS_BOUND",
+    "STREAM_CASES",
     "Attack",
     "CaseResult",
     "CaseSpec",
@@ -84,6 +106,7 @@ __all__ = [
     "ServerProcess",
     "raiseFileLimit",
     "runCase",
+    "runStreamCase",
 ]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -177,6 +200,22 @@ class SlowRecorder(Recorder):
         if session.closeReason is None:
             session.pauseReceiving()
             session.clock.callLater(0.002, session.resumeReceiving)
+
+
+class Saver(Recorder):
+    """
+    Echo and record as Recorder does, and save the streams clients send in
+    ./saved (the save:DIR handler).
+    """
+
+    def __init__(self):
+        super().__init__()
+        from netstructer.handlers import SaveHandler
+
+        self._saver = SaveHandler(os.path.join(os.getcwd(), "saved"))
+
+    def streamReceived(self, session, meta, stream):
+        return self._saver.streamReceived(session, meta, stream)
 '''
 """The source of the recording handler module the test servers load."""
 
@@ -1788,3 +1827,470 @@ class RelayAttackTests(SynchronousTestCase):
         self.assertGreater(figures["busy"], 1000, result.summary())
         self.assertEqual(figures["trips"], 20, result.summary())
         self.assertLess(figures["growth"], RSS_BOUND, result.summary())
+
+
+# Streams (docs/reliability.rst, "Hostile peers of streams").
+
+STREAM_TIMEOUT = 2.0
+STREAM_OPTIONS: tuple[str, ...] = (*HOSTILE_OPTIONS, "--stream-timeout", str(STREAM_TIMEOUT))
+"""The options of the streams' hostile server: those above, and a 2-second
+stream timeout."""
+
+
+class StreamPeer:
+    """
+    An authenticated raw client that speaks the streams records itself
+    (L{netstructer.streams.wire}), answering the server's pings.
+
+    @ivar raw: Its socket.
+    """
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.raw = RawPeer(server.port)
+        self.channel = self.raw.handshake(server.key)
+        self.key = self.raw.key
+
+    def send(self, recordType: int, body: bytes) -> bool:
+        """
+        Send one streams record.
+
+        @return: Whether it was written.
+        """
+        return self.raw.sendFrame(self.channel.sendRecord(recordType, body))
+
+    def next(self, deadline: float) -> StreamRecord | None:
+        """
+        The next streams record the server sends, answering its pings.
+
+        @return: The record; L{None} if none came by C{deadline}.
+        @raise EOFError: The server cut the connection.
+        """
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self.raw.sock.settimeout(remaining)
+            try:
+                frame = self.raw.readFrame()
+            except TimeoutError:
+                return None
+            except OSError as e:
+                raise EOFError(str(e)) from e
+            event = self.channel.receiveFrame(frame)
+            for pong in self.channel.framesToSend():
+                self.raw.sendFrame(pong)
+            if isinstance(event, RecordReceived):
+                return parseRecord(event.recordType, event.body)
+
+    def waitFor(self, kind: type[StreamRecord], deadline: float) -> StreamRecord | None:
+        """
+        @return: The next record of C{kind}, or L{None} by C{deadline}.
+        @raise EOFError: The server cut the connection.
+        """
+        while True:
+            record = self.next(deadline)
+            if record is None or isinstance(record, kind):
+                return record
+
+    def open(self, streamID: int, name: str, size: int | None) -> bool:
+        """
+        Open a stream named C{name}.
+
+        @return: Whether its OPEN was written.
+        """
+        return self.send(STREAM_OPEN, openBody(streamID, encode({"name": name}), size, False))
+
+    def data(self, streamID: int, offset: int, payload: bytes) -> None:
+        """
+        Send a DATA record.
+        """
+        self.send(STREAM_DATA, dataHeader(streamID, offset) + payload)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+@dataclass
+class StreamAttack:
+    """
+    What a streams attack saw.
+
+    @ivar answer: The server's answer, in words.
+    @ivar seconds: How long the answer took.
+    @ivar open: Whether the session was still open after it.
+    @ivar logs: The peer and a regular expression for the log line.
+    @ivar names: Names the attack used, which must not be left in the save
+        directory (as files or parts).
+    @ivar problems: Anything wrong.
+    """
+
+    answer: str
+    seconds: float | None
+    open: bool
+    logs: list[tuple[str, str]]
+    names: list[str]
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StreamCaseSpec:
+    """
+    One hostile case of streams.
+
+    @ivar name: Its name in the published table.
+    @ivar load: What the attack does.
+    @ivar attack: Runs it.
+    @ivar limit: The most seconds the answer may take.
+    @ivar keepsSession: Whether the session must stay open (only the
+        stream fails) or be cut.
+    """
+
+    name: str
+    load: str
+    attack: Callable[[ServerProcess], StreamAttack]
+    limit: float
+    keepsSession: bool
+
+
+@dataclass
+class StreamCaseResult:
+    """
+    The measured outcome of a L{StreamCaseSpec}.
+    """
+
+    spec: StreamCaseSpec
+    attack: StreamAttack
+    checker: CheckerReport
+    rssGrowth: int
+    logLines: list[str | None]
+    leftovers: list[str]
+    tracebacks: bool
+
+    def problems(self) -> list[str]:
+        """
+        @return: Every way the case failed its checks.
+        """
+        problems = list(self.attack.problems)
+        if self.checker.failures:
+            problems.append(f"the checker failed: {self.checker.failures}")
+        if self.attack.seconds is None:
+            problems.append("the server did not answer")
+        elif self.attack.seconds > self.spec.limit:
+            problems.append(f"the answer took {self.attack.seconds:.3f} s")
+        if self.attack.open != self.spec.keepsSession:
+            problems.append("the session was cut" if self.spec.keepsSession else "not cut")
+        if self.rssGrowth >= RSS_BOUND:
+            problems.append(f"the server's memory grew by {self.rssGrowth} bytes")
+        for (peer, reason), line in zip(self.attack.logs, self.logLines, strict=True):
+            if line is None:
+                problems.append(f"no log line names {peer} and matches {reason!r}")
+        if self.leftovers:
+            problems.append(f"left in the save directory: {self.leftovers}")
+        if self.tracebacks:
+            problems.append("the server logged a traceback")
+        return problems
+
+
+def _stillOpen(peer: StreamPeer) -> bool:
+    """
+    Whether the session is open: the connection is not cut a moment later.
+    """
+    try:
+        peer.next(time.monotonic() + 0.3)
+    except EOFError:
+        return False
+    return not peer.raw.cut()
+
+
+def _aborted(
+    peer: StreamPeer, since: float, deadline: float, code: AbortCode, answer: bool = True
+) -> StreamAttack:
+    """
+    Wait for the server's ABORT of stream 1 with C{code}; answer it, unless
+    this side's last record of it was its END.
+    """
+    problems: list[str] = []
+    try:
+        record = peer.waitFor(StreamAbort, deadline)
+    except EOFError:
+        return StreamAttack("the session was cut", None, False, [], [], ["cut, not aborted"])
+    seconds = time.monotonic() - since
+    if not isinstance(record, StreamAbort):
+        return StreamAttack("no ABORT", None, _stillOpen(peer), [], [], ["no ABORT came"])
+    if record.code is not code:
+        problems.append(f"aborted with {record.code.name}, not {code.name}")
+    if answer:
+        peer.send(STREAM_ABORT, abortBody(record.streamID, record.code))
+    said = f"ABORT {record.code.name} ({record.reason!r})"
+    return StreamAttack(said, seconds, _stillOpen(peer), [], [], problems)
+
+
+def attackStreamTooLong(server: ServerProcess) -> StreamAttack:
+    """
+    Open a stream announcing 1000 bytes and send 2000.
+    """
+    peer = StreamPeer(server)
+    try:
+        peer.open(1, "too-long.bin", 1000)
+        if peer.waitFor(StreamAccept, time.monotonic() + 5) is None:
+            return StreamAttack("not accepted", None, True, [], [], ["the OPEN was not accepted"])
+        since = time.monotonic()
+        peer.data(1, 0, b"\xa5" * 2000)
+        attack = _aborted(peer, since, since + 5, AbortCode.TOO_LARGE)
+    finally:
+        peer.close()
+    attack.logs = [(peer.key, r"more than the 1000 bytes it announced")]
+    attack.names = ["too-long.bin"]
+    return attack
+
+
+def attackStreamUnknown(server: ServerProcess) -> StreamAttack:
+    """
+    Send DATA for a stream never opened.
+    """
+    peer = StreamPeer(server)
+    since = time.monotonic()
+    peer.data(99, 0, b"\xa5" * 1000)
+    cut = peer.raw.waitForCut(since, since + 5)
+    peer.close()
+    return StreamAttack(
+        "the server closed the connection" if cut is not None else "nothing",
+        cut,
+        cut is None,
+        [(peer.key, r"for stream 99, which it never opened")],
+        [],
+    )
+
+
+def attackStreamTooMany(server: ServerProcess) -> StreamAttack:
+    """
+    Open 17 streams (the limit is 16), then, ignoring the refusals, 100.
+    """
+    peer = StreamPeer(server)
+    names = [f"many-{n}.bin" for n in range(100)]
+    problems: list[str] = []
+    try:
+        since = time.monotonic()
+        for n in range(17):
+            peer.open(2 * n + 1, names[n], 10)
+        refused = None
+        while refused is None:
+            try:
+                record = peer.next(since + 5)
+            except EOFError:
+                break
+            if record is None:
+                break
+            if isinstance(record, StreamAbort):
+                refused = record
+        seconds = time.monotonic() - since
+        if refused is None or refused.code is not AbortCode.TOO_MANY or refused.streamID != 33:
+            problems.append(f"the 17th stream was not refused TOO_MANY: {refused!r}")
+        for n in range(17, 100):
+            if not peer.open(2 * n + 1, names[n], 10):
+                break
+        cut = peer.raw.waitForCut(since, time.monotonic() + 5)
+    finally:
+        peer.close()
+    answer = "ABORT TOO_MANY for the 17th; the session cut once 80 were ignored"
+    if cut is None:
+        problems.append("the session was not cut after refusals were ignored")
+    return StreamAttack(
+        answer,
+        seconds,
+        False,
+        [(peer.key, r"TOO_MANY"), (peer.key, r"it ignores refusals")],
+        names,
+        problems,
+    )
+
+
+def attackStreamNeverEnds(server: ServerProcess) -> StreamAttack:
+    """
+    Open a stream of 1 MiB, send 1000 bytes, then send nothing more (while
+    answering pings).
+    """
+    peer = StreamPeer(server)
+    try:
+        peer.open(1, "never-ends.bin", 1 << 20)
+        if peer.waitFor(StreamAccept, time.monotonic() + 5) is None:
+            return StreamAttack("not accepted", None, True, [], [], ["the OPEN was not accepted"])
+        since = time.monotonic()
+        peer.data(1, 0, b"\xa5" * 1000)
+        attack = _aborted(peer, since, since + STREAM_TIMEOUT + 5, AbortCode.TIMEOUT)
+    finally:
+        peer.close()
+    attack.logs = [(peer.key, rf"waited {STREAM_TIMEOUT} seconds for data from the sender")]
+    attack.names = ["never-ends.bin"]
+    return attack
+
+
+def attackStreamWrongHash(server: ServerProcess) -> StreamAttack:
+    """
+    Send a whole stream whose END gives another SHA-256.
+    """
+    peer = StreamPeer(server)
+    try:
+        peer.open(1, "wrong-hash.bin", 5000)
+        if peer.waitFor(StreamAccept, time.monotonic() + 5) is None:
+            return StreamAttack("not accepted", None, True, [], [], ["the OPEN was not accepted"])
+        peer.data(1, 0, b"\xa5" * 5000)
+        since = time.monotonic()
+        peer.send(STREAM_END, endBody(1, 5000, b"\x00" * 32))
+        attack = _aborted(peer, since, since + 5, AbortCode.INTEGRITY, answer=False)
+    finally:
+        peer.close()
+    attack.logs = [(peer.key, r"SHA-256 of what arrived is not the one its END gives")]
+    attack.names = ["wrong-hash.bin"]
+    return attack
+
+
+STREAM_CASES: tuple[StreamCaseSpec, ...] = (
+    StreamCaseSpec(
+        "stream larger than announced",
+        "OPEN of 1 000 bytes, then 2 000",
+        attackStreamTooLong,
+        0.5,
+        keepsSession=True,
+    ),
+    StreamCaseSpec(
+        "data for an unknown stream",
+        "DATA for stream 99, never opened",
+        attackStreamUnknown,
+        0.5,
+        keepsSession=False,
+    ),
+    StreamCaseSpec(
+        "too many streams",
+        "17 OPENs (limit 16), then 83 more ignoring the refusals",
+        attackStreamTooMany,
+        1.0,
+        keepsSession=False,
+    ),
+    StreamCaseSpec(
+        "sender that never finishes",
+        "OPEN of 1 MiB, 1 000 bytes, then silence (pings answered)",
+        attackStreamNeverEnds,
+        STREAM_TIMEOUT + 1.0,
+        keepsSession=True,
+    ),
+    StreamCaseSpec(
+        "wrong hash",
+        "5 000 bytes, END with another SHA-256",
+        attackStreamWrongHash,
+        0.5,
+        keepsSession=True,
+    ),
+)
+"""Every hostile case of streams, in the order of the published table."""
+
+_STREAM_CASES = {spec.attack.__name__: spec for spec in STREAM_CASES}
+
+
+def _leftovers(directory: Path, names: Sequence[str], deadline: float) -> list[str]:
+    """
+    The files (or parts) of C{names} in C{directory}, once no more go away
+    (up to C{deadline}).
+    """
+
+    def left() -> list[str]:
+        if not directory.exists():
+            return []
+        return sorted(
+            path.name for path in directory.iterdir() if any(name in path.name for name in names)
+        )
+
+    found = left()
+    while found and time.monotonic() < deadline:
+        time.sleep(0.02)
+        found = left()
+    return found
+
+
+def runStreamCase(server: ServerProcess, spec: StreamCaseSpec) -> StreamCaseResult:
+    """
+    Run one streams attack while a L{Checker} makes round trips, sampling
+    the server's memory.
+    """
+    rssBefore = server.rss()
+    sampler = RSSSampler(server.pid)
+    checker = Checker(server.port, server.key)
+    try:
+        checker.start()
+        attack = spec.attack(server)
+    finally:
+        report = checker.stop()
+        peak = sampler.stop()
+    deadline = time.monotonic() + LOG_DEADLINE
+    logLines = [server.waitForLog(peer, reason, deadline) for peer, reason in attack.logs]
+    leftovers = _leftovers(server.home / "saved", attack.names, time.monotonic() + LOG_DEADLINE)
+    log = server.log()
+    return StreamCaseResult(
+        spec=spec,
+        attack=attack,
+        checker=report,
+        rssGrowth=max(peak, server.rss()) - rssBefore,
+        logLines=logLines,
+        leftovers=leftovers,
+        tracebacks="Traceback" in log or "Unhandled" in log,
+    )
+
+
+class StreamAttackTests(SynchronousTestCase):
+    """
+    Hostile senders of streams against one real server process that saves
+    streams (C{--stream-timeout 2}): each breaks the rules of streams in
+    one way, while a well-behaved client makes round trips.  What only one
+    stream can be blamed for ends that stream (an ABORT both sides log, and
+    nothing left under its name); what no well-behaved peer does ends the
+    session.
+    """
+
+    server: ClassVar[ServerProcess]
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        raiseFileLimit()
+        home = Path(tempfile.mkdtemp(prefix="nsstreams-"))
+        cls.addClassCleanup(shutil.rmtree, home, ignore_errors=True)
+        cls.server = ServerProcess(home, STREAM_OPTIONS, handler=f"{HANDLER_MODULE}:Saver")
+        cls.addClassCleanup(cls.server.kill)
+
+    def check(self, attack: Callable[[ServerProcess], StreamAttack]) -> StreamCaseResult:
+        result = runStreamCase(self.server, _STREAM_CASES[attack.__name__])
+        self.assertEqual(result.problems(), [], f"log:\n{self.server.log()[-4000:]}")
+        return result
+
+    def test_largerThanAnnounced(self) -> None:
+        """
+        A stream sending more than it announced is aborted (TOO_LARGE); the
+        session goes on.
+        """
+        self.check(attackStreamTooLong)
+
+    def test_unknownStream(self) -> None:
+        """
+        DATA for a stream never opened fails the session.
+        """
+        self.check(attackStreamUnknown)
+
+    def test_tooManyStreams(self) -> None:
+        """
+        A stream past C{maxStreams} is refused (TOO_MANY); a peer that goes
+        on opening streams, ignoring the refusals, is cut.
+        """
+        self.check(attackStreamTooMany)
+
+    def test_neverFinishes(self) -> None:
+        """
+        A sender that stops sending is aborted (TIMEOUT) after the stream
+        timeout, though it answers pings; its part is not kept.
+        """
+        self.check(attackStreamNeverEnds)
+
+    def test_wrongHash(self) -> None:
+        """
+        A stream whose END gives another SHA-256 is aborted (INTEGRITY), and
+        nothing is saved.
+        """
+        self.check(attackStreamWrongHash)

@@ -203,8 +203,9 @@ class FileSourceTests(SynchronousTestCase):
 
     def test_openFile(self) -> None:
         """
-        An open file, from its position; not closed by the source.  A file
-        object that is not a regular file has no size.
+        An open file, from its position; not closed by the source.  A
+        seekable file object that is not a file of the system (a
+        C{BytesIO}) has the size left from its position; a pipe has none.
         """
         path = Path(self.mktemp())
         path.write_bytes(DATA)
@@ -215,7 +216,10 @@ class FileSourceTests(SynchronousTestCase):
             self.assertEqual(source.read(5), DATA[1000:1005])
             source.close()
             self.assertFalse(file.closed)
-        self.assertIsNone(FileSource(io.BytesIO(b"abc")).size)
+        self.assertEqual(FileSource(io.BytesIO(b"abc")).size, 3)
+        reader, writer = os.pipe()
+        with os.fdopen(reader, "rb") as pipe, os.fdopen(writer, "wb"):
+            self.assertIsNone(FileSource(pipe).size)
 
     def test_verifyPrefix(self) -> None:
         """

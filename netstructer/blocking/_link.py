@@ -8,6 +8,7 @@ See L{netstructer.blocking}.  Nothing here imports Twisted.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import ssl
 import struct
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from types import TracebackType
-from typing import Any, Final, NoReturn, TypeAlias, TypeVar, cast
+from typing import Any, BinaryIO, Final, NoReturn, TypeAlias, TypeVar, cast
 
 from netstructer.blocking._sockets import (
     IMMEDIATELY,
@@ -24,6 +25,7 @@ from netstructer.blocking._sockets import (
     WriteInterrupted,
     deadlineAfter,
 )
+from netstructer.blocking._streams import IncomingStreamReader, LinkStreams, Progress
 from netstructer.channel import (
     BATCH_SIZE,
     PROTOCOL_VERSION,
@@ -50,6 +52,7 @@ from netstructer.relay.client import RelayClient, RelayClientCapability
 from netstructer.session.config import BridgeConfig
 from netstructer.session.core import SessionCore, SessionFailed
 from netstructer.session.routing import CapabilityRouter
+from netstructer.streams.receipt import StreamReceipt
 from netstructer.values import DEFAULT_LIMITS, Limits
 
 Address: TypeAlias = "tuple[str, int] | str"
@@ -706,6 +709,7 @@ class Link(_ValueChannel):
                 protocolVersion=protocolVersion,
             )
             self._session = _LinkSession(sock, config, closeTimeout)
+            self._streams = LinkStreams(self._session, config, _NEED_DATA)
             self._session.handshake(deadlineAfter(handshakeTimeout), handshakeTimeout)
         except BaseException:
             SocketIO(sock).close()
@@ -996,6 +1000,54 @@ class Link(_ValueChannel):
         if timeout is None:
             timeout = self._timeout if self._timeout is not None else session.closeTimeout
         session.closeCleanly(deadlineAfter(timeout))
+
+    # Streams (netstructer.blocking._streams).
+
+    def sendFile(
+        self,
+        path: os.PathLike[str] | str,
+        meta: object = None,
+        *,
+        progress: Progress | None = None,
+        resume: bool = False,
+        timeout: float | None = None,
+    ) -> StreamReceipt:
+        """
+        Send a file as a stream, beside the values, and wait for the
+        server's confirmation; C{meta} defaults to C{{"name": its name}}.
+        With C{resume}, the server may go on from the part an interrupted
+        transfer left (checked by its SHA-256).  See L{sendStream}.
+        """
+        meta = {"name": os.path.basename(path)} if meta is None else meta
+        return self._streams.send(path, meta, None, resume, progress, deadlineAfter(timeout))
+
+    def sendStream(
+        self,
+        file: BinaryIO,
+        meta: object = None,
+        *,
+        size: int | None = None,
+        progress: Progress | None = None,
+        timeout: float | None = None,
+    ) -> StreamReceipt:
+        """
+        Send a binary file's bytes (from its position) as a stream and wait
+        for the server's confirmation: its L{StreamReceipt} (bytes received,
+        SHA-256).  C{progress(sent, size)} is called as it goes; C{timeout}
+        bounds the whole transfer (the default waits while it progresses).
+
+        @raise StreamError: It failed (refused, too large, timed out).
+        """
+        return self._streams.send(file, meta, size, False, progress, deadlineAfter(timeout))
+
+    def recvStream(self, timeout: float | None = None) -> IncomingStreamReader:
+        """
+        Wait for the next stream the server sends; read it (C{read(n)},
+        iteration), save it (C{saveTo(path)}) or refuse it.
+
+        @raise OperationTimedOut: None arrived in time.
+        """
+        return self._streams.receive(self._deadline(timeout), self._timeout)
 
     # The relay (netstructer.relay.client): requests and relayed values.
 

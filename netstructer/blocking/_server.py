@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import queue
 import threading
 import time
@@ -20,6 +21,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, cast, overload
 
 from netstructer.blocking._link import Address, KeyLike, Link, _ValueChannel, link, parseAddress
+from netstructer.blocking._serverstreams import SessionStreamReader
 from netstructer.blocking._sockets import deadlineAfter
 from netstructer.channel import CloseCode
 from netstructer.errors import (
@@ -34,6 +36,7 @@ from netstructer.errors import (
 )
 from netstructer.keyreload import KeyReload
 from netstructer.keys import Keyring, generateKey
+from netstructer.streams.receipt import StreamReceipt
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
@@ -413,6 +416,54 @@ class Session(_ValueChannel):
         """
         self._closeInReactor("", CloseCode.NORMAL)
 
+    # Streams (netstructer.blocking._serverstreams).
+
+    def sendFile(
+        self,
+        path: str | os.PathLike[str],
+        meta: object = None,
+        *,
+        progress: Any = None,
+        resume: bool = False,
+    ) -> StreamReceipt:
+        """
+        Send a file as a stream and wait for the client's confirmation (as
+        L{Link.sendFile<netstructer.blocking.Link.sendFile>}); C{progress}
+        is called in the reactor thread.
+        """
+        meta = {"name": os.path.basename(path)} if meta is None else meta
+        return self.sendStream(path, meta, resume=resume, progress=progress)
+
+    def sendStream(
+        self,
+        source: object,
+        meta: object = None,
+        *,
+        size: int | None = None,
+        resume: bool = False,
+        progress: Any = None,
+    ) -> StreamReceipt:
+        """
+        Send a file (a path or a binary file object) or an iterable of bytes
+        as a stream and wait for the client's confirmation.
+
+        @raise StreamError: It failed (refused, too large, timed out).
+        """
+        send = self._protocol.sendStream
+        receipt: StreamReceipt = _callInReactor(
+            lambda: send(source, meta, size, resume=resume, progress=progress)
+        )
+        return receipt
+
+    def recvStream(self, timeout: float | None = None) -> SessionStreamReader:
+        """
+        Wait for the next stream the client sends.
+
+        @raise OperationTimedOut: None arrived in time.
+        """
+        stream = _callInReactor(self._protocol.recvStream, timeout)
+        return SessionStreamReader(stream, _callInReactor)
+
     def waitClosed(self, timeout: float | None = None) -> None:
         """
         Wait until the connection has ended.
@@ -569,6 +620,14 @@ class _HandlerBridge:
         """
         session = self._server._wrap(protocol)
         self._server._workers().submit(self._run, session)
+
+    def streamReceived(self, protocol: BridgeProtocol, meta: object, stream: Any) -> None:
+        """
+        Keep a stream the client offers for C{Session.recvStream}.
+        """
+        from netstructer.protocol import BridgeProtocol
+
+        BridgeProtocol.streamReceived(protocol, meta, stream)
 
     def _run(self, session: Session) -> None:
         try:

@@ -55,6 +55,20 @@ class BridgeConfig:
     @ivar protocolVersion: The highest protocol version to offer (a client)
         or accept (a server); 1 speaks exactly as version 1 did, for a peer
         that refuses anything newer.
+    @ivar maxStreams: How many streams each way a session may have open at
+        once; L{None} for the streams engine's default (16).
+    @ivar streamIdleTimeout: Seconds a stream waits on the peer (for data
+        it was granted credit for, an answer, a confirmation) before it is
+        aborted (TIMEOUT); L{None} waits for ever.  60 by default.
+    @ivar streamWindow: The credit each incoming stream is granted, in
+        bytes: the most of it in flight; L{None} for the streams engine's
+        default (1 MiB, for a local link).  Raise it to a round trip's
+        worth of bandwidth on a link with a long round trip (values sent
+        meanwhile wait behind up to that much of a stream).
+    @ivar maxStreamSize: The largest stream a session accepts, in bytes;
+        L{None} (the default) for no limit.  A larger one is refused
+        (TOO_LARGE) when it announces its size, or aborted when it passes
+        the limit.
     """
 
     keyring: Keyring
@@ -72,6 +86,10 @@ class BridgeConfig:
     maxQueuedBytes: int = 64 * 1024 * 1024
     fernetTTL: float | None = None
     protocolVersion: int = PROTOCOL_VERSION
+    maxStreams: int | None = None
+    streamIdleTimeout: float | None = 60.0
+    streamWindow: int | None = None
+    maxStreamSize: int | None = None
 
     def __post_init__(self) -> None:
         if self.closeTimeout is not None:
@@ -84,13 +102,19 @@ class BridgeConfig:
         for name in ("handshakeTimeout", "shutdownGrace"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive number of seconds")
-        for name in ("keepAliveInterval", "idleTimeout", "fernetTTL"):
+        for name in ("keepAliveInterval", "idleTimeout", "fernetTTL", "streamIdleTimeout"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be a positive number of seconds or None")
         for name in ("maxPendingValues", "maxQueuedValues", "maxQueuedBytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.maxStreams is not None and self.maxStreams < 1:
+            raise ValueError("maxStreams must be at least 1, or None")
+        if self.streamWindow is not None and not 1 <= self.streamWindow < 2**31:
+            raise ValueError("streamWindow must be from 1 to 2**31 - 1 bytes, or None")
+        if self.maxStreamSize is not None and self.maxStreamSize < 0:
+            raise ValueError("maxStreamSize must be a number of bytes, or None")
         # Check what the channel would, now rather than in connectionMade.
         checkOptions(
             suite=self.suite,

@@ -16,7 +16,8 @@ threads.  The pieces:
     - L{netstructer.streams.sources} and L{netstructer.streams.files}: small
       helpers for the adapters: sources over bytes, iterables and pushed
       chunks; a file source and a file sink that writes under a temporary
-      name and renames only a whole, checked stream.
+      name and renames only a whole, checked stream;
+    - L{StreamReceipt}: a stream confirmed (its size and SHA-256).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from netstructer.streams.interfaces import (
     IStreamSource,
 )
 from netstructer.streams.outgoing import OutgoingStream
+from netstructer.streams.receipt import StreamReceipt
 from netstructer.streams.wire import AbortCode
 
 __all__ = [
@@ -52,5 +54,6 @@ __all__ = [
     "IStreamsObserver",
     "IncomingStream",
     "OutgoingStream",
+    "StreamReceipt",
     "StreamsEngine",
 ]

@@ -38,7 +38,12 @@ class StreamsCore(Protocol):
 
     window: int
     idleTimeout: float | None
-    peer: str
+
+    @property
+    def peer(self) -> str:
+        """
+        The peer, for messages.
+        """
 
     @property
     def chunkSize(self) -> int:
@@ -61,10 +66,13 @@ class StreamsCore(Protocol):
             the session is not writable.
         """
 
-    def sendData(self, streamID: int, offset: int, payload: bytes) -> None:
+    def sendData(self, streamID: int, offset: int, payload: bytes | memoryview) -> None:
         """
         Send a DATA record.
         """
+
+    # The streams are typed Any here: the stream modules import this one,
+    # not the other way round.
 
     def schedule(self, stream: Any) -> None:
         """
@@ -73,7 +81,8 @@ class StreamsCore(Protocol):
 
     def armTimer(self, deadline: float) -> None:
         """
-        A stream needs C{timeReached} at C{deadline} at the latest.
+        A stream needs the engine's C{timeReached} at C{deadline} at the
+        latest.
         """
 
     def streamClosed(self, stream: Any) -> None:

@@ -97,9 +97,14 @@ STREAMS_VERSION: Final = 3
 DEFAULT_MAX_STREAMS: Final = 16
 """How many streams each way a session has open at once, by default."""
 
-DEFAULT_WINDOW: Final = 4 * 1024 * 1024
+DEFAULT_WINDOW: Final = 1024 * 1024
 """The credit an incoming stream is granted, by default: what its receiver
-holds of it at most, unconsumed.  Large enough to keep a fast link busy."""
+holds of it at most, unconsumed, and so the most of it in flight.  Large
+enough to keep a local link busy (a WINDOW record goes back every 512 KiB
+consumed), small enough that a value sent behind it waits for at most about
+a MiB of the stream (about 2 ms at 500 MB/s); a link with a long round trip
+needs more (C{BridgeConfig.streamWindow}): a window of one round trip's
+worth of bandwidth."""
 
 DEFAULT_CHUNK_SIZE: Final = 256 * 1024
 """The most payload bytes in one DATA record, by default (less if the peer
@@ -152,7 +157,11 @@ class StreamsEngine:
     @ivar capability: C{"streams"}.
     @ivar window: The credit incoming streams are accepted with by default.
     @ivar idleTimeout: Seconds a stream waits on the peer, or L{None}.
-    @ivar peer: The peer, for messages (the host's).
+    @ivar maxStreamSize: The largest incoming stream accepted, or L{None}
+        for no limit; a change applies to the streams offered after it.
+    @ivar observer: Told of the streams the peer offers and of every
+        stream that fails; an adapter may replace it (a server hands its
+        sessions' streams to its handler).
     """
 
     capability = "streams"
@@ -198,15 +207,14 @@ class StreamsEngine:
         if maxStreamSize is not None and not 0 <= maxStreamSize <= MAX_STREAM_SIZE:
             raise ValueError(f"maxStreamSize must be from 0 to {MAX_STREAM_SIZE} or None")
         self._host = host
-        self._observer = observer
+        self.observer = observer
         self._maxStreams = maxStreams
         self.window = window
         self._chunkSize = chunkSize
         self.idleTimeout = idleTimeout
-        self._maxStreamSize = maxStreamSize
+        self.maxStreamSize = maxStreamSize
         self._encode = encode
         self._decode = decode
-        self.peer = str(host.peer)
         self._ownParity = 1 if host.role is Role.CLIENT else 0
         self._nextID = 1 if self._ownParity else 2
         self._outgoing: dict[int, OutgoingStream] = {}
@@ -224,6 +232,14 @@ class StreamsEngine:
 
     def __repr__(self) -> str:
         return f"<StreamsEngine {self.peer}: {len(self._outgoing)} out, {len(self._incoming)} in>"
+
+    @property
+    def peer(self) -> str:
+        """
+        The peer, for messages (the host's, which is known once the
+        connection is made).
+        """
+        return str(self._host.peer)
 
     @property
     def chunkSize(self) -> int:
@@ -489,10 +505,10 @@ class StreamsEngine:
         tooLong = len(record.meta) > MAX_META_SIZE
         meta = None if tooLong else self._decode(record.meta)
         stream = IncomingStream(
-            self, streamID, meta, record.size, record.resume, self._maxStreamSize
+            self, streamID, meta, record.size, record.resume, self.maxStreamSize
         )
         self._incoming[streamID] = stream
-        limit = self._maxStreamSize
+        limit = self.maxStreamSize
         if len(self._incoming) > self._maxStreams:
             stream.refuse(
                 f"{self._maxStreams} streams are open already, the most this side allows",
@@ -511,7 +527,7 @@ class StreamsEngine:
         else:
             if self.idleTimeout is not None:
                 self.armTimer(self.now() + self.idleTimeout)
-            self._observer.streamOffered(stream)
+            self.observer.streamOffered(stream)
 
     # What the streams use (StreamsCore).
 
@@ -544,12 +560,15 @@ class StreamsEngine:
                 return
         self._send(recordType, body)
 
-    def sendData(self, streamID: int, offset: int, payload: bytes) -> None:
+    def sendData(self, streamID: int, offset: int, payload: bytes | memoryview) -> None:
         """
-        Send a DATA record (its header and payload joined: one copy of the
-        payload, which a host able to seal parts could spare).
+        Send a DATA record: its header and payload as two parts, which the
+        session seals without joining them first.
         """
-        self._send(STREAM_DATA, dataHeader(streamID, offset) + payload)
+        try:
+            self._host.sendRecordParts(STREAM_DATA, (dataHeader(streamID, offset), payload))
+        except ChannelClosedError:
+            self.sessionClosing()
 
     def _send(self, recordType: int, body: bytes) -> None:
         """
@@ -594,7 +613,7 @@ class StreamsEngine:
         """
         Tell the observer a stream failed.
         """
-        self._observer.streamFailed(stream, error)
+        self.observer.streamFailed(stream, error)
 
     # Sending.
 

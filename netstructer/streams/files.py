@@ -18,8 +18,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
 import os
 import re
+import shutil
 import stat
 import unicodedata
 from pathlib import Path
@@ -38,16 +40,29 @@ if TYPE_CHECKING:
     from hashlib import _Hash
 
 __all__ = [
+    "META_SUFFIX",
     "PART_SUFFIX",
     "FileSink",
     "FileSource",
     "hashPrefix",
+    "openSink",
     "sanitizeName",
+    "spaceProblem",
     "storageProblem",
+    "streamName",
+    "writeMeta",
 ]
 
 PART_SUFFIX: Final = ".part"
 """What a sink's temporary name ends with (it starts with a dot)."""
+
+META_SUFFIX: Final = ".meta.json"
+"""What the name of the file holding a saved stream's meta ends with (its
+stream's name, then this)."""
+
+SPACE_RESERVE: Final = 64 * 1024 * 1024
+"""The free space a receiver keeps on its disk: a stream announcing more
+than the free space less this is refused."""
 
 MAX_NAME_BYTES: Final = 255
 """The longest name L{sanitizeName} returns, in bytes of UTF-8."""
@@ -100,6 +115,78 @@ def storageProblem(error: OSError) -> str:
     return known.get(error.errno or 0, f"the receiver could not store it ({error.strerror})")
 
 
+def streamName(meta: object) -> str | None:
+    """
+    The file name a stream's meta gives: the meta itself if it is text, or
+    its C{"name"} if it is a dict with a text name; sanitized.
+
+    @return: The name, or L{None} if the meta gives none usable.
+    """
+    name = meta.get("name") if isinstance(meta, dict) else meta
+    if not isinstance(name, str):
+        return None
+    try:
+        return sanitizeName(name)
+    except ValueError:
+        return None
+
+
+def spaceProblem(directory: str | os.PathLike[str], size: int | None) -> str | None:
+    """
+    Whether a stream of C{size} bytes fits on the disk of C{directory},
+    keeping L{SPACE_RESERVE} free.
+
+    @param size: The size the stream announced, or L{None} (nothing is
+        checked before it arrives).
+    @return: Why it does not fit, for the sender; or L{None}.
+    """
+    if size is None:
+        return None
+    free = shutil.disk_usage(directory).free
+    if size + SPACE_RESERVE <= free:
+        return None
+    return (
+        f"the receiver's disk is too full: {size} bytes announced, "
+        f"{max(free - SPACE_RESERVE, 0)} bytes available"
+    )
+
+
+def _jsonable(value: object) -> object:
+    """
+    A value as JSON can hold it: dicts with text keys, lists, text,
+    numbers, booleans and null as they are; anything else as its C{repr}.
+    """
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, dict):
+        return {
+            key if isinstance(key, str) else repr(key): _jsonable(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    return repr(value)
+
+
+def writeMeta(path: str | os.PathLike[str], meta: object) -> Path:
+    """
+    Write a saved stream's meta beside it, as JSON (what JSON cannot hold,
+    as its Python C{repr}), under a temporary name renamed into place.
+
+    @param path: The saved stream's path.
+    @return: The meta's path: the stream's, with L{META_SUFFIX} added.
+    @raise OSError: Writing failed.
+    """
+    target = Path(path)
+    metaPath = target.with_name(target.name + META_SUFFIX)
+    temporary = target.with_name(f".{target.name}{META_SUFFIX}{PART_SUFFIX}")
+    text = json.dumps(_jsonable(meta), ensure_ascii=False, indent=2)
+    with open(temporary, "w", encoding="utf-8") as file:
+        file.write(text + "\n")
+    os.replace(temporary, metaPath)
+    return metaPath
+
+
 def hashPrefix(file: BinaryIO, length: int) -> _Hash | None:
     """
     Hash the next C{length} bytes of C{file}, reading in bounded chunks.
@@ -145,10 +232,19 @@ class FileSource:
         try:
             status = os.fstat(self._file.fileno())
         except (OSError, AttributeError, ValueError):
-            return None
+            # Not a file of the system (an io.BytesIO): seekable, or not.
+            return self._seekableSize()
         if not stat.S_ISREG(status.st_mode):
             return None
         return max(status.st_size - self._start, 0)
+
+    def _seekableSize(self) -> int | None:
+        file = self._file
+        if not file.seekable():
+            return None
+        end = file.seek(0, os.SEEK_END)
+        file.seek(self._start)
+        return max(end - self._start, 0)
 
     def read(self, maximum: int) -> bytes | None:
         """
@@ -189,6 +285,7 @@ class FileSink:
     Where an incoming stream is kept: C{.NAME.part} in the target
     directory, renamed to C{NAME} by L{commit} once the stream is whole.
 
+    @ivar name: Its name, sanitized.
     @ivar path: The final path.
     @ivar partPath: The temporary path.
     @ivar offset: The size of the part kept from an earlier transfer, when
@@ -314,10 +411,44 @@ class FileSink:
     def suspend(self) -> None:
         """
         The session ended mid-stream: keep the part, written out to the
-        disk, for a later transfer to resume.
+        disk, for a later transfer to resume; or remove it if it holds
+        nothing.
         """
         if self._file.closed:
             return
         self._file.flush()
+        if not self._file.tell() and not os.fstat(self._file.fileno()).st_size:
+            self.discard()
+            return
         os.fsync(self._file.fileno())
         self._file.close()
+
+
+def openSink(
+    path: Path, overwrite: bool, resume: bool, size: int | None
+) -> tuple[FileSink, _Hash | None, str | None]:
+    """
+    Open the part of a stream to save at C{path} (blocking file work).
+
+    @param overwrite: Whether an existing file of that name may be replaced.
+    @param resume: Whether to keep a part an earlier transfer left.
+    @param size: The stream's announced size, if any.
+    @return: The sink; the hash of the part it holds (to accept the stream
+        at its end), or L{None}; and why the stream does not fit on the
+        disk, or L{None}.
+    @raise OSError: The part cannot be made (a file of that name exists,
+        another transfer of it is under way, the directory is not
+        writable).
+    @raise ValueError: The name has nothing usable.
+    """
+    sink = FileSink(path.parent, path.name, overwrite=overwrite, resume=resume)
+    try:
+        if sink.offset and (not resume or (size is not None and sink.offset > size)):
+            sink.truncate(0)
+        remaining = None if size is None else size - sink.offset
+        problem = spaceProblem(path.parent, remaining)
+        prefix = sink.prefixHash() if sink.offset and problem is None else None
+    except BaseException:
+        sink.suspend()
+        raise
+    return sink, prefix, problem

@@ -41,13 +41,14 @@ class IStreamSource(Interface):
     <netstructer.streams.outgoing.OutgoingStream.sourceReady>}.
     """
 
-    def read(maximum: int) -> bytes | None:  # noqa: N805
+    def read(maximum: int) -> bytes | memoryview | None:  # noqa: N805
         """
         Take the stream's next bytes.
 
         @param maximum: The most bytes to return (at least 1).
-        @return: From 1 to C{maximum} bytes; C{b""} once the stream's bytes
-            are all taken; or L{None} if none are available yet.
+        @return: From 1 to C{maximum} bytes (C{bytes}, or a C{memoryview}
+            the source does not change afterwards); C{b""} once the stream's
+            bytes are all taken; or L{None} if none are available yet.
         @raise Exception: Any failure: the engine aborts the stream (code
             FAILED) and reports the exception to the stream's observer.
         """

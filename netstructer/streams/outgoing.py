@@ -107,6 +107,8 @@ class OutgoingStream:
         start (so at least C{offset}).
     @ivar sha256: The stream's SHA-256 once its END was sent, else L{None}.
     @ivar observer: Told of progress, confirmation and failure.
+    @ivar openSent: Whether its OPEN was sent (records for it may arrive).
+    @ivar queued: Whether it is in the engine's queue of turns.
     """
 
     def __init__(
@@ -247,7 +249,7 @@ class OutgoingStream:
         self._core.sendControl(STREAM_OPEN, body, answer=False)
         self._setDeadline()
 
-    def _read(self, maximum: int) -> bytes | None:
+    def _read(self, maximum: int) -> bytes | memoryview | None:
         try:
             data = self._source.read(maximum)
         except Exception as e:  # noqa: BLE001 -- a failing source ends its stream only

@@ -124,6 +124,13 @@ class PushSource:
         self._stream = stream
 
     @property
+    def finished(self) -> bool:
+        """
+        Whether L{finish} (or L{fail}) was called.
+        """
+        return self._finished
+
+    @property
     def full(self) -> bool:
         """
         Whether the adapter should stop pushing.

@@ -275,6 +275,7 @@ class StreamAbort:
 StreamRecord = (
     StreamOpen | StreamAccept | StreamData | StreamEnd | StreamWindow | StreamDone | StreamAbort
 )
+"""Any parsed streams record."""
 
 
 # Serializing.

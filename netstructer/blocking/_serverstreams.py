@@ -1,0 +1,136 @@
+# -*- test-case-name: tests.test_blocking_streams -*-
+"""
+Streams on the sessions of a blocking L{Server<netstructer.blocking.Server>}:
+each call runs the Twisted session's (L{netstructer.streaming}) in the
+reactor thread and waits for it, as every blocking call of a server does.
+L{SessionStreamReader} is a stream a client sends, as a script thread
+reads or saves it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from netstructer.streams.receipt import StreamReceipt
+
+if TYPE_CHECKING:
+    from netstructer.streaming.received import ReceivedStream
+
+__all__ = ["SessionStreamReader"]
+
+
+class SessionStreamReader:
+    """
+    A stream a client sends to a blocking server's session, not taken yet:
+    read it (L{read}, or iterate over its chunks), save it (L{saveTo}), or
+    L{refuse} it.  It is read as the script reads it: a slow reader slows
+    this stream only.
+
+    @ivar meta: The value its sender described it with.
+    @ivar size: Its announced size, or L{None}.
+    @ivar streamID: Its ID on the session.
+    @ivar resumable: Whether its sender can resume it.
+    """
+
+    def __init__(self, stream: ReceivedStream, call: Callable[..., Any]) -> None:
+        """
+        @param stream: The Twisted session's stream.
+        @param call: Runs a function in the reactor thread and waits for
+            its result (or Deferred).
+        """
+        self._stream = stream
+        self._call = call
+        self.meta = stream.meta
+        self.size = stream.size
+        self.streamID = stream.streamID
+        self.resumable = stream.resumable
+        self._rest = b""
+
+    def __repr__(self) -> str:
+        return f"<SessionStreamReader {self.streamID} meta={self.meta!r}>"
+
+    @property
+    def receipt(self) -> StreamReceipt | None:
+        """
+        Its size and SHA-256, once it was read or saved whole.
+        """
+        return self._stream.receipt
+
+    @property
+    def sha256(self) -> bytes | None:
+        """
+        Its SHA-256, once all of it arrived (checked against its sender's).
+        """
+        return self._stream.stream.sha256
+
+    def _next(self) -> bytes:
+        chunk: bytes = self._call(self._stream.nextChunk)
+        return chunk
+
+    def read(self, n: int = -1) -> bytes:
+        """
+        Read up to C{n} bytes (all that is left for a negative C{n}, held in
+        memory).
+
+        @return: The bytes; C{b""} once the stream is over (it is then
+            confirmed to its sender).
+        @raise StreamError: It failed.
+        """
+        if n < 0:
+            return b"".join(iter(self))
+        parts: list[bytes] = []
+        count = 0
+        while count < n:
+            if self._rest:
+                chunk, self._rest = self._rest, b""
+            elif count:
+                break
+            else:
+                chunk = self._next()
+                if not chunk:
+                    break
+            if len(chunk) > n - count:
+                chunk, self._rest = chunk[: n - count], chunk[n - count :]
+            parts.append(chunk)
+            count += len(chunk)
+        return b"".join(parts)
+
+    def __iter__(self) -> Iterator[bytes]:
+        """
+        Its chunks as they arrive.
+        """
+        if self._rest:
+            rest, self._rest = self._rest, b""
+            yield rest
+        while chunk := self._next():
+            yield chunk
+
+    def saveTo(
+        self, path: str | os.PathLike[str], *, overwrite: bool = False, resume: bool = True
+    ) -> StreamReceipt:
+        """
+        Save it to C{path} (see L{ReceivedStream.saveTo
+        <netstructer.streaming.received.ReceivedStream.saveTo>}).
+
+        @return: Its receipt.
+        @raise StreamError: It failed; its sender was told why.
+        """
+        stream = self._stream
+        receipt: StreamReceipt = self._call(
+            lambda: stream.saveTo(path, overwrite=overwrite, resume=resume)
+        )
+        return receipt
+
+    def refuse(self, reason: str = "") -> None:
+        """
+        Decline it: its sender is told C{reason}.
+        """
+        self._call(self._stream.refuse, reason)
+
+    def abort(self, reason: str = "aborted by the receiving script") -> None:
+        """
+        Give it up: its sender is told C{reason}.
+        """
+        self._call(self._stream.abort, reason)
