@@ -403,6 +403,8 @@ class Server(MultiService):
         unless relay was turned on.
     @ivar cluster: The node's L{ClusterService<netstructer.cluster.ClusterService>}
         when the server is a node of a cluster, else L{None}.
+    @ivar metrics: The metrics (L{netstructer.metricsweb.ServerMetrics}), or
+        L{None}.
     @ivar config: The configuration every connection shares.
     @ivar endpoint: The endpoint description, or endpoint, to listen on.
     @ivar port: The listening port once listening, else L{None}.
@@ -494,7 +496,6 @@ class Server(MultiService):
             self.registry.addObserver(observer)
         self._initListening()
         self.metrics = _serverMetrics(self, metrics, metricsRegistry)
-        """The metrics (L{netstructer.metricsweb.ServerMetrics}), or L{None}."""
         if handler is not None:
             self.setHandler(handler)
 

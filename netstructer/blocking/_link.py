@@ -784,11 +784,7 @@ class Link(_ValueChannel):
         return self._timeout
 
     def TimeOut(self, seconds: float | None) -> None:
-        """
-        The original package's name for L{settimeout}.
-
-        @param seconds: The timeout, or L{None}.
-        """
+        """The original package's name for L{settimeout}."""
         self.settimeout(seconds)
 
     def _deadline(self, timeout: float | None) -> float | None:
@@ -1013,10 +1009,9 @@ class Link(_ValueChannel):
         timeout: float | None = None,
     ) -> StreamReceipt:
         """
-        Send a file as a stream, beside the values, and wait for the
-        server's confirmation; C{meta} defaults to C{{"name": its name}}.
-        With C{resume}, the server may go on from the part an interrupted
-        transfer left (checked by its SHA-256).  See L{sendStream}.
+        Send a file as a stream, as L{sendStream} does (C{meta} defaults to
+        C{{"name": its name}}); with C{resume}, the server may go on from the
+        part an interrupted transfer left, checked by its SHA-256.
         """
         meta = {"name": os.path.basename(path)} if meta is None else meta
         return self._streams.send(path, meta, None, resume, progress, deadlineAfter(timeout))
@@ -1031,8 +1026,8 @@ class Link(_ValueChannel):
         timeout: float | None = None,
     ) -> StreamReceipt:
         """
-        Send a binary file's bytes (from its position) as a stream and wait
-        for the server's confirmation: its L{StreamReceipt} (bytes received,
+        Send a binary file's bytes (from its position) as a stream, beside
+        the values, and return the server's L{StreamReceipt} (bytes received,
         SHA-256).  C{progress(sent, size)} is called as it goes; C{timeout}
         bounds the whole transfer (the default waits while it progresses).
 
