@@ -43,6 +43,7 @@ from netstructer.handlers import (
 from netstructer.keys import generateKey
 from netstructer.protocol import BridgeConfig
 from netstructer.server import Server
+from netstructer.session.sending import ValueSender
 from netstructer.streaming import FileConsumer, ImmediateDiskIO, ReceivedStream, StreamReceipt
 from netstructer.streaming.disk import SerialDiskIO, ThreadedDiskIO, diskIOFor
 from netstructer.streams import StreamsEngine
@@ -613,13 +614,14 @@ class RefusalTests(StreamsNetwork):
         link = self.connect()
         calls: list[int] = []
         sender = link.client.core.sender
-        original = sender.sendRecordParts
+        original = ValueSender.sendRecordParts
 
-        def recording(recordType: int, parts: Any) -> None:
-            calls.append(recordType)
-            original(recordType, parts)
+        def recording(self: ValueSender, recordType: int, parts: Any) -> None:
+            if self is sender:
+                calls.append(recordType)
+            original(self, recordType, parts)
 
-        sender.sendRecordParts = recording  # type: ignore[method-assign]
+        self.patch(ValueSender, "sendRecordParts", recording)
         sent = link.client.sendStream(b"x" * 1000)
         self.pump()
         self.successResultOf(link.server.recvStream()).deliverTo(io.BytesIO())
