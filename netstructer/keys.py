@@ -46,6 +46,7 @@ This module imports nothing but the standard library and C{cryptography}.
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 import ipaddress
 import os
@@ -688,8 +689,24 @@ def asKeyring(key: bytes | str | Keyring | Sequence[bytes | str]) -> Keyring:
     if isinstance(key, Keyring):
         return key
     if isinstance(key, (str, bytes)):
-        return Keyring([key])
+        return _keyringOf(key)
     return Keyring(key)
+
+
+@functools.lru_cache(maxsize=16)
+def _keyringOf(key: bytes | str) -> Keyring:
+    """
+    The keyring of one key, the same for the same key: a program that
+    connects again and again with a key (C{connect(reactor, address, key)})
+    checks it and derives its handshake material once, not for each
+    connection.  The keyrings of the 16 keys used last are kept; they hold
+    nothing a program that passes its key around does not hold already.
+
+    @param key: A Fernet-format key as bytes or text.
+    @return: Its keyring.
+    @raise InvalidKey: The key is malformed (not remembered).
+    """
+    return Keyring([key])
 
 
 def _pathText(path: StrPath) -> str:

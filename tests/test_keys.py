@@ -477,6 +477,19 @@ class KeyringTests(_LeakAssertions):
         self.assertRaises(TypeError, asKeyring, 42)
         self.assertRaises(TypeError, asKeyring, [42])
 
+    def test_asKeyringSameKey(self) -> None:
+        """
+        L{asKeyring} gives the same keyring for the same key, so that a
+        program connecting again and again with its key checks it and
+        derives the handshake's material once; a malformed key is refused
+        every time.
+        """
+        self.assertIs(asKeyring(KEY_ONE), asKeyring(KEY_ONE))
+        self.assertIs(asKeyring(KEY_TWO.decode("ascii")), asKeyring(KEY_TWO.decode("ascii")))
+        self.assertIsNot(asKeyring([KEY_ONE]), asKeyring([KEY_ONE]))
+        for _ in range(2):
+            self.assertRaises(InvalidKey, asKeyring, KEY_ONE[:-1])
+
 
 class EnvironmentTests(_LeakAssertions):
     """
