@@ -278,6 +278,10 @@ class Replica:
     """
     This node's copy of the other nodes' parts of the directory.
 
+    @ivar node: This node's name (its own entries are not copied).
+    @ivar grace: Seconds a node first heard of by an event (or a read of
+        its part) is taken to be alive before a heartbeat says when its
+        entries expire (see L{__init__}).
     @ivar nodes: The other nodes, by name.
     @ivar malformed: How many descriptors were dropped as malformed.
     @ivar slack: How long past the expiry the last node list showed a node

@@ -65,7 +65,11 @@ __all__ = [
 ]
 
 MAGIC = b"NC"
+"""The first two bytes of every envelope."""
+
 VERSION = 1
+"""The version of the envelopes' layout, the only one this module seals and opens."""
+
 INCARNATION_SIZE = 16
 """The size of a node's incarnation, in bytes."""
 
@@ -221,6 +225,8 @@ class EnvelopeOpener:
     Opens the envelopes one node receives, with any key of the cluster's
     keyring, and refuses the others.
 
+    @ivar incarnation: This node's incarnation: envelopes for another node
+        are refused, and this node's own are not opened.
     @ivar refused: How many envelopes were refused, by reason.
     """
 

@@ -255,6 +255,10 @@ class MemoryHub:
 class MemoryTransport:
     """
     One node's connection to a L{MemoryHub}.
+
+    @ivar hub: The hub it connects to.
+    @ivar name: What it is known by in L{MemoryHub.disconnect} and
+        L{MemoryHub.sever} (the node's name, by convention).
     """
 
     def __init__(self, hub: MemoryHub, name: str) -> None:

@@ -68,9 +68,13 @@ class Code(enum.IntEnum):
     """
 
     DELIVER = 1
+    """A value sent to a session by name (a L{Delivery})."""
     PUBLISH = 2
+    """A value published to a topic (a L{Delivery})."""
     VALUE = 3
+    """A value for one session, by id (a L{SessionValue})."""
     RESULT = 4
+    """The recipient's answer to the sender's batches (a L{Result})."""
 
 
 # Plain ints: comparing enum members costs more, once per value.
@@ -111,6 +115,11 @@ class Delivery:
     """
     A relayed value: to a name (C{topic} is L{None}) or published to a
     topic (C{recipient} is L{None}).
+
+    @ivar sender: The sending session's name, or L{None} for a server.
+    @ivar recipient: The name of the session it is sent to, or L{None}.
+    @ivar topic: The topic it is published to, or L{None}.
+    @ivar value: The value, encoded by the codec.
     """
 
     sender: str | None
@@ -123,6 +132,9 @@ class Delivery:
 class SessionValue:
     """
     A value for one session, by id.
+
+    @ivar sessionId: The session's id, on the node the batch is sent to.
+    @ivar value: The value, encoded by the codec.
     """
 
     sessionId: str
@@ -133,6 +145,12 @@ class SessionValue:
 class ItemFailure:
     """
     One failed item of a batch.
+
+    @ivar sequence: The sequence number of the envelope that carried the
+        batch.
+    @ivar index: The item's position in the batch's items (from 0).
+    @ivar error: Why it failed.
+    @ivar op: The request that failed (a value sent or published).
     """
 
     sequence: int
@@ -145,6 +163,10 @@ class ItemFailure:
 class Result:
     """
     The answer to batches.
+
+    @ivar acknowledged: A sequence number: every batch of the result's
+        recipient whose envelope's number is up to it is acknowledged.
+    @ivar failures: The items of those batches that failed.
     """
 
     acknowledged: int
@@ -152,12 +174,24 @@ class Result:
 
 
 Item = Delivery | SessionValue | Result
+"""An item of a batch, as L{decodeBatch} reads it."""
 
 
 @dataclass(slots=True)
 class DirectoryEvent:
     """
     One update of a node's part of the directory.
+
+    @ivar node: The name of the node whose part it updates.
+    @ivar version: The part's version after the update: one above the
+        last update's, so that a missed update shows.
+    @ivar reset: Whether it replaces the whole part (C{opened} and
+        C{subscribed} then list everything in it) rather than changing it.
+    @ivar left: Whether the node left the cluster (its part is dropped).
+    @ivar opened: The sessions opened, their encoded descriptors by id.
+    @ivar closed: The ids of the sessions closed.
+    @ivar subscribed: The topics the node now has subscribers to.
+    @ivar unsubscribed: The topics the node no longer has subscribers to.
     """
 
     node: str

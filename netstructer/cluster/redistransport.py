@@ -361,6 +361,8 @@ def _command(protocol: Any, *args: object) -> defer.Deferred[Any]:
 class RedisTransport:
     """
     A cluster node's connection to Redis.
+
+    @ivar url: Where Redis is, and how to log in to it.
     """
 
     def __init__(

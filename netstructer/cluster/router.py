@@ -178,6 +178,7 @@ class ClusterRelayBackend:
     """
     The relay of one node of a cluster.
 
+    @ivar node: This node's name.
     @ivar local: The relay of this node's own sessions.
     @ivar maxQueued: The bound of the values towards one node not yet
         answered.

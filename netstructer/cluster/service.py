@@ -101,10 +101,16 @@ class RemoteSession:
         self._cluster = cluster
 
     name = property(lambda self: self.descriptor.name, doc="The name of its key, or None.")
+    """The name of the key it authenticated with, or L{None}."""
     key = property(lambda self: self.descriptor.key, doc='Its client\'s "ip:port".')
+    """Its client's C{"ip:port"} (C{"[ip]:port"} for IPv6)."""
     host = property(lambda self: self.descriptor.host, doc="Its client's IP address.")
+    """Its client's IP address (canonical form)."""
     node = property(lambda self: self.descriptor.node, doc="The node it is connected to.")
+    """The name of the node it is connected to."""
     openedAt = property(lambda self: self.descriptor.openedAt, doc="When it opened (wall clock).")
+    """When its handshake completed, on its node's wall clock (seconds since
+    the epoch)."""
 
     def __repr__(self) -> str:
         d = self.descriptor
