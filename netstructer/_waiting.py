@@ -7,7 +7,6 @@ session's clock.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -34,7 +33,8 @@ class Waiters(Generic[_T]):
         """
         self._clock = clock
         self._timedOut = timedOut
-        self._waiting: deque[defer.Deferred[_T]] = deque()
+        # A list: there are few waiters, and an empty list is small.
+        self._waiting: list[defer.Deferred[_T]] = []
 
     def __bool__(self) -> bool:
         return bool(self._waiting)
@@ -83,7 +83,7 @@ class Waiters(Generic[_T]):
 
         @raise IndexError: Nobody is waiting.
         """
-        self._waiting.popleft().callback(value)
+        self._waiting.pop(0).callback(value)
 
     def fail(self, reason: Failure | BaseException) -> None:
         """
@@ -91,12 +91,12 @@ class Waiters(Generic[_T]):
 
         @raise IndexError: Nobody is waiting.
         """
-        self._waiting.popleft().errback(reason)
+        self._waiting.pop(0).errback(reason)
 
     def failAll(self, reason: Failure | BaseException) -> None:
         """
         Fail every waiter with C{reason}.
         """
-        waiting, self._waiting = self._waiting, deque()
+        waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.errback(reason)

@@ -1075,6 +1075,9 @@ page fault per 4 KiB with most allocators).
 _REUSED_GRAIN: Final = 64 * 1024
 """A reused buffer's size is rounded up to a multiple of this."""
 
+_NO_BUFFER: Final = memoryview(bytearray())
+"""No buffer: one empty view shared by every connection that holds none."""
+
 
 class _ReusedBuffer:
     """
@@ -1086,7 +1089,7 @@ class _ReusedBuffer:
     __slots__ = ("_view",)
 
     def __init__(self) -> None:
-        self._view = memoryview(bytearray())
+        self._view = _NO_BUFFER
 
     def take(self, size: int) -> memoryview:
         """
@@ -1103,7 +1106,7 @@ class _ReusedBuffer:
         """
         Drop the buffer: the next L{take} makes a new one.
         """
-        self._view = memoryview(bytearray())
+        self._view = _NO_BUFFER
 
     @property
     def size(self) -> int:

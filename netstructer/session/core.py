@@ -178,6 +178,44 @@ class SessionCore:
         calls (a value relayed while another session's data was handled).
     """
 
+    # Slots: a server holds one per connection.
+    __slots__ = (
+        "_graceReported",
+        "bytesIn",
+        "capabilities",
+        "changed",
+        "channel",
+        "closeCode",
+        "closeMessage",
+        "closeRequested",
+        "closing",
+        "config",
+        "connectedAt",
+        "delivery",
+        "ended",
+        "established",
+        "events",
+        "failure",
+        "flow",
+        "frames",
+        "halted",
+        "keyId",
+        "lastActivity",
+        "lastValueIn",
+        "liveness",
+        "name",
+        "now",
+        "openedAt",
+        "out",
+        "peer",
+        "peerKey",
+        "queue",
+        "role",
+        "sender",
+        "suite",
+        "valuesIn",
+    )
+
     def __init__(
         self,
         role: Role,

@@ -56,6 +56,9 @@ needed, of the size needed)."""
 _MIN_RECEIVE: Final = 16 * 1024
 """L{FrameReader.receiveBuffer} offers at least this much room."""
 
+_NO_BUFFER: Final = memoryview(bytearray())
+"""No buffer: one empty view shared by every connection that holds none."""
+
 
 class FrameReader:
     """
@@ -95,12 +98,12 @@ class FrameReader:
         # The small-frame buffer: unparsed bytes at [_start:_end].
         # Made when first needed: a connection whose frames all arrive
         # whole, one read each, never needs it.
-        self._small = memoryview(bytearray())
+        self._small = _NO_BUFFER
         self._start = 0
         self._end = 0
         # The large frame in progress (_largeSize > 0), _largeFilled bytes
         # of it received; the buffer is kept for the next one.
-        self._large = memoryview(bytearray())
+        self._large = _NO_BUFFER
         self._largeSize = 0
         self._largeFilled = 0
         self._error: FrameTooLarge | None = None
@@ -189,7 +192,7 @@ class FrameReader:
             if len(self._small) > max(_SMALL_BUFFER, PREFIX_SIZE + self.largeFrame):
                 # Grown past what any small frame needs (by receiveBuffer
                 # after feed): made again when next needed.
-                self._small = memoryview(bytearray())
+                self._small = _NO_BUFFER
             if self._queued:
                 frame = self._frameFromChunk()
                 if frame is not None:
@@ -249,10 +252,10 @@ class FrameReader:
         holds little, so that an idle connection keeps little memory.
         """
         if not self._largeSize:
-            self._large = memoryview(bytearray())
+            self._large = _NO_BUFFER
         buffered = self._end - self._start
         if not buffered:
-            self._small, self._start, self._end = memoryview(bytearray()), 0, 0
+            self._small, self._start, self._end = _NO_BUFFER, 0, 0
         elif len(self._small) > _SMALL_BUFFER and buffered <= _SMALL_BUFFER:
             small = memoryview(bytearray(_SMALL_BUFFER))
             small[:buffered] = self._small[self._start : self._end]
@@ -401,7 +404,7 @@ class FrameReader:
         """
         if len(self._large) < length:
             # Dropped first, so that the old and new never coexist here.
-            self._large = memoryview(bytearray())
+            self._large = _NO_BUFFER
             self._large = memoryview(bytearray(length))
         self._largeSize = length
         self._largeFilled = 0

@@ -53,19 +53,23 @@ class _RecordsOnly:
         pass
 
 
+_OWNERS: dict[int, str] = {
+    recordType: name for name, types in EXTENSION_RECORD_RANGES.items() for recordType in types
+}
+"""The capability that owns each extension record type."""
+
+
 class CapabilityRouter:
     """
     The capabilities attached to one session, and the record types each
     owns.
     """
 
-    __slots__ = (
-        "_byName",
-        "_byType",
-    )
+    __slots__ = ("_byName",)
 
     def __init__(self) -> None:
-        self._byType: dict[int, ICapability] = {}
+        # By name only: the record types' owners are the same for every
+        # session (_OWNERS), and a server holds a router per connection.
         self._byName: dict[str, ICapability] = {}
 
     def add(self, capability: ICapability) -> None:
@@ -76,18 +80,14 @@ class CapabilityRouter:
             capability of that name is attached already.
         """
         name = capability.capability
-        try:
-            types = EXTENSION_RECORD_RANGES[name]
-        except KeyError:
+        if name not in EXTENSION_RECORD_RANGES:
             raise ValueError(
                 f"no record types are assigned to {name!r}; "
                 f"known capabilities: {', '.join(sorted(EXTENSION_RECORD_RANGES))}"
-            ) from None
+            )
         if name in self._byName:
             raise ValueError(f"a handler for {name!r} records is already registered")
         self._byName[name] = capability
-        for recordType in types:
-            self._byType[recordType] = capability
 
     def register(self, capability: str, handler: RecordHandler) -> None:
         """
@@ -126,12 +126,9 @@ class CapabilityRouter:
             record's type: the peer used a capability this side did not
             enable (or the capability refused the record).
         """
-        capability = self._byType.get(recordType)
+        owner = _OWNERS.get(recordType, "unknown")
+        capability = self._byName.get(owner)
         if capability is None:
-            owner = next(
-                (name for name, types in EXTENSION_RECORD_RANGES.items() if recordType in types),
-                "unknown",
-            )
             raise RemoteProtocolError(
                 f"the peer sent a {owner} record (type {recordType:#04x}), "
                 "which this side has not enabled"

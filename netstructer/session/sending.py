@@ -8,7 +8,6 @@ the session's L{OutputQueue<netstructer.session.outgoing.OutputQueue>}.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Sequence
 
 from netstructer.channel import Channel
@@ -89,7 +88,8 @@ class ValueSender:
         self._stopped: str | None = None
         self._failed = False
         self._established = False
-        self._pending: deque[bytes] = deque()
+        # A list: values wait here only before the handshake completes.
+        self._pending: list[bytes] = []
         self._batch: list[bytes] = []
         self._batchSize = 0
         self._batchLimit = 0
@@ -143,7 +143,7 @@ class ValueSender:
         pending = self._pending
         while pending:
             self._batchEncoded(pending[0])
-            pending.popleft()
+            del pending[0]
 
     def sendValue(self, value: object) -> bool:
         """

@@ -11,7 +11,6 @@ C{recvStream}; and a log line for every stream that fails, either way.
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Callable
 
 from twisted.internet import defer
@@ -141,7 +140,7 @@ class SessionStreams:
         self._offered = offered
         self._log = log
         self._untaken: dict[IncomingStream, ReceivedStream] = {}
-        self._queue: deque[ReceivedStream] = deque()
+        self._queue: list[ReceivedStream] = []
         self._waiters: Waiters[ReceivedStream] = Waiters(clock, self._timedOut)
         self._closed: BaseException | None = None
 
@@ -213,7 +212,7 @@ class SessionStreams:
         <netstructer.protocol.BridgeProtocol.recvStream>}).
         """
         if self._queue:
-            return defer.succeed(self._queue.popleft())
+            return defer.succeed(self._queue.pop(0))
         if self._closed is not None:
             return defer.fail(self._closed)
         return self._waiters.wait(timeout)
