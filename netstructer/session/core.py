@@ -63,17 +63,15 @@ from netstructer.closing import CloseMachine, CloseStep
 from netstructer.errors import (
     BufferDataError,
     ChannelClosedError,
-    HandshakeTimeout,
     LocalProtocolError,
     NetStructerError,
-    PeerUnresponsive,
     RemoteProtocolError,
     TruncationError,
 )
 from netstructer.keys import KeyIdentity
 from netstructer.session.capability import ICapability, ISessionHost
 from netstructer.session.config import BridgeConfig
-from netstructer.session.ending import brokenConnection
+from netstructer.session.ending import brokenConnection, handshakeTimedOut, peerUnresponsive
 from netstructer.session.framing import FrameReader
 from netstructer.session.incoming import Delivery
 from netstructer.session.liveness import Due, Liveness
@@ -178,42 +176,15 @@ class SessionCore:
         calls (a value relayed while another session's data was handled).
     """
 
-    # Slots: a server holds one per connection.
-    __slots__ = (
-        "_graceReported",
-        "bytesIn",
-        "capabilities",
-        "changed",
-        "channel",
-        "closeCode",
-        "closeMessage",
-        "closeRequested",
-        "closing",
-        "config",
-        "connectedAt",
-        "delivery",
-        "ended",
-        "established",
-        "events",
-        "failure",
-        "flow",
-        "frames",
-        "halted",
-        "keyId",
-        "lastActivity",
-        "lastValueIn",
-        "liveness",
-        "name",
-        "now",
-        "openedAt",
-        "out",
-        "peer",
-        "peerKey",
-        "queue",
-        "role",
-        "sender",
-        "suite",
-        "valuesIn",
+    # Slots, as words (a server holds a core per connection).
+    __slots__ = tuple(
+        """
+        _graceReported bytesIn capabilities changed channel closeCode
+        closeMessage closeRequested closing config connectedAt delivery ended
+        established events failure flow frames halted keyId lastActivity
+        lastValueIn liveness name now openedAt out peer peerKey queue role
+        sender suite valuesIn
+        """.split()  # noqa: SIM905
     )
 
     def __init__(
@@ -602,23 +573,10 @@ class SessionCore:
 
     def _handleDue(self, due: Due) -> None:
         if due is Due.HANDSHAKE_TIMEOUT:
-            self._fail(
-                HandshakeTimeout(
-                    f"the handshake with {self.peer} did not complete within "
-                    f"{self.config.handshakeTimeout} seconds"
-                ),
-                abort=True,
-            )
+            self._fail(handshakeTimedOut(self.peer, self.config.handshakeTimeout), abort=True)
         elif due is Due.UNRESPONSIVE:
-            self._fail(
-                PeerUnresponsive(
-                    f"no answer to a keep-alive ping from {self.peer} within "
-                    f"{self.config.keepAliveInterval} seconds: it may be down or cut off; "
-                    "connect again"
-                ),
-                abort=True,
-                quiet=True,
-            )
+            interval = self.config.keepAliveInterval or 0.0
+            self._fail(peerUnresponsive(self.peer, interval), abort=True, quiet=True)
         elif due is Due.PING:
             self.closing.pingSent(self.sender.valuesOut)
             self.sender.sendControl(self.channel.ping)

@@ -10,7 +10,12 @@ L{ConnectionBroken<netstructer.errors.ConnectionBroken>}, made here.
 
 from __future__ import annotations
 
-from netstructer.errors import ConnectionBroken, TruncationError
+from netstructer.errors import (
+    ConnectionBroken,
+    HandshakeTimeout,
+    PeerUnresponsive,
+    TruncationError,
+)
 
 __all__ = ["brokenConnection", "describeCause"]
 
@@ -53,3 +58,26 @@ def brokenConnection(
         )
     error.__cause__ = cause
     return error
+
+
+def handshakeTimedOut(peer: str, seconds: float) -> HandshakeTimeout:
+    """
+    The error of a handshake that took too long.
+
+    @param peer: Who the peer is, for the message.
+    @param seconds: The time it had.
+    """
+    return HandshakeTimeout(f"the handshake with {peer} did not complete within {seconds} seconds")
+
+
+def peerUnresponsive(peer: str, seconds: float) -> PeerUnresponsive:
+    """
+    The error of a peer that did not answer a keep-alive ping.
+
+    @param peer: Who the peer is, for the message.
+    @param seconds: The time it had to answer.
+    """
+    return PeerUnresponsive(
+        f"no answer to a keep-alive ping from {peer} within {seconds} seconds: it may be"
+        " down or cut off; connect again"
+    )
