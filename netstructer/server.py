@@ -165,6 +165,58 @@ def _callableOrNone(method: object) -> Callable[..., object] | None:
     return method if callable(method) else None
 
 
+class _HandlerWork:
+    """
+    The handler's work in flight: the Deferreds (and coroutines) its methods
+    returned that have not fired yet.  A clean stop waits for them, a
+    bounded time, so that what a handler does after a value or a stream
+    arrived (writing a stream's meta beside it, say) is not cut short.
+    """
+
+    def __init__(self, log: Logger) -> None:
+        self._pending: set[defer.Deferred[Any]] = set()
+        self._waiters: list[defer.Deferred[None]] = []
+        self._log = log
+
+    def track(self, work: defer.Deferred[Any]) -> None:
+        """
+        Count C{work} in flight until it fires.
+        """
+        self._pending.add(work)
+        work.addBoth(self._finished, work)
+
+    def _finished(self, outcome: object, work: defer.Deferred[Any]) -> object:
+        self._pending.discard(work)
+        if not self._pending:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+        return outcome
+
+    def settled(self, clock: IReactorTime, timeout: float) -> defer.Deferred[None]:
+        """
+        @return: A Deferred firing once no work is in flight, or after
+            C{timeout} seconds (the unfinished work logged, and left to
+            finish or not).
+        """
+        if not self._pending:
+            return defer.succeed(None)
+        waiter: defer.Deferred[None] = defer.Deferred()
+        self._waiters.append(waiter)
+
+        def expired() -> None:
+            self._waiters.remove(waiter)
+            self._log.warn(
+                "Stopping with {count} handler calls unfinished after {timeout} seconds",
+                count=len(self._pending),
+                timeout=timeout,
+            )
+            waiter.callback(None)
+
+        timer = clock.callLater(timeout, expired)
+        return waiter.addCallback(lambda _: timer.cancel() if timer.active() else None)
+
+
 @implementer(ISessionListener)
 class _HandlerDispatcher:
     """
@@ -180,6 +232,7 @@ class _HandlerDispatcher:
         self._received: Callable[[BridgeProtocol, object], object] | None = None
         self._log = log
         self._failed: set[BridgeProtocol] = set()
+        self.work = _HandlerWork(log)
 
     @property
     def handler(self) -> object:
@@ -234,6 +287,7 @@ class _HandlerDispatcher:
             return
         if result is not None and isinstance(result, defer.Deferred):
             result.addErrback(lambda failure: self._handlerFailed(session, failure))
+            self.work.track(result)
 
     def streamReceived(self, session: BridgeProtocol, meta: object, stream: ReceivedStream) -> None:
         """
@@ -269,6 +323,7 @@ class _HandlerDispatcher:
             return
         if isinstance(result, defer.Deferred):
             result.addErrback(failed)
+            self.work.track(result)
 
     def sessionClosed(self, session: BridgeProtocol, reason: Failure) -> None:
         """
@@ -285,7 +340,7 @@ class _HandlerDispatcher:
         def logFailure(failure: Failure) -> None:
             self._log.failure("handler failed for {peer}", failure, peer=session.key)
 
-        defer.maybeDeferred(closed, session, reason).addErrback(logFailure)
+        self.work.track(defer.maybeDeferred(closed, session, reason).addErrback(logFailure))
 
     def _call(self, session: BridgeProtocol, method: Callable[..., object], *args: object) -> None:
         try:
@@ -295,6 +350,7 @@ class _HandlerDispatcher:
             return
         if isinstance(result, defer.Deferred):
             result.addErrback(lambda failure: self._handlerFailed(session, failure))
+            self.work.track(result)
 
     def _handlerFailed(self, session: BridgeProtocol, failure: Failure) -> None:
         self._log.failure("handler failed for {peer}", failure, peer=session.key)
@@ -859,8 +915,8 @@ class Server(MultiService):
         The metrics listener, if any, stays up until every connection has
         ended, its C{/healthz} answering 503 from the start.
 
-        @return: A Deferred that fires with L{None} once the port is closed
-            and every connection has ended.
+        @return: A Deferred firing once the port is closed, every connection
+            ended and the handler's Deferreds fired (or the grace passed).
         """
         self.running = 0
         """Whether the service runs (Twisted's L{Service.running
@@ -881,6 +937,8 @@ class Server(MultiService):
 
             stopped.addErrback(stopListeningFailed)
         stopped.addCallback(lambda _: MultiService.stopService(self))
+        grace = self.config.shutdownGrace
+        stopped.addCallback(lambda _: self._dispatcher.work.settled(self.reactor, grace))
         if self.metrics is not None:
             metrics = self.metrics
             stopped.addCallback(lambda _: metrics.stop())

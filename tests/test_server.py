@@ -547,6 +547,56 @@ class ListenTests(ServerTestCase):
             self.assertEqual(link.client.closeCode, CloseCode.GOING_AWAY)
         self.assertEqual(self.reactor.getDelayedCalls(), [])
 
+    def test_stopWaitsForHandlers(self) -> None:
+        """
+        A clean stop waits for the Deferreds the handler returned (for a
+        value, a stream or a session's end) to fire, and no longer than the
+        shutdown grace: then it logs how many were unfinished, and fires.
+        """
+        working: list[defer.Deferred[None]] = []
+
+        class Handler:
+            def bufferReceived(self, session: BridgeProtocol, value: object) -> object:
+                working.append(defer.Deferred())
+                return working[-1]
+
+        endpoint = FakeEndpoint()
+        server = self.makeServer(Handler(), endpoint=endpoint, shutdownGrace=3.0)
+        server.startService()
+        link = self.connect()
+        for value in range(2):
+            link.client.sendBuffer(value)
+        self.network.pump()
+        self.assertEqual(len(working), 2)
+        stopped = server.stopService()
+        assert endpoint.port.stopping is not None
+        endpoint.port.stopping.callback(None)
+        self.network.pump()
+        self.assertNoResult(stopped)
+        working[0].callback(None)
+        self.assertNoResult(stopped)
+        working[1].callback(None)
+        self.successResultOf(stopped)
+
+        # Work that never ends holds the stop for the grace, not longer.
+        working.clear()
+        endpoint = FakeEndpoint()
+        server = self.makeServer(Handler(), endpoint=endpoint, shutdownGrace=3.0)
+        server.startService()
+        self.connect().client.sendBuffer("never answered")
+        self.network.pump()
+        stopped = server.stopService()
+        assert endpoint.port.stopping is not None
+        endpoint.port.stopping.callback(None)
+        self.network.pump()
+        self.reactor.advance(2.9)
+        self.assertNoResult(stopped)
+        self.reactor.advance(0.1)
+        self.successResultOf(stopped)
+        [warning] = [e for e in self.events if "unfinished" in e.get("log_format", "")]
+        self.assertEqual((warning["count"], warning["timeout"]), (1, 3.0))
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
     def test_listenPending(self) -> None:
         """
         Listen calls made while the endpoint is still binding all fire with
