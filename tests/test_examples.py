@@ -7,11 +7,14 @@ Each example is run as a script, in a subprocess, from a temporary home
 directory with temporary key files.  Servers are started on port 0 and
 print the port they were given; the tests read that line, and every other
 line they wait for, from the program's output with a deadline (no sleeps).
+The cluster's example gets a real C{redis-server} on a free loopback port
+(L{tests._redis.RedisServer}), and is skipped, saying so, without one.
 Every process is stopped when its test ends.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import queue
 import re
@@ -27,6 +30,7 @@ from pathlib import Path
 from twisted.trial.unittest import SynchronousTestCase
 
 from netstructer.keys import keyFileLine, writeKeyFile
+from tests._redis import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -104,16 +108,30 @@ class Program:
         @raise AssertionError: The program ended, or the deadline passed,
             first.
         """
+        return self.expectEach(pattern)[0]
+
+    def expectEach(self, *patterns: str) -> list[re.Match[str]]:
+        """
+        Read lines until each of C{patterns} has matched one, in any order.
+
+        @return: The matches, in the order of C{patterns}.
+        @raise AssertionError: The program ended, or the deadline passed,
+            first.
+        """
+        found: dict[str, re.Match[str]] = {}
         deadline = time.monotonic() + DEADLINE
-        while True:
+        while len(found) < len(patterns):
             line = self._next(deadline)
             if line is None:
+                missing = [pattern for pattern in patterns if pattern not in found]
                 raise AssertionError(
-                    f"the program ended without printing {pattern!r}:\n{self.transcript()}"
+                    f"the program ended without printing {missing!r}:\n{self.transcript()}"
                 )
-            match = re.search(pattern, line)
-            if match is not None:
-                return match
+            for pattern in patterns:
+                match = re.search(pattern, line)
+                if pattern not in found and match is not None:
+                    found[pattern] = match
+        return [found[pattern] for pattern in patterns]
 
     def listeningPort(self) -> int:
         """
@@ -166,13 +184,16 @@ class ExampleTests(SynchronousTestCase):
     TESTED = {
         "chat_client.py",
         "chat_server.py",
+        "cluster_node.py",
         "echo_client.py",
         "echo_server.py",
+        "file_server.py",
         "kv_client.py",
         "kv_server.py",
         "original_client.py",
         "original_server.py",
         "scrape_metrics.py",
+        "send_file.py",
     }
 
     def setUp(self) -> None:
@@ -295,18 +316,28 @@ class ExampleTests(SynchronousTestCase):
         self.assertEqual(server.finish(interrupt=True), -signal.SIGTERM, server.transcript())
         self.assertIn("Server Shut Down.", server.transcript())
 
+    def namedKeys(self, *names: str) -> Path:
+        """
+        Write a named key file for each client (C{NAME.key}) and the
+        server's file of all their keys.
+
+        @return: The server's key file.
+        """
+        lines = []
+        for name in names:
+            key = writeKeyFile(self.home / f"{name}.key", name=name)
+            lines.append(keyFileLine(key, name))
+        serverKeys = self.home / "server.key"
+        serverKeys.touch(mode=0o600)
+        serverKeys.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return serverKeys
+
     def test_chat(self) -> None:
         """
         Two chat clients, with named keys, talk through the chat server: in
         the room, privately, and to a name nobody holds.
         """
-        serverKeys = self.home / "server.key"
-        lines = []
-        for name in ("alice", "bob"):
-            key = writeKeyFile(self.home / f"{name}.key", name=name)
-            lines.append(keyFileLine(key, name))
-        serverKeys.touch(mode=0o600)
-        serverKeys.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        serverKeys = self.namedKeys("alice", "bob")
         server = self.start("chat_server.py", "--port", "0", "--key-file", str(serverKeys))
         address = f"127.0.0.1:{server.listeningPort()}"
 
@@ -350,3 +381,105 @@ class ExampleTests(SynchronousTestCase):
         self.assertIn("values sent: 3", output)
         self.assertTrue(output[-1].startswith("health: 200 ok: listening"), output)
         self.assertEqual(server.finish(interrupt=True), 0, server.transcript())
+
+    def test_files(self) -> None:
+        """
+        A file of a few MiB sent with C{send_file.py} is saved whole by the
+        file server, and the SHA-256 both print is the file's; the same
+        name again is refused, and the file saved first stays as it was.
+        """
+        data = os.urandom(3 * 1024 * 1024 + 12345)
+        digest = hashlib.sha256(data).hexdigest()
+        source = self.home / "report.bin"
+        source.write_bytes(data)
+        server = self.start("file_server.py", "inbox", "--port", "0", "--key-file", self.keyFile)
+        address = f"127.0.0.1:{server.listeningPort()}"
+
+        output = self.runToEnd("send_file.py", address, str(source), "--key-file", self.keyFile)
+        self.assertEqual(output[-1], f"sent {source}: {len(data)} bytes, SHA-256 {digest}")
+        self.assertEqual(output[-2], f"{len(data)} of {len(data)} bytes (100%)")
+        server.expect(
+            rf"^saved inbox/report\.bin from 127\.0\.0\.1:\d+: {len(data)} bytes, SHA-256 {digest}$"
+        )
+        saved = self.home / "inbox" / "report.bin"
+        self.assertEqual(saved.read_bytes(), data)
+
+        again = self.start("send_file.py", address, str(source), "--key-file", self.keyFile)
+        self.assertEqual(again.finish(), 1, again.transcript())
+        self.assertIn("not sent: ", again.transcript())
+        self.assertIn("a file of that name exists", again.transcript())
+        server.expect(r"^not saved: report\.bin from 127\.0\.0\.1:\d+: ")
+        self.assertEqual(server.finish(interrupt=True), 0, server.transcript())
+        self.assertEqual(sorted(path.name for path in saved.parent.iterdir()), ["report.bin"])
+        self.assertEqual(saved.read_bytes(), data)
+
+    def sendAcross(self, sender: Program, name: str, recipient: Program, to: str) -> None:
+        """
+        Have C{sender} (the client C{name}) send a line to C{to} until its
+        node knows where C{to} is, then check that C{recipient} got it.
+
+        A client's name reaches the other nodes within a moment of its
+        connecting; until then a value sent to it is refused at once
+        (C{NoSuchSession}).  The server handles a session's requests in
+        order, so a note the sender sends itself after each try comes back
+        after that try's refusal, if any.
+        """
+        deadline = time.monotonic() + DEADLINE
+        for attempt in range(1000):
+            sender.write(f"/msg {to} hello from {name}")
+            sender.write(f"/msg {name} try {attempt}")
+            answer = sender.expect(rf"^(! .*{to}.*|{name} \(to you\): try {attempt})$")
+            if not answer.group(1).startswith("!"):
+                break
+            self.assertLess(time.monotonic(), deadline, sender.transcript())
+        recipient.expect(rf"^{name} \(to you\): hello from {name}$")
+
+    def test_cluster(self) -> None:
+        """
+        Two cluster nodes share a real Redis; the chat's clients, connected
+        one to each node, talk across them: privately both ways, and in the
+        room.  SIGTERM stops each node cleanly.
+        """
+        redis = RedisServer(self.home / "redis")
+        self.addCleanup(redis.stop)
+        redis.start()  # SkipTest, saying how to install it, without redis-server
+        serverKeys = self.namedKeys("alice", "bob")
+        writeKeyFile(self.home / "cluster.key")  # the node's default --cluster-key
+        addresses = {}
+        nodes = []
+        for name in ("n1", "n2"):
+            node = self.start(
+                "cluster_node.py",
+                "--port",
+                "0",
+                "--node-name",
+                name,
+                "--key-file",
+                str(serverKeys),
+                "--cluster",
+                redis.url,
+            )
+            listening, _ = node.expectEach(
+                r"listening on 127\.0\.0\.1:(\d+)", rf"Node {name} joined the cluster at "
+            )
+            addresses[name] = f"127.0.0.1:{listening.group(1)}"
+            nodes.append(node)
+
+        bob = self.start(
+            "chat_client.py", addresses["n2"], "--key-file", str(self.home / "bob.key")
+        )
+        bob.expect(r"^bob \(to you\): you are in 'room'$")
+        alice = self.start(
+            "chat_client.py", addresses["n1"], "--key-file", str(self.home / "alice.key")
+        )
+        alice.expect(r"^alice \(to you\): you are in 'room'$")
+
+        self.sendAcross(alice, "alice", bob, "bob")
+        self.sendAcross(bob, "bob", alice, "alice")
+        alice.write("hello, room")
+        bob.expect(r"^alice: hello, room$")
+
+        self.assertEqual(alice.finish(), 0, alice.transcript())
+        self.assertEqual(bob.finish(), 0, bob.transcript())
+        for node in nodes:
+            self.assertEqual(node.finish(interrupt=True), 0, node.transcript())
