@@ -389,11 +389,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="nsstreams-bench-") as directory:
             source = Path(directory) / "big.bin"
             writeFile(source, big)
-            run = _Run(Path(directory))
+            peers = _Run(Path(directory))
             try:
-                memory = memoryRun(run, source)
+                memory = memoryRun(peers, source)
             finally:
-                run.close()
+                peers.close()
         growth = {side: memory[side] / _MiB for side in ("server", "client")}
         print(
             f"{big // _MiB} MiB stream at {memory['rate']:,.0f} MB/s, load average"

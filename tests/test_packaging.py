@@ -306,8 +306,8 @@ class DistributionTests(SynchronousTestCase):
     def test_sdist(self) -> None:
         """
         The sdist holds every module, the plugin, the accelerator's C
-        sources and header, and the files a build and a reader need; and no
-        compiled or cached files.
+        sources and header, the files a build and a reader need, and the
+        examples (the tests run them); and no compiled or cached files.
         """
         build = self.built()
         expected = (
@@ -316,6 +316,8 @@ class DistributionTests(SynchronousTestCase):
             | {PLUGIN, "netstructer/py.typed"}
             | {"README.rst", "CHANGELOG.rst", "setup.py", "setup.cfg", "pyproject.toml"}
             | {"MANIFEST.in"}
+            | {f"examples/{path.name}" for path in (REPO / "examples").glob("*.py")}
+            | {"examples/README.rst"}
         )
         self.assertIn("netstructer/_speedups.h", expected)
         missing = sorted(expected - build.sdist)
