@@ -494,6 +494,8 @@ class _State(Protocol):
 
     def sealBuffer(self, value: object, framed: bool) -> memoryview: ...
 
+    def sealRecordParts(self, recordType: int, head: bytes, payload: _Bytes) -> memoryview: ...
+
     def releaseBuffers(self) -> None: ...
 
     def ping(self, data: bytes) -> bytes: ...
@@ -533,6 +535,9 @@ class _Refusing:
 
     def sealBuffer(self, value: object, framed: bool) -> memoryview:
         raise ChannelClosedError(f"cannot send a value: {self._why}")
+
+    def sealRecordParts(self, recordType: int, head: bytes, payload: _Bytes) -> memoryview:
+        raise ChannelClosedError(f"cannot send a record: {self._why}")
 
     def releaseBuffers(self) -> None:
         return None
@@ -797,6 +802,14 @@ class _Established:
         return self._sealValue(self._encodeAfter(_VALUE_TYPE_BYTE, value))
 
     def sendRecord(self, recordType: int, body: bytes) -> bytes:
+        self._checkRecord(recordType, len(body))
+        return self._sender.seal(recordType, body)
+
+    def sealRecordParts(self, recordType: int, head: bytes, payload: _Bytes) -> memoryview:
+        self._checkRecord(recordType, len(head) + len(payload))
+        return self._sender.sealParts(bytes((recordType,)) + head, payload, True)
+
+    def _checkRecord(self, recordType: int, size: int) -> None:
         owner = _EXTENSION_OWNER.get(recordType)
         if owner is None:
             raise ValueError(f"record type {recordType:#04x} is not an extension record type")
@@ -808,12 +821,11 @@ class _Established:
                 localValue=PROTOCOL_VERSION,
                 remoteValue=self.version,
             )
-        if len(body) > self._peerMaxValueSize:
+        if size > self._peerMaxValueSize:
             raise BufferDataError(
-                f"a {owner} record of {len(body)} bytes is larger than the peer accepts "
+                f"a {owner} record of {size} bytes is larger than the peer accepts "
                 f"({self._peerMaxValueSize}); send smaller parts"
             )
-        return self._sender.seal(recordType, body)
 
     def sendEncoded(self, encoded: bytes) -> bytes:
         return self._sealValue(_VALUE_TYPE_BYTE + encoded)
@@ -1963,6 +1975,24 @@ class Channel:
         @raise LocalProtocolError: Values cannot flow in this state.
         """
         return self._state.sendRecord(recordType, body)
+
+    def sealRecordParts(self, recordType: int, head: bytes, payload: _Bytes) -> memoryview:
+        """
+        Seal an extension record whose body is C{head + payload}, as
+        L{sendRecord} would, into the buffer L{sealBuffer} reuses, without
+        joining the parts (for records that carry bulk, such as a stream's
+        data): the same frame, byte for byte, with its length prefix.  Its
+        lifetime is that of L{sealBuffer}'s views: until the next call to
+        either, or to L{releaseBuffers}.
+
+        @return: A read-only view of the length prefix and the frame.
+        @raise ValueError: As for L{sendRecord}.
+        @raise PeerVersionError: As for L{sendRecord}.
+        @raise BufferDataError: As for L{sendRecord}.
+        @raise ChannelClosedError: Records cannot be sent in this state.
+        @since: 1.0
+        """
+        return self._state.sealRecordParts(recordType, head, payload)
 
     def ping(self, data: bytes = b"") -> bytes:
         """

@@ -28,6 +28,7 @@ _LAYERS: list[tuple[str, ...]] = [
         "netstructer.tuning",
         "netstructer.keyreload",
         "netstructer.tlsfailure",
+        "netstructer._sha256",
     ),
     ("netstructer.channel",),
     ("netstructer.session", "netstructer.records"),

@@ -2,7 +2,8 @@
 """
 Tests for the reused-buffer record paths of L{netstructer.channel}:
 L{Channel.sealBuffer} writes the same frames, byte for byte, as
-L{Channel.sendValue}, large records are opened into a reused buffer, and
+L{Channel.sendValue} (and L{Channel.sealRecordParts} as
+L{Channel.sendRecord}), large records are opened into a reused buffer, and
 L{Channel.releaseBuffers} lets the memory go.
 """
 
@@ -18,8 +19,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from netstructer import channel as _channel
 from netstructer._crypto import TAG_SIZE, CipherState
-from netstructer.channel import Channel, Role, ValueReceived
+from netstructer.channel import Channel, RecordReceived, Role, ValueReceived
 from netstructer.errors import BufferDataError, ChannelClosedError, EncodeError, IntegrityError
+from netstructer.streams.wire import STREAM_DATA
 from netstructer.values import Encoder, Limits, encode
 
 from .test_channel import KEY, SUITES, handshake
@@ -190,6 +192,67 @@ class SealBufferTests(SynchronousTestCase):
         client, _ = pair("noise", "AESGCM")
         client.close()
         self.assertRaises(ChannelClosedError, client.sealBuffer, b"x")
+
+
+class SealRecordPartsTests(SynchronousTestCase):
+    """
+    L{Channel.sealRecordParts}.
+    """
+
+    @settings(max_examples=30, deadline=None)
+    @given(
+        st.binary(max_size=24),
+        st.sampled_from([0, 1, 4096, 65536, 70_000, 300_000]),
+        st.sampled_from(["AESGCM", "ChaChaPoly"]),
+    )
+    def test_sameFramesAsSendRecord(self, head: bytes, size: int, cipher: str) -> None:
+        """
+        A record sealed in parts is the frame L{Channel.sendRecord} gives
+        for the joined body, after its length prefix, and opens to it.
+        """
+        old, _ = fixedPair(cipher)
+        new, server = fixedPair(cipher)
+        payload = os.urandom(size)
+        frame = old.sendRecord(STREAM_DATA, head + payload)
+        sealed = new.sealRecordParts(STREAM_DATA, head, memoryview(payload))
+        self.assertTrue(sealed.readonly)
+        self.assertEqual(sealed.tobytes(), len(frame).to_bytes(4, "big") + frame)
+        event = server.receiveFrame(sealed[4:])
+        assert isinstance(event, RecordReceived)
+        self.assertEqual((event.recordType, bytes(event.body)), (STREAM_DATA, head + payload))
+
+    def test_everySuite(self) -> None:
+        """
+        Every suite seals records in parts, in order with values.
+        """
+        for suite, cipher in SUITES:
+            client, server = pair(suite, cipher)
+            for size in (10, 70_000, 1 << 20):
+                payload = os.urandom(size)
+                sealed = client.sealRecordParts(STREAM_DATA, b"head", payload)
+                event = server.receiveFrame(sealed[4:])
+                assert isinstance(event, RecordReceived), suite
+                self.assertEqual(bytes(event.body), b"head" + payload)
+                value = server.receiveFrame(client.sendValue([size]))
+                assert isinstance(value, ValueReceived)
+
+    def test_refused(self) -> None:
+        """
+        What L{Channel.sendRecord} refuses, this refuses before sealing
+        anything: a type that is not an extension's, a body larger than
+        the peer accepts, a channel not established or closed.
+        """
+        client, server = fixedPair(limits=Limits(maxSize=100_000))
+        self.assertRaises(ValueError, client.sealRecordParts, 0x01, b"", b"x")
+        self.assertRaises(
+            BufferDataError, client.sealRecordParts, STREAM_DATA, b"ab", b"x" * 99_999
+        )
+        event = server.receiveFrame(client.sealRecordParts(STREAM_DATA, b"a", b"x" * 99_999)[4:])
+        assert isinstance(event, RecordReceived)
+        fresh = Channel(Role.CLIENT, KEY)
+        self.assertRaises(ChannelClosedError, fresh.sealRecordParts, STREAM_DATA, b"", b"x")
+        client.close()
+        self.assertRaises(ChannelClosedError, client.sealRecordParts, STREAM_DATA, b"", b"x")
 
 
 class OpenIntoTests(SynchronousTestCase):

@@ -8,6 +8,7 @@ events), and a fake clock gives them the time.
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass, field
 
@@ -607,6 +608,31 @@ class CapabilityTests(SynchronousTestCase):
         wire.deliver(wire.server)
         [event] = [e for e in wire.server.events if isinstance(e, SessionFailed)]
         self.assertIn("has not enabled", str(event.error))
+
+    def test_recordParts(self) -> None:
+        """
+        A record sent in parts is sealed into the channel's reused buffer,
+        queued as borrowed; sealing the next one first copies what is still
+        queued of it, so both arrive whole, in order with values.
+        """
+        wire = Wire()
+        client = wire.client.core.attach(Recorder)
+        server = wire.server.core.attach(Recorder)
+        wire.pump()
+        out = wire.client.core.out
+        first, second = os.urandom(100_000), os.urandom(90_000)
+        client.host.sendRecordParts(0x11, (b"one", memoryview(first)))
+        borrowed = out.borrowed
+        self.assertIsNotNone(borrowed)
+        wire.client.core.sender.sendValue("between")
+        client.host.sendRecordParts(0x11, (b"two", second))
+        self.assertIsNot(out.borrowed, borrowed)
+        client.host.sendRecordParts(0x11, [b"th", b"r", b"ee"])
+        wire.pump()
+        self.assertEqual(
+            server.told[-3:], [(0x11, b"one" + first), (0x11, b"two" + second), (0x11, b"three")]
+        )
+        self.assertEqual(wire.server.values, ["between"])
 
     def test_time(self) -> None:
         """

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from zope.interface import implementer
 
+from netstructer._sha256 import backgroundSha256
 from netstructer.blocking._sockets import IMMEDIATELY
 from netstructer.channel import ValueReceived
 from netstructer.errors import (
@@ -138,6 +139,7 @@ class LinkStreams:
                 maxStreamSize=config.maxStreamSize,
                 encode=core.channel.encodeValue,
                 decode=core.channel.decoder.decode,
+                hashing=backgroundSha256,
             )
         )
 

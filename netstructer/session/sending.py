@@ -298,7 +298,19 @@ class ValueSender:
         @raise PeerVersionError: As for L{sendRecord}.
         @raise ChannelClosedError: As for L{sendRecord}.
         """
-        self.sendRecord(recordType, b"".join(parts))
+        if self._stopped is not None:
+            raise self._refuse()
+        if len(parts) != 2:
+            self.sendRecord(recordType, b"".join(parts))
+            return
+        if self._batch:
+            self.flush()
+        head, payload = parts
+        # Sealed into the channel's reused buffer, like a large value: no
+        # fresh buffer, and no copy of the payload but the cipher's.
+        out = self._out
+        out.settleBorrowed()
+        out.frameBorrowed(self._channel.sealRecordParts(recordType, bytes(head), payload))
 
     def sendControl(self, seal: Callable[[], bytes]) -> None:
         """

@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from netstructer._sha256 import backgroundSha256
 from netstructer._waiting import Waiters
 from netstructer.errors import OperationTimedOut, StreamError
 from netstructer.session.capability import ISessionHost
@@ -163,6 +164,7 @@ class SessionStreams:
             maxStreamSize=config.maxStreamSize,
             encode=encode,
             decode=decode,
+            hashing=backgroundSha256,
         )
         return self.engine
 

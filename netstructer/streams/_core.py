@@ -21,6 +21,7 @@ from netstructer.errors import (
     StreamTooLarge,
     TooManyStreams,
 )
+from netstructer.streams.hashing import HashFactory
 from netstructer.streams.wire import AbortCode
 
 __all__ = ["StreamsCore", "abortError"]
@@ -34,10 +35,12 @@ class StreamsCore(Protocol):
     @ivar window: The credit an incoming stream is accepted with by default.
     @ivar idleTimeout: Seconds a stream waits on the peer, or L{None}.
     @ivar peer: The peer, for messages.
+    @ivar newHash: Makes a stream's SHA-256.
     """
 
     window: int
     idleTimeout: float | None
+    newHash: HashFactory
 
     @property
     def peer(self) -> str:

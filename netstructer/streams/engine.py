@@ -49,6 +49,7 @@ from netstructer.errors import (
     StreamProtocolError,
 )
 from netstructer.session.capability import ICapability, ISessionHost
+from netstructer.streams.hashing import HashFactory, inlineSha256
 from netstructer.streams.incoming import IncomingStream
 from netstructer.streams.interfaces import (
     IOutgoingStreamObserver,
@@ -162,6 +163,7 @@ class StreamsEngine:
     @ivar observer: Told of the streams the peer offers and of every
         stream that fails; an adapter may replace it (a server hands its
         sessions' streams to its handler).
+    @ivar newHash: Makes each stream's SHA-256 (L{HashFactory}).
     """
 
     capability = "streams"
@@ -178,6 +180,7 @@ class StreamsEngine:
         maxStreamSize: int | None = None,
         encode: Callable[[object], bytes] = _encode,
         decode: Callable[[bytes], object] = _decode,
+        hashing: HashFactory = inlineSha256,
     ) -> None:
         """
         @param host: The session.
@@ -194,6 +197,8 @@ class StreamsEngine:
         @param encode: Encodes a stream's meta (the session's encoder).
         @param decode: Decodes a received meta (the session's limits); a
             meta that does not decode fails the session.
+        @param hashing: Makes each stream's SHA-256 (inline by default; see
+            L{netstructer.streams.hashing}).
         @raise ValueError: A setting out of range.
         """
         if maxStreams < 1:
@@ -215,6 +220,7 @@ class StreamsEngine:
         self.maxStreamSize = maxStreamSize
         self._encode = encode
         self._decode = decode
+        self.newHash = hashing
         self._ownParity = 1 if host.role is Role.CLIENT else 0
         self._nextID = 1 if self._ownParity else 2
         self._outgoing: dict[int, OutgoingStream] = {}

@@ -24,7 +24,6 @@ DATA records still in flight are dropped, within the credit granted.
 from __future__ import annotations
 
 import enum
-import hashlib
 from typing import TYPE_CHECKING, Final
 
 from zope.interface import implementer
@@ -36,6 +35,7 @@ from netstructer.errors import (
     StreamProtocolError,
 )
 from netstructer.streams._core import StreamsCore, abortError
+from netstructer.streams.hashing import StreamHash
 from netstructer.streams.interfaces import IIncomingStreamObserver
 from netstructer.streams.wire import (
     MAX_WINDOW,
@@ -157,7 +157,7 @@ class IncomingStream:
         self._digest = b""
         self.observer: IIncomingStreamObserver = _NOT_ACCEPTED
         self._state = _State.OFFERED
-        self._hasher: _Hash = hashlib.sha256()
+        self._hasher: StreamHash = core.newHash(None)
         self._window = 0
         self._outstanding = 0
         self._unconsumed = 0
@@ -214,7 +214,7 @@ class IncomingStream:
         self.observer = observer
         self.offset = self.received = offset
         if prefix is not None:
-            self._hasher = prefix.copy()
+            self._hasher = self._core.newHash(prefix)
         self._window = self._outstanding = window
         digest = None if prefix is None else prefix.digest()
         body = acceptBody(self.streamID, window, offset, digest)
@@ -350,10 +350,13 @@ class IncomingStream:
         elif self._maxStreamSize is not None and end > self._maxStreamSize:
             self._abort(AbortCode.TOO_LARGE, f"over the limit of {self._maxStreamSize} bytes")
         else:
-            self._hasher.update(record.payload)
+            # The payload is a view of the session's receive buffer: copy it
+            # once, for the hash and the observer alike.
+            data = bytes(record.payload)
+            self._hasher.update(data)
             self.received = end
             self._unconsumed += count
-            self.observer.dataReceived(bytes(record.payload))
+            self.observer.dataReceived(data)
 
     def endReceived(self, record: StreamEnd) -> None:
         """

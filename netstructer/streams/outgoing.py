@@ -20,7 +20,6 @@ L{LocalProtocolError})::
 from __future__ import annotations
 
 import enum
-import hashlib
 from typing import TYPE_CHECKING, Final
 
 from netstructer.errors import (
@@ -32,6 +31,7 @@ from netstructer.errors import (
     StreamTimeout,
 )
 from netstructer.streams._core import StreamsCore, abortError
+from netstructer.streams.hashing import StreamHash
 from netstructer.streams.interfaces import IOutgoingStreamObserver, IStreamSource
 from netstructer.streams.wire import (
     MAX_WINDOW,
@@ -136,7 +136,7 @@ class OutgoingStream:
         self._state = _State.PENDING
         self._credit = 0
         self._starved = False
-        self._hasher: _Hash = hashlib.sha256()
+        self._hasher: StreamHash = core.newHash(None)
         self._deadline: float | None = None
         self._offeredDigest: bytes | None = None
         # Whether its OPEN was sent (records for it may arrive), and whether
@@ -209,7 +209,7 @@ class OutgoingStream:
                 "abort the stream with RESUME_MISMATCH instead"
             )
         self._move(_Input.RESUMED, fromPeer=False)
-        self._hasher = prefix.copy()
+        self._hasher = self._core.newHash(prefix)
         self.sent = offset
         self._core.schedule(self)
 
