@@ -37,6 +37,7 @@ and for the per-IP limit.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Iterator
 
@@ -103,12 +104,15 @@ class ISessionListener(Interface):
         """
 
 
+@functools.lru_cache(maxsize=4096)
 def canonicalHost(host: str) -> str:
     """
     The form of a host that lookups and per-IP limits compare: brackets
     removed, an IP address in its compressed form, and an IPv4-mapped IPv6
     address as the IPv4 address it carries.  Anything that is not an IP
-    address is returned unchanged.
+    address is returned unchanged.  (Remembered for the last few thousand
+    hosts: parsing an address costs more than the rest of a session's
+    registration.)
 
     @param host: An IP address, possibly in brackets, or any other text.
     @return: The canonical form.
