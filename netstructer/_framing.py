@@ -41,6 +41,10 @@ class FrameReceiver(Int32StringReceiver):
         self._frames.maxFrame = self.MAX_LENGTH
         self._framesFailed = False
         self._processing = False
+        # Whether the reader holds no byte: kept here (set when fed, found
+        # again when its frames were handed over) so that the common case,
+        # a frame alone in one read, need not ask it.
+        self._readerEmpty = not self._frames.pending
 
     # The subclass's hooks.
 
@@ -101,7 +105,7 @@ class FrameReceiver(Int32StringReceiver):
         frames = self._frames
         if not self._receiveBlocked and not self._processing and len(data) >= 4:
             (length,) = _PREFIX.unpack_from(data)
-            if len(data) == 4 + length and length <= self.MAX_LENGTH and not frames.pending:
+            if len(data) == 4 + length and length <= self.MAX_LENGTH and self._readerEmpty:
                 # Exactly one frame, and nothing else waits (a request, or
                 # its answer, in one read): handed over in place.  C{data}
                 # is immutable, so a view of it that outlives this call
@@ -112,6 +116,7 @@ class FrameReceiver(Int32StringReceiver):
                 finally:
                     self._processing = False
                 return
+        self._readerEmpty = False
         frames.feed(data)
         self._processBuffer()
 
@@ -153,6 +158,7 @@ class FrameReceiver(Int32StringReceiver):
                     return
         finally:
             self._processing = False
+            self._readerEmpty = not self._frames.pending
             self._framesHandled()
 
     def _dropFrames(self) -> None:
@@ -161,6 +167,7 @@ class FrameReceiver(Int32StringReceiver):
         """
         self._framesFailed = True
         self._frames = FrameReader(0)
+        self._readerEmpty = True
 
     @property
     def bufferedBytes(self) -> int:

@@ -159,6 +159,7 @@ class SessionProtocol(FrameReceiver):
         self._abortCall: IDelayedCall | None = None
         self._producerRegistered = False
         self._peerClosed: Failure | None = None
+        self._uncorkAfter = False
 
     @property
     def established(self) -> bool:
@@ -253,49 +254,54 @@ class SessionProtocol(FrameReceiver):
             if corked:
                 writer.uncork()
 
-    def dataReceived(self, data: bytes) -> None:
-        """
-        Split the stream into frames in linear time and hand each to
-        L{stringReceived}.  A length prefix over C{MAX_LENGTH} calls
-        L{lengthLimitExceeded} before the frame is buffered.  Over a TCP or
-        UNIX transport, the frames written meanwhile (replies to values,
-        handshake messages) are held back and then sent at once, together.
-        """
-        writer = self._writer
-        corked = writer is not None and writer.cork()
-        try:
-            super().dataReceived(data)
-        finally:
-            if corked and writer is not None:
-                writer.uncork()
+    # FrameReceiver hands frames to stringReceived between these hooks;
+    # meanwhile, frames written are held back, then sent at once, together.
 
     def _frameAlone(self, frame: memoryview) -> None:
-        # The common case (a request, or its answer, alone in one read),
-        # with the hooks of FrameReceiver written inline.
+        # The round trip's path: a request (or its answer) alone in one read.
+        writer = self._writer
+        corked = writer is not None and writer.cork()
         sender = self._sender
         sender.receiving = True
         try:
             self.stringReceived(frame)  # type: ignore[arg-type]
         finally:
             sender.receiving = False
-            sender.flush()
             core = self.core
-            if core.events or core.out.size or core.liveness.changed:
-                self._afterCore()
+            if corked and not (core.events or core.liveness.changed or core.out.size):
+                # Only replies to send, if any: their record goes to the
+                # socket with what was held back, without queuing.
+                reply = sender.sealBatch() if self.closeReason is None else None
+                writer.uncork(reply)  # type: ignore[union-attr]
+            else:
+                sender.flush()
+                if core.events or core.liveness.changed:
+                    self._afterCore()
+                elif core.out.size:
+                    self._writeOutput()
+                if corked:
+                    writer.uncork()  # type: ignore[union-attr]
 
     def _updateBlocked(self) -> None:
         delivery = self.core.delivery
         self._receiveBlocked = delivery.paused or delivery.holding
 
     def _receivingStarted(self) -> None:
+        writer = self._writer
+        self._uncorkAfter = writer is not None and writer.cork()
         self._sender.receiving = True
 
     def _framesHandled(self) -> None:
         # Values sent while these frames were handled (answers, echoes)
         # leave in one record per batch.
         self._sender.receiving = False
-        self._sender.flush()
-        self._afterCore()
+        try:
+            self._sender.flush()
+            self._afterCore()
+        finally:
+            if self._uncorkAfter:
+                self._uncorkAfter = False
+                self._writer.uncork()  # type: ignore[union-attr]
 
     def _receivingEnded(self) -> bool:
         return self.closeReason is not None or self.core.failure is not None
@@ -330,14 +336,17 @@ class SessionProtocol(FrameReceiver):
         core = self.core
         event = core.frameReceived(string)
         if event is not None:
+            events = self.events
             if type(event) is ValueReceived:
-                self.events.valuesReceived(self, 1, event.size)
-                self.core.delivery.share = event.size
+                if events is not NO_EVENTS:
+                    events.valuesReceived(self, 1, event.size)
+                core.delivery.share = event.size
                 self._valueSink()(event.value)
             else:
                 values = cast(ValuesReceived, event).values
                 share = event.size // len(values)
-                self.events.valuesReceived(self, len(values), share)
+                if events is not NO_EVENTS:
+                    events.valuesReceived(self, len(values), share)
                 self._deliver(values, share)
         if core.events:
             self._handleEvents()

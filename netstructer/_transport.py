@@ -8,6 +8,7 @@ transport's write flow as a producer.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterable
 from typing import Final, Protocol
 
@@ -17,6 +18,8 @@ from twisted.internet.interfaces import IAddress, IPushProducer
 from zope.interface import implementer
 
 __all__ = ["IMMEDIATE_WRITE_LIMIT", "TransportWriter", "WriteFlow", "noDelay"]
+
+_PREFIX: Final = struct.Struct("!I")
 
 IMMEDIATE_WRITE_LIMIT: Final = 64 * 1024
 """The most bytes held back while received data is handled, to send them
@@ -155,11 +158,19 @@ class TransportWriter:
         self._corkedSize = 0
         return True
 
-    def uncork(self) -> None:
+    def uncork(self, frame: bytes | None = None) -> None:
         """
         Send what was held back, at once (see L{sendNow}).
+
+        @param frame: One more frame payload to send after it (its length
+            prefix is added), or L{None}.
         """
         corked, self._corked = self._corked, None
+        if frame is not None:
+            if corked is None:
+                corked = []
+            corked.append(_PREFIX.pack(len(frame)))
+            corked.append(frame)
         if corked:
             self.sendNow(corked)
 

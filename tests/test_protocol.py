@@ -1240,6 +1240,41 @@ class ImmediateWriteTests(SynchronousTestCase):
         self.assertTrue(self.server.writable)
         self.assertEqual(self.values(), values)
 
+    def test_heldBackThenReply(self) -> None:
+        """
+        Frames written while a frame alone is handled (a handler's own
+        C{flush}) and the batch of replies left after it reach the socket
+        together, in order, before C{dataReceived} returns.
+        """
+
+        class Flushing(Echo):
+            def bufferReceived(self, value: object) -> None:
+                self.sendBuffer(("first", value))
+                self.flush()
+                self.sendBuffer(("then", value))
+
+        self.server = Flushing(Role.SERVER, BridgeConfig.fromKey(KEY), self.clock)
+        self.descriptor = SocketDescriptor(MemoryReactor())
+        self.server.makeConnection(self.descriptor)
+        self.client = Channel(Role.CLIENT, KEY)
+        self.deliver(*self.client.framesToSend())
+        for frame in self.frames():
+            self.client.receiveFrame(frame)
+        self.deliver(*self.client.framesToSend())
+        self.deliver(self.client.sendValue("v"))
+        self.assertFalse(self.descriptor.waiting)
+        self.assertEqual(self.values(), [("first", "v"), ("then", "v")])
+
+    def test_largeAlone(self) -> None:
+        """
+        A large reply to a frame alone goes straight to the socket from the
+        channel's reused buffer too.
+        """
+        value = b"y" * _IMMEDIATE_WRITE_LIMIT
+        self.deliver(self.client.sendValue(value))
+        self.assertFalse(self.descriptor.waiting)
+        self.assertEqual(self.values(), [value])
+
     def test_limit(self) -> None:
         """
         Once the frames written while C{dataReceived} runs exceed

@@ -634,6 +634,29 @@ class CapabilityTests(SynchronousTestCase):
         )
         self.assertEqual(wire.server.values, ["between"])
 
+    def test_sealBatch(self) -> None:
+        """
+        C{sealBatch} seals the batch into one record and returns its frame
+        without queuing it, counting its values; with nothing batched it
+        returns L{None}.
+        """
+        wire = Wire()
+        wire.pump()
+        sender = wire.client.core.sender
+        self.assertIsNone(sender.sealBatch())
+        sender.receiving = True
+        sender.sendValue("a")
+        sender.sendValue(["b", 2])
+        before = sender.valuesOut
+        frame = sender.sealBatch()
+        assert frame is not None
+        self.assertEqual(sender.valuesOut - before, 2)
+        self.assertEqual(sender.batched, 0)
+        self.assertEqual(wire.client.core.out.size, 0)
+        wire.server.inbox.append(frame)
+        wire.deliver(wire.server)
+        self.assertEqual(wire.server.values, ["a", ["b", 2]])
+
     def test_time(self) -> None:
         """
         A capability is woken at the time it asked for, once.

@@ -254,14 +254,31 @@ class ValueSender:
         dropped: like a failed transport's unsent writes, they are lost, and
         the session's close reason says why.
         """
+        frame = self.sealBatch()
+        if frame is not None:
+            self._out.frame(frame)
+
+    def sealBatch(self) -> bytes | None:
+        """
+        Seal the batched values into one record and return its frame, for
+        an adapter that writes it at once, when nothing else is queued
+        before it (L{flush} queues it).
+
+        @return: The frame payload, or L{None} if no value is batched (or
+            sending stopped because the session failed: see L{flush}).
+        """
         batch = self._batch
         if not batch:
-            return
+            return None
         self._batch = []
         self._batchSize = 0
         if self._failed:
-            return
-        self._sealed(self._channel.sendEncodedValues(batch), len(batch))
+            return None
+        frame = self._channel.sendEncodedValues(batch)
+        self.valuesOut += len(batch)
+        self.bytesOut += len(frame)
+        self.lastValue = self._now()
+        return frame
 
     def drop(self) -> None:
         """
