@@ -30,6 +30,10 @@ PENDING_LIMIT: Final = 4 * 1024 * 1024
 while more do.  At about 1.5 GB/s this is under 3 ms of hashing, the
 longest a C{digest} waits."""
 
+WORKER_NICENESS: Final = 10
+"""The niceness the worker thread sets itself (on Linux, where a thread has
+its own): when the CPUs are busy, it runs after the reactor."""
+
 INLINE_BELOW: Final = 16 * 1024
 """Smaller updates are hashed at once in the caller's thread when nothing
 waits before them: handing them over would cost more than hashing them."""
@@ -58,6 +62,7 @@ class _Worker:
         self._queue.put((owner, data))
 
     def _run(self) -> None:
+        _yieldToOthers()
         get = self._queue.get
         while True:
             owner, data = get()
@@ -72,6 +77,21 @@ class _Worker:
         self._lock = threading.Lock()
         self._queue = SimpleQueue()
         self._thread = None
+
+
+def _yieldToOthers() -> None:
+    """
+    Make the calling thread (the worker) give way to the process's other
+    threads when the CPUs are busy: hashing can wait, the reactor's
+    answers to small values cannot.  Where threads have no priority of
+    their own, nothing changes.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICENESS)
+    except (AttributeError, OSError):
+        # No per-thread priority here (not Linux), or not allowed to lower
+        # it: the worker runs at the process's priority.
+        return
 
 
 _WORKER = _Worker()

@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import sys
+import threading
 import time
 from typing import TYPE_CHECKING
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from netstructer import _sha256
 from netstructer._sha256 import INLINE_BELOW, BackgroundSha256, backgroundSha256
@@ -161,6 +163,22 @@ class BackgroundTests(SynchronousTestCase):
         healthy = BackgroundSha256()
         healthy.update(b"y" * 100_000)
         self.assertEqual(healthy.digest(), hashlib.sha256(b"y" * 100_000).digest())
+
+    def test_workerGivesWay(self) -> None:
+        """
+        On Linux the worker thread lowers its own priority (its niceness,
+        from the process's), so that busy CPUs run the reactor first.
+        """
+        if not sys.platform.startswith("linux"):
+            raise SkipTest("threads have priorities of their own on Linux only")
+        hasher = BackgroundSha256()
+        hasher.update(b"p" * 100_000)
+        hasher.digest()
+        thread = _sha256._WORKER._thread
+        assert thread is not None and thread.native_id is not None
+        own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        expected = min(own + _sha256.WORKER_NICENESS, 19)
+        self.assertEqual(os.getpriority(os.PRIO_PROCESS, thread.native_id), expected)
 
     def test_afterFork(self) -> None:
         """

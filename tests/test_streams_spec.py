@@ -123,7 +123,7 @@ class TablesTests(SynchronousTestCase):
             "the 12 bytes before it",
             f"({DEFAULT_MAX_STREAMS} in the reference implementation)",
             f"({DEFAULT_IDLE_TIMEOUT:.0f} seconds by default)",
-            f"grants {DEFAULT_WINDOW // 2**20} MiB",
+            f"grants {DEFAULT_WINDOW // 1024} KiB",
             f"at most {DEFAULT_CHUNK_SIZE // 1024} KiB at once",
             "0 to 256 bytes of UTF-8",
         ]:

@@ -292,7 +292,7 @@ class IncomingStreamReader:
     A stream the server sends a L{Link<netstructer.blocking.Link>}, not
     taken yet: take it by reading it (L{read}, or iterating over its
     chunks) or saving it (L{saveTo}), or L{refuse} it.  Reading it lets the
-    server send more as the bytes are read, within the window (4 MiB): a
+    server send more as the bytes are read, within the window (512 KiB by default): a
     slow reader slows this stream only.
 
     @ivar meta: The value its sender described it with.

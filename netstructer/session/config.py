@@ -62,7 +62,7 @@ class BridgeConfig:
         aborted (TIMEOUT); L{None} waits for ever.  60 by default.
     @ivar streamWindow: The credit each incoming stream is granted, in
         bytes: the most of it in flight; L{None} for the streams engine's
-        default (1 MiB, for a local link).  Raise it to a round trip's
+        default (512 KiB, for a local link).  Raise it to a round trip's
         worth of bandwidth on a link with a long round trip (values sent
         meanwhile wait behind up to that much of a stream).
     @ivar maxStreamSize: The largest stream a session accepts, in bytes;

@@ -19,7 +19,7 @@ application takes it in one of four ways, which accepts it, or refuses it:
 
 Backpressure is the engine's credit: a chunk counts as consumed (and lets
 the sender send as much more) once it was written to the consumer, handed
-out by C{nextChunk}, or written to the file, so at most a window (4 MiB by
+out by C{nextChunk}, or written to the file, so at most a window (512 KiB by
 default) of a stream is held on this side, however slow its consumer.  A
 stream nobody takes within the idle timeout is refused by the engine.
 """

@@ -98,14 +98,14 @@ STREAMS_VERSION: Final = 3
 DEFAULT_MAX_STREAMS: Final = 16
 """How many streams each way a session has open at once, by default."""
 
-DEFAULT_WINDOW: Final = 1024 * 1024
+DEFAULT_WINDOW: Final = 512 * 1024
 """The credit an incoming stream is granted, by default: what its receiver
 holds of it at most, unconsumed, and so the most of it in flight.  Large
-enough to keep a local link busy (a WINDOW record goes back every 512 KiB
+enough to keep a local link busy (a WINDOW record goes back every 256 KiB
 consumed), small enough that a value sent behind it waits for at most about
-a MiB of the stream (about 2 ms at 500 MB/s); a link with a long round trip
-needs more (C{BridgeConfig.streamWindow}): a window of one round trip's
-worth of bandwidth."""
+half a MiB of the stream (about 1 ms at 500 MB/s); a link with a long round
+trip needs more (C{BridgeConfig.streamWindow}): a window of one round
+trip's worth of bandwidth."""
 
 DEFAULT_CHUNK_SIZE: Final = 256 * 1024
 """The most payload bytes in one DATA record, by default (less if the peer
