@@ -268,19 +268,20 @@ class SessionProtocol(FrameReceiver):
         finally:
             sender.receiving = False
             core = self.core
-            if corked and not (core.events or core.liveness.changed or core.out.size):
-                # Only replies to send, if any: their record goes to the
-                # socket with what was held back, without queuing.
-                reply = sender.sealBatch() if self.closeReason is None else None
-                writer.uncork(reply)  # type: ignore[union-attr]
-            else:
-                sender.flush()
-                if core.events or core.liveness.changed:
-                    self._afterCore()
-                elif core.out.size:
-                    self._writeOutput()
+            reply = None
+            try:
+                if corked and not (core.events or core.liveness.changed or core.out.size):
+                    # Only replies, if any: sent with what was held back.
+                    reply = sender.sealBatch() if self.closeReason is None else None
+                else:
+                    sender.flush()
+                    if core.events or core.liveness.changed:
+                        self._afterCore()
+                    elif core.out.size:
+                        self._writeOutput()
+            finally:
                 if corked:
-                    writer.uncork()  # type: ignore[union-attr]
+                    writer.uncork(reply)  # type: ignore[union-attr]
 
     def _updateBlocked(self) -> None:
         delivery = self.core.delivery

@@ -19,6 +19,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.logger import LogEvent, Logger, capturedLogs
 from twisted.python.failure import Failure
+from twisted.python.monkey import MonkeyPatcher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -56,6 +57,7 @@ from netstructer.protocol import (
     PeerClosed,
     sessionKey,
 )
+from netstructer.session.sending import ValueSender
 from netstructer.values import Limits
 
 KEY = generateKey()
@@ -1264,6 +1266,28 @@ class ImmediateWriteTests(SynchronousTestCase):
         self.deliver(self.client.sendValue("v"))
         self.assertFalse(self.descriptor.waiting)
         self.assertEqual(self.values(), [("first", "v"), ("then", "v")])
+
+    def test_uncorkedOnError(self) -> None:
+        """
+        Should sealing the replies raise, the writer holds nothing back
+        afterwards: later writes still reach the socket (here with the
+        reply, still batched).
+        """
+
+        def failing(sender: ValueSender) -> None:
+            raise RuntimeError("sealing failed")
+
+        patcher = MonkeyPatcher((ValueSender, "sealBatch", failing))
+        patcher.patch()
+        try:
+            self.assertRaises(RuntimeError, self.deliver, self.client.sendValue("v"))
+        finally:
+            patcher.restore()
+        self.assertFalse(self.server._writer.corked)  # type: ignore[union-attr]
+        self.server.sendBuffer("after")
+        self.clock.advance(0)
+        self.assertFalse(self.descriptor.waiting)
+        self.assertEqual(self.values(), ["v", "after"])
 
     def test_largeAlone(self) -> None:
         """
