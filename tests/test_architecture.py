@@ -44,6 +44,7 @@ _LAYERS: list[tuple[str, ...]] = [
         "netstructer.relayclient",
         "netstructer.relaypolicy",
         "netstructer.blocking._sockets",
+        "netstructer.blocking._reading",
         "netstructer.blocking._link",
         "netstructer.blocking._streams",
     ),

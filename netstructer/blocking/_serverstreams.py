@@ -10,9 +10,10 @@ reads or saves it.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from netstructer.blocking._reading import ChunkReader
 from netstructer.streams.receipt import StreamReceipt
 
 if TYPE_CHECKING:
@@ -21,12 +22,13 @@ if TYPE_CHECKING:
 __all__ = ["SessionStreamReader"]
 
 
-class SessionStreamReader:
+class SessionStreamReader(ChunkReader):
     """
     A stream a client sends to a blocking server's session, not taken yet:
     read it (L{read}, or iterate over its chunks), save it (L{saveTo}), or
     L{refuse} it.  It is read as the script reads it: a slow reader slows
-    this stream only.
+    this stream only.  Once it is over, a read returns C{b""}, and the
+    stream is confirmed to its sender.
 
     @ivar meta: The value its sender described it with.
     @ivar size: Its announced size, or L{None}.
@@ -46,7 +48,6 @@ class SessionStreamReader:
         self.size = stream.size
         self.streamID = stream.streamID
         self.resumable = stream.resumable
-        self._rest = b""
 
     def __repr__(self) -> str:
         return f"<SessionStreamReader {self.streamID} meta={self.meta!r}>"
@@ -68,44 +69,6 @@ class SessionStreamReader:
     def _next(self) -> bytes:
         chunk: bytes = self._call(self._stream.nextChunk)
         return chunk
-
-    def read(self, n: int = -1) -> bytes:
-        """
-        Read up to C{n} bytes (all that is left for a negative C{n}, held in
-        memory).
-
-        @return: The bytes; C{b""} once the stream is over (it is then
-            confirmed to its sender).
-        @raise StreamError: It failed.
-        """
-        if n < 0:
-            return b"".join(iter(self))
-        parts: list[bytes] = []
-        count = 0
-        while count < n:
-            if self._rest:
-                chunk, self._rest = self._rest, b""
-            elif count:
-                break
-            else:
-                chunk = self._next()
-                if not chunk:
-                    break
-            if len(chunk) > n - count:
-                chunk, self._rest = chunk[: n - count], chunk[n - count :]
-            parts.append(chunk)
-            count += len(chunk)
-        return b"".join(parts)
-
-    def __iter__(self) -> Iterator[bytes]:
-        """
-        Its chunks as they arrive.
-        """
-        if self._rest:
-            rest, self._rest = self._rest, b""
-            yield rest
-        while chunk := self._next():
-            yield chunk
 
     def saveTo(
         self, path: str | os.PathLike[str], *, overwrite: bool = False, resume: bool = True

@@ -22,13 +22,14 @@ import select
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from zope.interface import implementer
 
 from netstructer._sha256 import backgroundSha256
+from netstructer.blocking._reading import ChunkReader
 from netstructer.blocking._sockets import IMMEDIATELY
 from netstructer.channel import ValueReceived
 from netstructer.errors import (
@@ -287,13 +288,17 @@ class LinkStreams:
 
 
 @implementer(IIncomingStreamObserver)
-class IncomingStreamReader:
+class IncomingStreamReader(ChunkReader):
     """
     A stream the server sends a L{Link<netstructer.blocking.Link>}, not
     taken yet: take it by reading it (L{read}, or iterating over its
     chunks) or saving it (L{saveTo}), or L{refuse} it.  Reading it lets the
-    server send more as the bytes are read, within the window (512 KiB by default): a
-    slow reader slows this stream only.
+    server send more as the bytes are read, within the window (512 KiB by
+    default): a slow reader slows this stream only.  A read waits as long
+    as the link's timeout for its first bytes (then raises
+    L{OperationTimedOut<netstructer.errors.OperationTimedOut>}); once the
+    stream is over it returns C{b""}, and the stream is confirmed to the
+    server.
 
     @ivar meta: The value its sender described it with.
     @ivar size: Its announced size, or L{None}.
@@ -315,7 +320,6 @@ class IncomingStreamReader:
         self._ended = False
         self._error: Exception | None = None
         self._taken = False
-        self._rest = b""
 
     def __repr__(self) -> str:
         return f"<IncomingStreamReader {self.streamID} meta={self.meta!r}>"
@@ -400,46 +404,8 @@ class IncomingStreamReader:
         self.receipt = StreamReceipt(stream.received, stream.sha256 or b"", stream.offset, path)
         self._streams._session.tryFlush()
 
-    def read(self, n: int = -1) -> bytes:
-        """
-        Read up to C{n} bytes of the stream (all of what is left for a
-        negative C{n}: it is then held in memory), waiting as long as the
-        link's timeout for the first of them.
-
-        @return: The bytes; C{b""} once the stream is over (it is then
-            confirmed to the server).
-        @raise StreamError: It failed (the server aborted it, it arrived
-            damaged, ...).
-        @raise OperationTimedOut: Nothing arrived in time.
-        """
-        if n < 0:
-            return b"".join(iter(self))
-        parts: list[bytes] = []
-        count = 0
-        while count < n:
-            if self._rest:
-                chunk, self._rest = self._rest, b""
-            elif count and not self._chunks:
-                break
-            else:
-                chunk = self._next()
-                if not chunk:
-                    break
-            if len(chunk) > n - count:
-                chunk, self._rest = chunk[: n - count], chunk[n - count :]
-            parts.append(chunk)
-            count += len(chunk)
-        return b"".join(parts)
-
-    def __iter__(self) -> Iterator[bytes]:
-        """
-        The stream's chunks as they arrive (at most 256 KiB each).
-        """
-        if self._rest:
-            rest, self._rest = self._rest, b""
-            yield rest
-        while chunk := self._next():
-            yield chunk
+    def _ready(self) -> bool:
+        return bool(self._chunks)
 
     def saveTo(
         self, path: str | os.PathLike[str], *, overwrite: bool = False, resume: bool = True
