@@ -1046,6 +1046,45 @@ class ResumeTests(SynchronousTestCase):
         self.assertIsInstance(collector.error, ResumeMismatch)
         self.assertIn("without resuming", str(collector.error))
 
+    def checkedResume(self, held: bytes) -> Sent:
+        """
+        Send L{DATA}, resumable, to a receiver that holds C{held}; the
+        sender answers the offer with C{prefixChecked}.
+        """
+
+        def offered(stream: IncomingStream) -> None:
+            collector = Collector(stream)
+            pair.serverObserver.collectors[stream.streamID] = collector
+            stream.accept(collector, offset=len(held), prefix=hashlib.sha256(held))
+
+        pair = Pair(serverObserver=EngineObserver(onOffered=offered))
+        sent = Sent()
+        source = BytesSource(DATA)
+
+        def onResume(offset: int, digest: bytes) -> None:
+            own = hashlib.sha256(DATA[:offset])
+            if own.digest() == digest:
+                source.seek(offset)
+                stream.prefixChecked(offset, own)
+            else:
+                stream.prefixChecked(offset, None)
+
+        sent.onResume = onResume
+        stream = pair.client.openStream(source, sent, size=len(DATA), resume=True)
+        pair.pump()
+        return sent
+
+    def test_prefixChecked(self) -> None:
+        """
+        C{prefixChecked} resumes with a prefix that matched, and aborts with
+        RESUME_MISMATCH without one.
+        """
+        sent = self.checkedResume(DATA[:50_000])
+        self.assertEqual(sent.confirmed, (len(DATA), sha256(DATA)))
+        sent = self.checkedResume(b"y" * 50_000)
+        self.assertIsInstance(sent.error, ResumeMismatch)
+        self.assertIn("not those of this file", str(sent.error))
+
     def test_resumeChecks(self) -> None:
         """
         C{resumeFrom} needs an offer at that offset and the matching hash;

@@ -89,13 +89,7 @@ class _Sending:
         except OSError as e:
             stream.abort(f"reading the file to resume failed: {e}")
             return
-        if prefix is None:
-            stream.abort(
-                f"the receiver's first {offset} bytes are not those of this file",
-                AbortCode.RESUME_MISMATCH,
-            )
-        else:
-            stream.resumeFrom(offset, prefix)
+        stream.prefixChecked(offset, prefix)
 
     def streamProgressed(self, sent: int) -> None:
         if self.progress is not None and self.stream is not None:

@@ -276,15 +276,8 @@ class ThreadedFileSource(Feed):
         self._buffered = 0
 
         def checked(prefix: _Hash | None) -> None:
-            if self._stopped:
-                return
-            if prefix is None:
-                stream.abort(
-                    f"the receiver's first {offset} bytes are not those of this file",
-                    AbortCode.RESUME_MISMATCH,
-                )
-            else:
-                stream.resumeFrom(offset, prefix)
+            if not self._stopped:
+                stream.prefixChecked(offset, prefix)
 
         def failed(failure: Failure) -> None:
             if not self._stopped:

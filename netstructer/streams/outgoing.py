@@ -213,6 +213,24 @@ class OutgoingStream:
         self.sent = offset
         self._core.schedule(self)
 
+    def prefixChecked(self, offset: int, prefix: _Hash | None) -> None:
+        """
+        The source's first C{offset} bytes were compared with the part the
+        receiver offered to resume from: go on from C{offset} if they
+        match (L{resumeFrom}), else abort with RESUME_MISMATCH.
+
+        @param offset: The offset offered.
+        @param prefix: A SHA-256 hash object fed those bytes if they match,
+            or L{None} if they do not.
+        """
+        if prefix is None:
+            self.abort(
+                f"the receiver's first {offset} bytes are not those of this file",
+                AbortCode.RESUME_MISMATCH,
+            )
+        else:
+            self.resumeFrom(offset, prefix)
+
     def sourceReady(self) -> None:
         """
         The source has bytes again (or its end) after answering L{None}.
