@@ -7,8 +7,10 @@ refusal of docs/protocol.rst, "Streams".
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -29,7 +31,9 @@ from netstructer.errors import (
     StreamTooLarge,
     TooManyStreams,
 )
+from netstructer.keys import generateKey
 from netstructer.session.capability import ICapability, ISessionHost
+from netstructer.session.config import BridgeConfig
 from netstructer.streams import (
     AbortCode,
     IIncomingStreamObserver,
@@ -39,7 +43,15 @@ from netstructer.streams import (
     IStreamSource,
     StreamsEngine,
 )
-from netstructer.streams.engine import MAX_BLOCKED_ANSWERS, MAX_META_SIZE
+from netstructer.streams.engine import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_STREAMS,
+    DEFAULT_WINDOW,
+    MAX_BLOCKED_ANSWERS,
+    MAX_META_SIZE,
+    configuredEngine,
+)
+from netstructer.streams.hashing import StreamHash, inlineSha256
 from netstructer.streams.sources import BytesSource
 from netstructer.streams.wire import (
     STREAM_ABORT,
@@ -57,10 +69,18 @@ from netstructer.streams.wire import (
     openBody,
     windowBody,
 )
+from netstructer.values import decode, encode
 
 from ._streamshost import Collector, EngineObserver, FakeHost, Pair, Pieces, Sent, sha256
 
 DATA = bytes(range(256)) * 1000  # 256 000 bytes
+
+
+def sha256Of(prefix: object) -> StreamHash:
+    """
+    A hash factory other than the engine's default.
+    """
+    return hashlib.sha256()
 
 
 def types(records: list[tuple[int, bytes]]) -> list[int]:
@@ -91,6 +111,34 @@ class InterfaceTests(SynchronousTestCase):
         pair.pump()
         collector = pair.serverObserver.collectors[stream.streamID]
         self.assertTrue(verifyObject(IIncomingStreamObserver, collector))
+
+    def test_configured(self) -> None:
+        """
+        L{configuredEngine} takes a session's stream settings from its
+        configuration, and the engine's defaults for those left unset.
+        """
+        host = FakeHost(Role.CLIENT, Clock())
+        config = dataclasses.replace(
+            BridgeConfig.fromKey(generateKey()),
+            maxStreams=3,
+            streamWindow=1000,
+            streamIdleTimeout=5.0,
+            maxStreamSize=10,
+        )
+        engine = configuredEngine(host, EngineObserver(), config, encode, decode)
+        self.assertEqual(
+            (engine._maxStreams, engine.window, engine.idleTimeout, engine.maxStreamSize),
+            (3, 1000, 5.0, 10),
+        )
+        self.assertIs(engine.newHash, inlineSha256)
+        plain = configuredEngine(
+            host, EngineObserver(), BridgeConfig.fromKey(generateKey()), encode, decode, sha256Of
+        )
+        self.assertEqual(
+            (plain._maxStreams, plain.window, plain.idleTimeout),
+            (DEFAULT_MAX_STREAMS, DEFAULT_WINDOW, DEFAULT_IDLE_TIMEOUT),
+        )
+        self.assertIs(plain.newHash, sha256Of)
 
     def test_settings(self) -> None:
         """

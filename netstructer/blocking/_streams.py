@@ -41,7 +41,7 @@ from netstructer.errors import (
     StreamTooLarge,
 )
 from netstructer.session.config import BridgeConfig
-from netstructer.streams.engine import DEFAULT_MAX_STREAMS, DEFAULT_WINDOW, StreamsEngine
+from netstructer.streams.engine import configuredEngine
 from netstructer.streams.files import FileSink, FileSource, openSink, storageProblem
 from netstructer.streams.incoming import IncomingStream
 from netstructer.streams.interfaces import (
@@ -125,16 +125,13 @@ class LinkStreams:
         self._offers: deque[IncomingStream] = deque()
         core = session.core
         self.engine = core.attach(
-            lambda host: StreamsEngine(
+            lambda host: configuredEngine(
                 host,
                 self,
-                maxStreams=config.maxStreams or DEFAULT_MAX_STREAMS,
-                idleTimeout=config.streamIdleTimeout,
-                window=config.streamWindow or DEFAULT_WINDOW,
-                maxStreamSize=config.maxStreamSize,
-                encode=core.channel.encodeValue,
-                decode=core.channel.decoder.decode,
-                hashing=backgroundSha256,
+                config,
+                core.channel.encodeValue,
+                core.channel.decoder.decode,
+                backgroundSha256,
             )
         )
 

@@ -26,7 +26,7 @@ from netstructer.session.config import BridgeConfig
 from netstructer.streaming.disk import IDiskIO
 from netstructer.streaming.received import ReceivedStream
 from netstructer.streaming.sources import Feed, Pace, feedFor
-from netstructer.streams.engine import DEFAULT_MAX_STREAMS, DEFAULT_WINDOW, StreamsEngine
+from netstructer.streams.engine import StreamsEngine, configuredEngine
 from netstructer.streams.incoming import IncomingStream
 from netstructer.streams.interfaces import IOutgoingStreamObserver, IStreamsObserver
 from netstructer.streams.outgoing import OutgoingStream
@@ -155,17 +155,7 @@ class SessionStreams:
         """
         Make the session's engine (to attach it).
         """
-        self.engine = StreamsEngine(
-            host,
-            self,
-            maxStreams=config.maxStreams or DEFAULT_MAX_STREAMS,
-            idleTimeout=config.streamIdleTimeout,
-            window=config.streamWindow or DEFAULT_WINDOW,
-            maxStreamSize=config.maxStreamSize,
-            encode=encode,
-            decode=decode,
-            hashing=backgroundSha256,
-        )
+        self.engine = configuredEngine(host, self, config, encode, decode, backgroundSha256)
         return self.engine
 
     def _timedOut(self, timeout: float) -> Exception:

@@ -49,6 +49,7 @@ from netstructer.errors import (
     StreamProtocolError,
 )
 from netstructer.session.capability import ICapability, ISessionHost
+from netstructer.session.config import BridgeConfig
 from netstructer.streams.hashing import HashFactory, inlineSha256
 from netstructer.streams.incoming import IncomingStream
 from netstructer.streams.interfaces import (
@@ -90,6 +91,7 @@ __all__ = [
     "MAX_META_SIZE",
     "STREAMS_VERSION",
     "StreamsEngine",
+    "configuredEngine",
 ]
 
 STREAMS_VERSION: Final = 3
@@ -628,3 +630,37 @@ class StreamsEngine:
         @return: Whether a stream may send a record now.
         """
         return self._opened and not (self._closing or self._failed) and bool(self._host.writable)
+
+
+def configuredEngine(
+    host: ISessionHost,
+    observer: IStreamsObserver,
+    config: BridgeConfig,
+    encode: Callable[[object], bytes],
+    decode: Callable[[bytes], object],
+    hashing: HashFactory = inlineSha256,
+) -> StreamsEngine:
+    """
+    The streams engine of a session configured by C{config} (its
+    C{maxStreams}, C{streamWindow}, C{streamIdleTimeout} and
+    C{maxStreamSize}, the engine's defaults where they are L{None}), as
+    both adapters attach it.
+
+    @param host: The session.
+    @param observer: Told of offered and failed streams.
+    @param config: The session's configuration.
+    @param encode: Encodes a stream's meta (the session's encoder).
+    @param decode: Decodes a received meta (the session's limits).
+    @param hashing: Makes each stream's SHA-256.
+    """
+    return StreamsEngine(
+        host,
+        observer,
+        maxStreams=config.maxStreams or DEFAULT_MAX_STREAMS,
+        idleTimeout=config.streamIdleTimeout,
+        window=config.streamWindow or DEFAULT_WINDOW,
+        maxStreamSize=config.maxStreamSize,
+        encode=encode,
+        decode=decode,
+        hashing=hashing,
+    )
