@@ -12,7 +12,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from typing import TYPE_CHECKING
 
 from hypothesis import given, settings
@@ -199,16 +198,8 @@ class BackgroundTests(SynchronousTestCase):
                     status = 0
             finally:
                 os._exit(status)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            time.sleep(0.01)
-        else:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            self.fail("the forked child did not finish hashing")
+        # The child's alarm bounds this wait: it ends within 20 seconds.
+        _, status = os.waitpid(pid, 0)
         self.assertEqual(os.waitstatus_to_exitcode(status), 0)
 
 
