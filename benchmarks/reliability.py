@@ -116,11 +116,7 @@ def hostileRows() -> tuple[list[Row], list[str]]:
                     *(f"{name}: {value}" for name, value in result.attack.detail.items()),
                     f"log: ``{_peerless(reason)}``" if reason else "no log line",
                 ]
-                failed = result.problems()
-                if failed:
-                    parts.insert(0, f"**FAILED: {'; '.join(failed)}**")
-                    problems.extend(f"{spec.name}: {each}" for each in failed)
-                rows.append((spec.name, spec.load, "; ".join(parts)))
+                _addRow(rows, problems, spec, parts, result.problems())
         finally:
             server.kill()
             shutil.rmtree(home, ignore_errors=True)
@@ -162,15 +158,23 @@ def streamRows() -> tuple[list[Row], list[str]]:
                 f"(slowest {result.checker.worst * 1000:.1f} ms)",
                 *(f"log: ``{_peerless(reason)}``" for reason in reasons),
             ]
-            failed = result.problems()
-            if failed:
-                parts.insert(0, f"**FAILED: {'; '.join(failed)}**")
-                problems.extend(f"{spec.name}: {each}" for each in failed)
-            rows.append((spec.name, spec.load, "; ".join(parts)))
+            _addRow(rows, problems, spec, parts, result.problems())
     finally:
         server.kill()
         shutil.rmtree(home, ignore_errors=True)
     return rows, problems
+
+
+def _addRow(
+    rows: list[Row], problems: list[str], spec: Any, parts: list[str], failed: list[str]
+) -> None:
+    """
+    Add a case's row, its failures first (and to C{problems}) if it had any.
+    """
+    if failed:
+        parts.insert(0, f"**FAILED: {'; '.join(failed)}**")
+        problems.extend(f"{spec.name}: {each}" for each in failed)
+    rows.append((spec.name, spec.load, "; ".join(parts)))
 
 
 def _peerless(line: str) -> str:
