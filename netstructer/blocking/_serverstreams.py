@@ -25,7 +25,7 @@ __all__ = ["SessionStreamReader"]
 class SessionStreamReader(ChunkReader):
     """
     A stream a client sends to a blocking server's session, not taken yet:
-    read it (L{read}, or iterate over its chunks), save it (L{saveTo}), or
+    read it (C{read}, or iterate over its chunks), save it (L{saveTo}), or
     L{refuse} it.  It is read as the script reads it: a slow reader slows
     this stream only.  Once it is over, a read returns C{b""}, and the
     stream is confirmed to its sender.

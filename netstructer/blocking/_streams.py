@@ -282,7 +282,7 @@ class LinkStreams:
 class IncomingStreamReader(ChunkReader):
     """
     A stream the server sends a L{Link<netstructer.blocking.Link>}, not
-    taken yet: take it by reading it (L{read}, or iterating over its
+    taken yet: take it by reading it (C{read}, or iterating over its
     chunks) or saving it (L{saveTo}), or L{refuse} it.  Reading it lets the
     server send more as the bytes are read, within the window (512 KiB by
     default): a slow reader slows this stream only.  A read waits as long
